@@ -1,0 +1,10 @@
+//! `codec-core`: the fmap feature-map codec as a plain Rust library (no GStreamer).
+//!
+//! A *feature frame* ([`FeatureFrame`]) is the set of tensors that crosses the network split for
+//! one video frame. This crate defines its raw serialization (what `splitinfer-front` emits and
+//! `fmapdec` outputs) and the codec that compresses a stream of them.
+
+pub mod entropy;
+pub mod frame;
+
+pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};

@@ -1,0 +1,1 @@
+//! fmap-infer: split ONNX detectors (no GStreamer).

@@ -1,0 +1,23 @@
+//! The fmap GStreamer plugin: split object detection with compressed feature maps.
+//!
+//! Elements: `splitinfer-front`, `fmapenc`, `fmapdec`, `splitinfer-back`, `detectoverlay`.
+//! Each element lives in its own module; the logic lives in `codec-core` and `fmap-infer`.
+
+use gst::glib;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    let _ = plugin;
+    Ok(())
+}
+
+gst::plugin_define!(
+    fmap,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
