@@ -1,1 +1,13 @@
 //! fmap-infer: split ONNX detectors (no GStreamer).
+//!
+//! - [`onnx`]: a small, bounded reader/writer of the ONNX protobuf wire format.
+//! - [`split`]: cutting a model into a front part (inputs → cut tensors) and a back part
+//!   (cut tensors → outputs).
+//! - [`runtime`]: ONNX Runtime loading and sessions.
+
+pub mod error;
+pub mod onnx;
+pub mod runtime;
+pub mod split;
+
+pub use error::{InferError, Result};

@@ -1,0 +1,1 @@
+//! Work in progress (graph helper): see INFER_API.md.
