@@ -6,5 +6,6 @@
 
 pub mod entropy;
 pub mod frame;
+pub mod quant;
 
 pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};
