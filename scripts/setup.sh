@@ -43,6 +43,11 @@ if [ -z "$(ort_lib)" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION"
 fi
+# pycocotools: the reference the mAP code is tested against.
+if ! "$venv/bin/python" -c "import pycocotools, numpy" 2>/dev/null; then
+  say "installing pycocotools into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check pycocotools numpy
+fi
 ORT_LIB="$(ort_lib)"
 [ -n "$ORT_LIB" ] || { say "onnxruntime wheel has no libonnxruntime.so"; exit 1; }
 

@@ -1,0 +1,4 @@
+//! fmap-eval: how many bits each way of sending the split costs, and what it does to detection
+//! accuracy against the unsplit model's detections.
+
+pub mod map;
