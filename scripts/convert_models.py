@@ -327,6 +327,160 @@ def run_model(sess, name, profile, rgb):
 
 
 # --------------------------------------------------------------------------------------------
+# expected detections, split checks, timing
+
+# Tolerances the Rust tests should apply: JPEG decoders and resize implementations differ by a
+# few grey levels, which moves scores by a few hundredths and boxes by a few pixels.
+TOLERANCE = {"score_abs": 0.06, "min_iou": 0.8, "near_threshold_margin": 0.06}
+IMAGES = {NANODET: ["dog.jpg", "bus.jpg"], SSD: ["dog.jpg", "bus.jpg"]}
+VIDEO = "vtest.avi"
+VIDEO_FRAMES = [0, 100, 200, 300, 400, 600]
+VIDEO_DECODE = ("gst-launch-1.0 filesrc location=vtest.avi ! decodebin ! videoconvert ! "
+                "video/x-raw,format=RGB ! multifilesink location=%05d.rgb")
+
+
+def extract_video_frames(video, frames, work):
+    """Decode the video with GStreamer (as the fmap elements do) into raw RGB files."""
+    os.makedirs(work, exist_ok=True)
+    need = [os.path.join(work, f"{k:05d}.rgb") for k in frames]
+    if not all(os.path.exists(p) for p in need):
+        subprocess.run(["gst-launch-1.0", "-q", "filesrc", f"location={video}", "!", "decodebin", "!",
+                        "videoconvert", "!", "video/x-raw,format=RGB", "!", "multifilesink",
+                        f"location={work}/%05d.rgb"], check=True)
+    return need
+
+
+def read_rgb_frame(path, w, h):
+    import numpy as np
+
+    data = np.fromfile(path, dtype=np.uint8)
+    assert data.size == w * h * 3, (path, data.size)
+    return data.reshape(h, w, 3)
+
+
+def mark_near_threshold(dets, profile):
+    for d in dets:
+        d["near_threshold"] = d["score"] < profile["score_threshold"] + TOLERANCE["near_threshold_margin"]
+    return dets
+
+
+def expected_doc(name, profile, source, w, h, frames):
+    return {
+        "model": name + ".onnx",
+        "profile": name + ".profile.json",
+        "source": source,
+        "width": w,
+        "height": h,
+        "preprocess": "stretch resize to the profile's input size, bilinear with half-pixel centres "
+                      "and no antialiasing (OpenCV INTER_LINEAR convention)"
+                      + (", rounded to u8" if profile["input"]["dtype"] == "u8" else
+                         ", in f32, then (x - mean) / std in the profile's channel order"),
+        "decode": {"score_threshold": profile["score_threshold"], "nms_iou": profile["nms_iou"],
+                   "max_detections": profile["max_detections"],
+                   "nms": "class-wise greedy, drop when IoU > nms_iou; boxes clipped to the frame"},
+        "tolerance": dict(TOLERANCE, rule=(
+            "every expected detection with near_threshold=false must be matched by an actual "
+            "detection of the same class_id with |score difference| <= score_abs and IoU >= "
+            "min_iou; near_threshold ones may be missing; an actual detection matching nothing "
+            "must have score < score_threshold + near_threshold_margin")),
+        "generated_by": "scripts/convert_models.py expected (onnxruntime, numpy reference decoder)",
+        "frames": frames,
+    }
+
+
+def write_json(path, doc):
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
+def cmd_expected(a):
+    images = a.images or os.environ.get("FMAP_IMAGES") or os.path.join(ROOT, ".cache/images")
+    footage = a.footage or os.environ.get("FMAP_FOOTAGE") or os.path.join(ROOT, ".cache/footage")
+    out_dir = os.path.join(MODELS, "expected")
+    os.makedirs(out_dir, exist_ok=True)
+    frame_dir = a.frames_dir or tempfile.mkdtemp()
+    video_paths = extract_video_frames(os.path.join(footage, VIDEO), VIDEO_FRAMES, frame_dir)
+    for name in (NANODET, SSD):
+        profile = load_profile(name)
+        sess = session(os.path.join(MODELS, name + ".onnx"))
+        for img in IMAGES[name]:
+            rgb = load_rgb(os.path.join(images, img))
+            h, w = rgb.shape[:2]
+            dets = mark_near_threshold(run_model(sess, name, profile, rgb)[0], profile)
+            src = {"kind": "image", "file": img, "dir_env": "FMAP_IMAGES", "decode": "PIL (libjpeg) to RGB"}
+            path = os.path.join(out_dir, f"{name}.{os.path.splitext(img)[0]}.json")
+            write_json(path, expected_doc(name, profile, src, w, h, [{"frame": 0, "detections": dets}]))
+            print(path)
+            for d in dets:
+                print("   ", d)
+        frames = []
+        for k, p in zip(VIDEO_FRAMES, video_paths):
+            rgb = read_rgb_frame(p, 768, 576)
+            dets = mark_near_threshold(run_model(sess, name, profile, rgb)[0], profile)
+            frames.append({"frame": k, "detections": dets})
+        src = {"kind": "video", "file": VIDEO, "dir_env": "FMAP_FOOTAGE", "decode": VIDEO_DECODE,
+               "frame_index": "0-based index of the decoded frame (buffer) in stream order"}
+        path = os.path.join(out_dir, f"{name}.vtest.json")
+        write_json(path, expected_doc(name, profile, src, 768, 576, frames))
+        print(path)
+        for f in frames:
+            print("  frame", f["frame"], [(d["label"], d["score"], d["box"]) for d in f["detections"]])
+
+
+def cmd_splits(a):
+    images = a.images or os.environ.get("FMAP_IMAGES") or os.path.join(ROOT, ".cache/images")
+    checker = os.path.join(ROOT, "scripts", "onnx_split_check.py")
+    ok = True
+    for name in (NANODET, SSD):
+        model = os.path.join(MODELS, name + ".onnx")
+        prof = os.path.join(MODELS, name + ".profile.json")
+        profile = load_profile(name)
+        for split, cut in profile["split_points"].items():
+            for feed in (["--image", os.path.join(images, "bus.jpg"), "--profile", prof], ["--seed", "7"]):
+                r = subprocess.run([sys.executable, checker, model, "--cut", ",".join(cut)] + feed,
+                                   capture_output=True, text=True)
+                try:
+                    res = json.loads(r.stdout)
+                except json.JSONDecodeError:
+                    print(r.stdout, r.stderr)
+                    ok = False
+                    continue
+                ok &= res["ok"]
+                tensors = "; ".join(f"{t} {v['dtype']} {v['shape']} {v['bytes_per_frame']} B"
+                                    + (f" scale={v['quant'][0]!r} zero_point={v['quant'][1]}" if v["quant"] else "")
+                                    for t, v in res["tensors"].items())
+                print(f"{name} {split} [{'image' if '--image' in feed else 'random'}]: "
+                      f"{'OK bit-identical' if res['ok'] else 'FAIL ' + str(res.get('error', ''))} "
+                      f"front={res.get('onnx_split', {}).get('front_nodes')} "
+                      f"back={res.get('onnx_split', {}).get('back_nodes')} :: {tensors}")
+    if not ok:
+        sys.exit(1)
+
+
+def cmd_bench(a):
+    import numpy as np
+
+    images = a.images or os.environ.get("FMAP_IMAGES") or os.path.join(ROOT, ".cache/images")
+    rgb = load_rgb(os.path.join(images, "bus.jpg"))
+    for name in (NANODET, SSD):
+        profile = load_profile(name)
+        sess = session(os.path.join(MODELS, name + ".onnx"), a.threads)
+        x = nanodet_input(rgb, profile) if name == NANODET else ssd_input(rgb, profile)
+        feed = {profile["input"]["name"]: x}
+        for _ in range(3):
+            sess.run(None, feed)
+        times = []
+        for _ in range(a.runs):
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            times.append((time.perf_counter() - t0) * 1000)
+        t = np.array(times)
+        print(f"{name}: {a.threads} threads, {a.runs} runs: median {np.median(t):.1f} ms, "
+              f"min {t.min():.1f} ms, p90 {np.percentile(t, 90):.1f} ms")
+
+
+# --------------------------------------------------------------------------------------------
 # main
 
 def main():
@@ -344,6 +498,19 @@ def main():
     i = sub.add_parser("inspect")
     i.add_argument("models", nargs="*")
     i.set_defaults(fn=cmd_inspect)
+    e = sub.add_parser("expected")
+    e.add_argument("--images", help="default $FMAP_IMAGES")
+    e.add_argument("--footage", help="default $FMAP_FOOTAGE")
+    e.add_argument("--frames-dir", help="where decoded raw RGB frames go (reused if present)")
+    e.set_defaults(fn=cmd_expected)
+    sp = sub.add_parser("splits")
+    sp.add_argument("--images", help="default $FMAP_IMAGES")
+    sp.set_defaults(fn=cmd_splits)
+    b = sub.add_parser("bench")
+    b.add_argument("--images", help="default $FMAP_IMAGES")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--runs", type=int, default=30)
+    b.set_defaults(fn=cmd_bench)
     a = ap.parse_args()
     a.fn(a)
 
