@@ -8,6 +8,14 @@
 
 use thiserror::Error;
 
+mod bits;
+mod huffman;
+mod packed;
+mod rle;
+mod zvc;
+
+pub use huffman::{MAX_CODE_LEN, huffman_code_lengths};
+
 /// Which entropy coder a payload uses. Stored in the bitstream as the `u8` of [`EntropyMode::id`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EntropyMode {
@@ -73,7 +81,9 @@ pub enum EntropyError {
 /// Appends the coded form of `symbols` to `out`.
 ///
 /// Every symbol must be `< 2^alphabet_bits` and `zero < 2^alphabet_bits`; otherwise
-/// `EntropyError::Invalid`.
+/// `EntropyError::Invalid`. An empty sequence appends nothing in every mode. The payload layout
+/// of each mode is documented in its source file (`packed.rs`, `huffman.rs`, `zvc.rs`,
+/// `rle.rs`); all are MSB-first bit streams padded with zero bits to a whole byte.
 pub fn encode(
     mode: EntropyMode,
     symbols: &[u16],
@@ -81,12 +91,39 @@ pub fn encode(
     zero: u16,
     out: &mut Vec<u8>,
 ) -> Result<(), EntropyError> {
-    let _ = (mode, symbols, alphabet_bits, zero, out);
-    todo!("implemented by the entropy module")
+    let bits = check_alphabet(alphabet_bits, zero)?;
+    // One branch-free pass: OR of all symbols has a bit at or above `bits` iff one is too big.
+    let all = symbols.iter().fold(0u16, |acc, &s| acc | s);
+    if u32::from(all) >> bits != 0 {
+        let (i, s) = symbols
+            .iter()
+            .enumerate()
+            .find(|&(_, &s)| u32::from(s) >> bits != 0)
+            .expect("some symbol has a bit above the alphabet");
+        return Err(EntropyError::Invalid(format!(
+            "symbol {s} at index {i} is outside the {alphabet_bits}-bit alphabet"
+        )));
+    }
+    if symbols.is_empty() {
+        return Ok(());
+    }
+    match mode {
+        EntropyMode::None => packed::encode(symbols, bits, out),
+        EntropyMode::Huffman => huffman::encode(symbols, bits, out),
+        EntropyMode::Zvc => zvc::encode(symbols, bits, zero, false, out),
+        EntropyMode::ZvcHuffman => zvc::encode(symbols, bits, zero, true, out),
+        EntropyMode::Rle => rle::encode(symbols, bits, zero, out),
+    }
+    Ok(())
 }
 
 /// Decodes exactly `count` symbols from `input`, which must be consumed entirely.
 /// Treats `input` as untrusted: typed error, no panic, allocation bounded by `count`.
+///
+/// Modes that need at least one bit per symbol (none, Huffman with two or more symbols, ZVC's
+/// mask) reject a `count` larger than the input's bits before allocating. Run-length payloads
+/// and one-symbol Huffman tables legitimately expand a few bytes into `count` symbols, so the
+/// caller must bound `count` (it comes from tensor shapes the caller validated).
 pub fn decode(
     mode: EntropyMode,
     input: &[u8],
@@ -94,6 +131,51 @@ pub fn decode(
     zero: u16,
     count: usize,
 ) -> Result<Vec<u16>, EntropyError> {
-    let _ = (mode, input, alphabet_bits, zero, count);
-    todo!("implemented by the entropy module")
+    let bits = check_alphabet(alphabet_bits, zero)?;
+    if count == 0 {
+        return if input.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(EntropyError::TrailingBytes(input.len()))
+        };
+    }
+    match mode {
+        EntropyMode::None => packed::decode(input, bits, count),
+        EntropyMode::Huffman => huffman::decode(input, bits, count),
+        EntropyMode::Zvc => zvc::decode(input, bits, zero, count, false),
+        EntropyMode::ZvcHuffman => zvc::decode(input, bits, zero, count, true),
+        EntropyMode::Rle => rle::decode(input, bits, zero, count),
+    }
 }
+
+fn check_alphabet(alphabet_bits: u8, zero: u16) -> Result<u32, EntropyError> {
+    if !(1..=16).contains(&alphabet_bits) {
+        return Err(EntropyError::Invalid(format!(
+            "alphabet_bits {alphabet_bits} outside 1..=16"
+        )));
+    }
+    let bits = u32::from(alphabet_bits);
+    if u32::from(zero) >> bits != 0 {
+        return Err(EntropyError::Invalid(format!(
+            "zero symbol {zero} outside the {alphabet_bits}-bit alphabet"
+        )));
+    }
+    Ok(bits)
+}
+
+/// Maps a signed value to an unsigned symbol with small magnitudes first:
+/// 0, -1, 1, -2, 2, ... -> 0, 1, 2, 3, 4, ... The zig-zag code of 0 is 0, the natural `zero`
+/// symbol for signed data (motion vectors, residuals). Values outside `i16` are clamped to it.
+pub fn zigzag(v: i32) -> u16 {
+    let v = v.clamp(i32::from(i16::MIN), i32::from(i16::MAX));
+    ((v << 1) ^ (v >> 31)) as u16
+}
+
+/// Inverse of [`zigzag`].
+pub fn unzigzag(u: u16) -> i32 {
+    let u = i32::from(u);
+    (u >> 1) ^ -(u & 1)
+}
+
+#[cfg(test)]
+mod tests;
