@@ -526,6 +526,38 @@ def cmd_splits(a):
         sys.exit(1)
 
 
+def bench_splits(name, profile, feed, a):
+    """Median wall time of the front and back halves of every named split point."""
+    import numpy as np
+    import onnx
+    import onnx.utils
+
+    model_path = os.path.join(MODELS, name + ".onnx")
+    model = onnx.load(model_path, load_external_data=False)
+    outputs = [o.name for o in model.graph.output]
+    tmp = tempfile.mkdtemp()
+    res = {}
+    for split, cut in profile["split_points"].items():
+        fp, bp = os.path.join(tmp, split + ".front.onnx"), os.path.join(tmp, split + ".back.onnx")
+        onnx.utils.extract_model(model_path, fp, [profile["input"]["name"]], cut)
+        onnx.utils.extract_model(model_path, bp, cut, outputs)
+        fs, bs = session(fp, a.threads), session(bp, a.threads)
+        mid = dict(zip(cut, fs.run(cut, feed)))
+        medians = []
+        for sess, inputs in ((fs, feed), (bs, mid)):
+            for _ in range(2):
+                sess.run(None, inputs)
+            ts = []
+            for _ in range(max(5, a.runs // 2)):
+                t0 = time.perf_counter()
+                sess.run(None, inputs)
+                ts.append((time.perf_counter() - t0) * 1000)
+            medians.append(float(np.median(ts)))
+        res[split] = tuple(medians)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return res
+
+
 def cmd_bench(a):
     import numpy as np
 
@@ -539,13 +571,23 @@ def cmd_bench(a):
         for _ in range(3):
             sess.run(None, feed)
         times = []
+        cpu0 = time.process_time()
         for _ in range(a.runs):
             t0 = time.perf_counter()
             sess.run(None, feed)
             times.append((time.perf_counter() - t0) * 1000)
+        cpu = (time.process_time() - cpu0) * 1000 / a.runs
         t = np.array(times)
-        print(f"{name}: {a.threads} threads, {a.runs} runs: median {np.median(t):.1f} ms, "
-              f"min {t.min():.1f} ms, p90 {np.percentile(t, 90):.1f} ms")
+        split_times = {}
+        if a.splits:
+            split_times = bench_splits(name, profile, feed, a)
+        # Wall time suffers on a shared machine; CPU time per frame (all threads) less so.
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"{name}: {a.threads} threads, {a.runs} runs: wall median {np.median(t):.1f} ms, "
+              f"min {t.min():.1f} ms, p90 {np.percentile(t, 90):.1f} ms; CPU {cpu:.1f} ms/frame; "
+              f"load average {load:.1f}")
+        for split, (front_ms, back_ms) in split_times.items():
+            print(f"  split {split}: front median {front_ms:.1f} ms, back median {back_ms:.1f} ms")
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,6 +625,7 @@ def main():
     b.add_argument("--images", help="default $FMAP_IMAGES")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--runs", type=int, default=30)
+    b.add_argument("--splits", action="store_true", help="also time front/back of every split point")
     b.set_defaults(fn=cmd_bench)
     a = ap.parse_args()
     a.fn(a)
