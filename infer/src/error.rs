@@ -47,6 +47,9 @@ pub enum InferError {
     /// A tensor has a shape or element type other than the one expected.
     #[error("tensor shape/type: {0}")]
     Shape(String),
+    /// A video frame description is inconsistent (sizes, stride, too little data).
+    #[error("video frame: {0}")]
+    Frame(String),
     /// Model outputs could not be decoded into detections.
     #[error("decoding model outputs: {0}")]
     Decode(String),

@@ -5,8 +5,13 @@
 //!   (cut tensors → outputs).
 //! - [`runtime`]: ONNX Runtime loading and sessions.
 
+pub mod decode;
+pub mod detection;
 pub mod error;
+pub mod nms;
 pub mod onnx;
+pub mod preprocess;
+pub mod profile;
 pub mod runtime;
 pub mod split;
 

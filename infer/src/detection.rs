@@ -1,0 +1,226 @@
+//! The detections JSON line: one compact JSON object per frame, shared by the elements that
+//! print or store detections and by the evaluation tool.
+//!
+//! ```text
+//! {"pts_ns":123,"frame":7,"width":768,"height":576,"detections":[{"label":"person","class_id":0,"score":0.87,"box":[10.5,20,110,220.2]}]}
+//! ```
+//!
+//! No spaces, no trailing newline (the writer of a line adds `\n`). `pts_ns` is `null` when the
+//! buffer had no timestamp. Scores are rounded to 4 decimals and box coordinates (x1, y1, x2, y2
+//! in video-frame pixels) to 1 decimal, printed in the shortest form (`220` rather than `220.0`).
+//! Non-finite numbers, which the decoders never produce, are written as 0 so the line stays JSON.
+
+use serde::Deserialize;
+
+use crate::decode::Detection;
+
+/// Formats `v` rounded to `decimals` places, shortest form, `0` for non-finite values and -0.
+fn number(v: f32, decimals: i32) -> String {
+    if !v.is_finite() {
+        return "0".to_owned();
+    }
+    let p = 10f64.powi(decimals);
+    // Division of an integer-valued f64 by 10^d is correctly rounded, so Display prints the
+    // intended decimal (e.g. 8700 / 1e4 prints "0.87").
+    let r = (v as f64 * p).round() / p;
+    if r == 0.0 {
+        "0".to_owned()
+    } else {
+        format!("{r}")
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The detections of one frame as one JSON line (see the module docs for the exact format).
+pub fn detections_json_line(
+    pts_ns: Option<u64>,
+    frame: u64,
+    width: u32,
+    height: u32,
+    dets: &[Detection],
+) -> String {
+    let mut out = String::with_capacity(80 + dets.len() * 96);
+    out.push_str("{\"pts_ns\":");
+    match pts_ns {
+        Some(p) => out.push_str(&p.to_string()),
+        None => out.push_str("null"),
+    }
+    out.push_str(&format!(
+        ",\"frame\":{frame},\"width\":{width},\"height\":{height},\"detections\":["
+    ));
+    for (i, d) in dets.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"label\":");
+        push_json_string(&mut out, &d.label);
+        out.push_str(&format!(
+            ",\"class_id\":{},\"score\":{},\"box\":[{},{},{},{}]}}",
+            d.class_id,
+            number(d.score, 4),
+            number(d.bbox[0], 1),
+            number(d.bbox[1], 1),
+            number(d.bbox[2], 1),
+            number(d.bbox[3], 1),
+        ));
+    }
+    out.push_str("]}");
+    out
+}
+
+/// A parsed detections line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionsLine {
+    pub pts_ns: Option<u64>,
+    pub frame: u64,
+    pub width: u32,
+    pub height: u32,
+    pub detections: Vec<Detection>,
+}
+
+impl DetectionsLine {
+    /// Formats the line again with [`detections_json_line`].
+    pub fn to_json_line(&self) -> String {
+        detections_json_line(
+            self.pts_ns,
+            self.frame,
+            self.width,
+            self.height,
+            &self.detections,
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineJson {
+    pts_ns: Option<u64>,
+    frame: u64,
+    width: u32,
+    height: u32,
+    detections: Vec<DetectionJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectionJson {
+    label: String,
+    class_id: u32,
+    score: f32,
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+}
+
+/// Parses one detections line (surrounding whitespace, e.g. the `\n`, is ignored). Unknown or
+/// missing fields are errors; `pts_ns` may be `null`.
+pub fn parse_detections_line(line: &str) -> Result<DetectionsLine, serde_json::Error> {
+    let j: LineJson = serde_json::from_str(line.trim())?;
+    Ok(DetectionsLine {
+        pts_ns: j.pts_ns,
+        frame: j.frame,
+        width: j.width,
+        height: j.height,
+        detections: j
+            .detections
+            .into_iter()
+            .map(|d| Detection {
+                label: d.label,
+                class_id: d.class_id,
+                score: d.score,
+                bbox: d.bbox,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(label: &str, class_id: u32, score: f32, bbox: [f32; 4]) -> Detection {
+        Detection {
+            label: label.into(),
+            class_id,
+            score,
+            bbox,
+        }
+    }
+
+    #[test]
+    fn exact_format() {
+        let dets = [
+            det("person", 0, 0.87, [10.04, 20.0, 110.96, 220.25]),
+            det("traffic light", 9, 0.123_456, [0.0, -0.01, 767.99, 576.0]),
+        ];
+        assert_eq!(
+            detections_json_line(Some(1_000_000_000), 7, 768, 576, &dets),
+            "{\"pts_ns\":1000000000,\"frame\":7,\"width\":768,\"height\":576,\"detections\":[\
+             {\"label\":\"person\",\"class_id\":0,\"score\":0.87,\"box\":[10,20,111,220.3]},\
+             {\"label\":\"traffic light\",\"class_id\":9,\"score\":0.1235,\"box\":[0,0,768,576]}]}"
+        );
+        assert_eq!(
+            detections_json_line(None, 0, 1, 2, &[]),
+            "{\"pts_ns\":null,\"frame\":0,\"width\":1,\"height\":2,\"detections\":[]}"
+        );
+    }
+
+    #[test]
+    fn odd_labels_and_numbers_stay_valid_json() {
+        let dets = [det(
+            "a\"b\\c\nd\u{1}é",
+            1,
+            f32::NAN,
+            [f32::INFINITY, 1e-9, 1e9, -3.25],
+        )];
+        let line = detections_json_line(Some(u64::MAX), u64::MAX, u32::MAX, 0, &dets);
+        assert!(!line.contains('\n') && !line.contains(' '));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["detections"][0]["label"], "a\"b\\c\nd\u{1}é");
+        let back = parse_detections_line(&line).unwrap();
+        assert_eq!(back.pts_ns, Some(u64::MAX));
+        assert_eq!(back.detections[0].score, 0.0);
+        assert_eq!(back.detections[0].bbox, [0.0, 0.0, 1e9, -3.3]);
+    }
+
+    #[test]
+    fn parse_round_trip_and_errors() {
+        let dets = vec![
+            det("dog", 16, 0.9123, [130.5, 220.0, 310.5, 540.0]),
+            det("bicycle", 1, 0.5, [1.0, 2.0, 3.0, 4.0]),
+        ];
+        let line = detections_json_line(Some(42), 3, 768, 576, &dets);
+        let parsed = parse_detections_line(&format!("{line}\n")).unwrap();
+        assert_eq!(
+            parsed,
+            DetectionsLine {
+                pts_ns: Some(42),
+                frame: 3,
+                width: 768,
+                height: 576,
+                detections: dets
+            }
+        );
+        assert_eq!(parsed.to_json_line(), line);
+        assert!(parse_detections_line("{}").is_err());
+        assert!(parse_detections_line(&line.replace("\"frame\"", "\"frames\"")).is_err());
+        assert!(parse_detections_line(&line.replace("\"box\"", "\"bbox\"")).is_err());
+        assert!(parse_detections_line(&line.replace("[130.5,", "[")).is_err());
+        assert!(parse_detections_line(&line[..line.len() - 1]).is_err());
+    }
+}
