@@ -5,8 +5,11 @@
 
 use gst::glib;
 
+mod detectoverlay;
+pub mod fmapcaps;
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    let _ = plugin;
+    detectoverlay::register(plugin)?;
     Ok(())
 }
 
