@@ -41,6 +41,12 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Reserves output space for `nbits` more bits.
+    pub fn reserve_bits(&mut self, nbits: u64) {
+        self.out
+            .reserve(usize::try_from(nbits.div_ceil(8)).unwrap_or(0));
+    }
+
     /// Writes `value` (any width up to 64 bits) in `nbits` bits.
     pub fn write_u64(&mut self, value: u64, nbits: u32) {
         debug_assert!(nbits <= 64);
@@ -53,25 +59,27 @@ impl<'a> BitWriter<'a> {
     }
 
     /// Writes `value` as an order-`k` exponential-Golomb code: with `w = value + 2^k` of
-    /// `n` significant bits, `n - k - 1` zero bits followed by the `n` bits of `w`.
+    /// `n` significant bits, `n - k - 1` zero bits followed by the `n` bits of `w`, i.e. `w`
+    /// written in `2n - k - 1` bits. `value + 2^k` must be below 2^64 (the reader's limit).
+    #[inline]
     pub fn write_exp_golomb(&mut self, value: u64, k: u32) {
-        debug_assert!(k <= 32);
-        let w = u128::from(value) + (1u128 << k);
-        let n = 128 - w.leading_zeros();
-        let zeros = n - k - 1;
-        // At most 64 zeros (value < 2^64): write them in chunks.
-        let mut z = zeros;
-        while z > 0 {
-            let c = z.min(32);
-            self.write(0, c);
-            z -= c;
-        }
-        // n <= 65 bits; split off a possible top bit.
-        if n > 64 {
-            self.write(1, n - 64);
-            self.write_u64(w as u64, 64);
+        debug_assert!(k < 64);
+        let w = value
+            .checked_add(1u64 << k)
+            .expect("exp-Golomb value below 2^64 - 2^k");
+        let n = 64 - w.leading_zeros();
+        let len = 2 * n - k - 1;
+        if len <= 32 {
+            // The n - k - 1 leading zeros are the zero high bits of the field.
+            self.write(w as u32, len);
         } else {
-            self.write_u64(w as u64, n);
+            let mut zeros = n - k - 1;
+            while zeros > 0 {
+                let c = zeros.min(32);
+                self.write(0, c);
+                zeros -= c;
+            }
+            self.write_u64(w, n);
         }
     }
 
@@ -137,19 +145,20 @@ impl<'a> BitReader<'a> {
         Ok(r)
     }
 
-    /// Loads whole bytes until at least 57 bits are buffered or the input is exhausted.
+    /// Loads whole bytes until at least 56 bits are buffered or the input is exhausted; never
+    /// more than 63 (so shifts by the buffered count stay below 64). Requires `avail < 64`.
     #[inline(always)]
     fn refill(&mut self) {
         if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
             let word = u64::from_be_bytes(chunk.try_into().expect("8-byte slice"));
-            // avail <= 63 here because refill is only called when fewer than 32 bits remain
-            // buffered or from new_at_bit; the shift keeps the already buffered bits.
+            // avail < 56 here (callers refill only below that), so the shift keeps the
+            // buffered bits and adds at least one whole byte.
             self.buf |= word >> self.avail;
             let bytes = (63 - self.avail) >> 3;
             self.pos += bytes as usize;
             self.avail += bytes * 8;
         } else {
-            while self.avail <= 56 && self.pos < self.data.len() {
+            while self.avail < 56 && self.pos < self.data.len() {
                 self.buf |= u64::from(self.data[self.pos]) << (56 - self.avail);
                 self.pos += 1;
                 self.avail += 8;
@@ -204,10 +213,11 @@ impl<'a> BitReader<'a> {
         ((self.buf >> 32) as u32, self.avail.min(32))
     }
 
-    /// Consumes `nbits` bits already made visible by [`BitReader::peek32`].
+    /// Consumes `nbits` bits already made visible by [`BitReader::peek32`] or
+    /// [`BitReader::fill`].
     #[inline(always)]
     pub fn consume(&mut self, nbits: u32) {
-        debug_assert!(nbits <= self.avail && nbits <= 32);
+        debug_assert!(nbits <= self.avail && nbits < 64);
         self.buf <<= nbits;
         self.avail -= nbits;
     }
@@ -215,8 +225,22 @@ impl<'a> BitReader<'a> {
     /// Reads an order-`k` exponential-Golomb code (see [`BitWriter::write_exp_golomb`]).
     /// Codes with more than `max_zeros` leading zeros are rejected (bounding the work and the
     /// value range).
+    #[inline]
     pub fn read_exp_golomb(&mut self, k: u32, max_zeros: u32) -> Result<u64, EntropyError> {
         debug_assert!(k + max_zeros < 64);
+        // Fast path: the whole code is within the next 32 real bits.
+        let (window, real) = self.peek32();
+        let lz = window.leading_zeros();
+        let len = 2 * lz + k + 1;
+        if lz <= max_zeros && len <= real {
+            self.consume(len);
+            return Ok(u64::from(window >> (32 - len)) - (1u64 << k));
+        }
+        self.read_exp_golomb_slow(k, max_zeros)
+    }
+
+    #[cold]
+    fn read_exp_golomb_slow(&mut self, k: u32, max_zeros: u32) -> Result<u64, EntropyError> {
         let mut zeros = 0u32;
         loop {
             let (bits, real) = self.peek32();
@@ -239,6 +263,47 @@ impl<'a> BitReader<'a> {
         // The 1 bit plus `zeros + k` more bits form w = value + 2^k.
         let w = self.read_u64(zeros + k + 1)?;
         Ok(w - (1u64 << k))
+    }
+
+    /// Fills `out` with fixed-width `bits`-bit values (`1 <= bits <= 16`), several per refill.
+    pub fn read_fixed_into(&mut self, bits: u32, out: &mut [u16]) -> Result<(), EntropyError> {
+        debug_assert!((1..=16).contains(&bits));
+        let mut rest = out;
+        while !rest.is_empty() {
+            if self.avail < 56 {
+                self.refill();
+            }
+            let ready = (self.avail / bits) as usize;
+            if ready == 0 {
+                return Err(EntropyError::Truncated);
+            }
+            let (now, later) = rest.split_at_mut(ready.min(rest.len()));
+            let mut buf = self.buf;
+            for o in now.iter_mut() {
+                *o = (buf >> (64 - bits)) as u16;
+                buf <<= bits;
+            }
+            self.buf = buf;
+            self.avail -= now.len() as u32 * bits;
+            rest = later;
+        }
+        Ok(())
+    }
+
+    /// Buffers at least 56 bits (fewer only at the end of the input) and returns the buffered
+    /// bit count; [`BitReader::window`] then shows them.
+    #[inline(always)]
+    pub fn fill(&mut self) -> u32 {
+        if self.avail < 56 {
+            self.refill();
+        }
+        self.avail
+    }
+
+    /// The buffered bits, left-aligned (only the top [`BitReader::fill`] bits are input).
+    #[inline(always)]
+    pub fn window(&self) -> u64 {
+        self.buf
     }
 
     /// Checks that the input was consumed entirely: no unread whole bytes and zero padding bits.

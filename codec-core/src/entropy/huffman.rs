@@ -163,6 +163,12 @@ where
     if used == 1 {
         return;
     }
+    let payload_bits: u64 = counts
+        .iter()
+        .zip(&lengths)
+        .map(|(&c, &l)| c * u64::from(l))
+        .sum();
+    w.reserve_bits(payload_bits);
     // code << 5 | length in one word: one load per symbol in the hot loop.
     let table: Vec<u32> = codes
         .iter()
@@ -309,6 +315,47 @@ impl HuffmanDecoder {
         self.decode_long(r, window, real)
     }
 
+    /// Decodes `out.len()` symbols. Resolves several symbols per refill of the bit buffer
+    /// while at least `max_len` bits are buffered, so the bounds checks of
+    /// [`HuffmanDecoder::decode_symbol`] are only paid near the end of the input.
+    pub fn decode_into(&self, r: &mut BitReader<'_>, out: &mut [u16]) -> Result<(), EntropyError> {
+        if let Some(s) = self.single {
+            out.fill(s);
+            return Ok(());
+        }
+        let shift = 64 - self.primary_bits;
+        let mut i = 0;
+        while i < out.len() {
+            let mut avail = r.fill();
+            if avail < self.max_len {
+                out[i] = self.decode_symbol(r)?;
+                i += 1;
+                continue;
+            }
+            let mut window = r.window();
+            let mut used = 0;
+            while avail >= self.max_len && i < out.len() {
+                let e = self.primary[(window >> shift) as usize];
+                if e == 0 {
+                    break;
+                }
+                let len = e & 0xFF;
+                out[i] = (e >> 8) as u16;
+                i += 1;
+                window <<= len;
+                used += len;
+                avail -= len;
+            }
+            r.consume(used);
+            if i < out.len() && avail >= self.max_len {
+                // A code longer than the primary table, or an unassigned one.
+                out[i] = self.decode_symbol(r)?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
     #[cold]
     fn decode_long(
         &self,
@@ -355,11 +402,9 @@ pub fn read_huffman(
     if count as u64 > r.remaining_bits() {
         return Err(EntropyError::Truncated);
     }
-    out.reserve(count);
-    for _ in 0..count {
-        out.push(dec.decode_symbol(r)?);
-    }
-    Ok(())
+    let start = out.len();
+    out.resize(start + count, 0);
+    dec.decode_into(r, &mut out[start..])
 }
 
 pub fn encode(symbols: &[u16], bits: u32, out: &mut Vec<u8>) {

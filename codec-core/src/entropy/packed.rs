@@ -22,11 +22,9 @@ pub fn read_packed(
     if (count as u64).saturating_mul(u64::from(bits)) > r.remaining_bits() {
         return Err(EntropyError::Truncated);
     }
-    out.reserve(count);
-    for _ in 0..count {
-        out.push(r.read(bits)? as u16);
-    }
-    Ok(())
+    let start = out.len();
+    out.resize(start + count, 0);
+    r.read_fixed_into(bits, &mut out[start..])
 }
 
 pub fn encode(symbols: &[u16], bits: u32, out: &mut Vec<u8>) {

@@ -24,38 +24,38 @@ use super::bits::{BitReader, BitWriter, exp_golomb_len};
 
 const MAX_ORDER: u32 = 15;
 
-/// Zero runs in coding order: the run before each nonzero symbol, then a trailing run if the
-/// sequence ends in zeros.
-fn runs(symbols: &[u16], zero: u16) -> Vec<u64> {
-    let mut runs = Vec::new();
-    let mut run = 0u64;
-    for &s in symbols {
-        if s == zero {
-            run += 1;
-        } else {
-            runs.push(run);
-            run = 0;
+/// Calls `f(run, terminator)` for each (zero run, terminating nonzero symbol) pair in coding
+/// order; a trailing run of zeros has no terminator (`None`).
+#[inline]
+fn for_each_pair(symbols: &[u16], zero: u16, mut f: impl FnMut(u64, Option<u16>)) {
+    let mut rest = symbols;
+    while !rest.is_empty() {
+        match rest.iter().position(|&s| s != zero) {
+            Some(run) => {
+                f(run as u64, Some(rest[run]));
+                rest = &rest[run + 1..];
+            }
+            None => {
+                f(rest.len() as u64, None);
+                rest = &[];
+            }
         }
     }
-    if run > 0 {
-        runs.push(run);
-    }
-    runs
 }
 
 /// The exp-Golomb order minimising the total size of the run lengths.
-fn best_order(runs: &[u64]) -> u32 {
+fn best_order(symbols: &[u16], zero: u16) -> u32 {
     // Short runs by histogram, so the cost of every order is cheap to evaluate exactly.
     const SHORT: usize = 256;
     let mut short = [0u64; SHORT];
     let mut long = Vec::new();
-    for &r in runs {
+    for_each_pair(symbols, zero, |r, _| {
         if (r as usize) < SHORT {
             short[r as usize] += 1;
         } else {
             long.push(r);
         }
-    }
+    });
     (0..=MAX_ORDER)
         .min_by_key(|&k| {
             let s: u64 = short
@@ -70,22 +70,15 @@ fn best_order(runs: &[u64]) -> u32 {
 }
 
 pub fn encode(symbols: &[u16], bits: u32, zero: u16, out: &mut Vec<u8>) {
-    let k = best_order(&runs(symbols, zero));
+    let k = best_order(symbols, zero);
     let mut w = BitWriter::new(out);
     w.write(k, 4);
-    let mut run = 0u64;
-    for &s in symbols {
-        if s == zero {
-            run += 1;
-        } else {
-            w.write_exp_golomb(run, k);
-            w.write(u32::from(s), bits);
-            run = 0;
-        }
-    }
-    if run > 0 {
+    for_each_pair(symbols, zero, |run, symbol| {
         w.write_exp_golomb(run, k);
-    }
+        if let Some(s) = symbol {
+            w.write(u32::from(s), bits);
+        }
+    });
     w.finish();
 }
 
@@ -139,7 +132,7 @@ mod tests {
         for i in (0..symbols.len()).step_by(5000) {
             symbols[i] = 9;
         }
-        let k = best_order(&runs(&symbols, 5));
+        let k = best_order(&symbols, 5);
         assert!(k >= 8, "order {k}");
     }
 

@@ -17,6 +17,7 @@
 use super::EntropyError;
 use super::bits::{BitReader, BitWriter};
 use super::huffman::{HuffmanDecoder, write_huffman};
+use super::packed::write_packed;
 
 /// Writes the nonzero mask, 32 symbols per write.
 fn write_mask(w: &mut BitWriter<'_>, symbols: &[u16], zero: u16) {
@@ -61,42 +62,44 @@ where
     F: FnMut() -> Result<u16, EntropyError>,
 {
     let mut mask = BitReader::new(input);
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(32);
-        let word = mask.read(n as u32)?;
-        if word == 0 {
-            out.resize(out.len() + n, zero);
-        } else {
-            for i in (0..n).rev() {
-                if (word >> i) & 1 == 0 {
-                    out.push(zero);
-                } else {
-                    let v = value()?;
-                    if v == zero {
-                        return Err(EntropyError::Invalid(
-                            "ZVC value equals the zero symbol".into(),
-                        ));
-                    }
-                    out.push(v);
-                }
+    let start = out.len();
+    out.resize(start + count, zero);
+    for chunk in out[start..].chunks_mut(32) {
+        let n = chunk.len() as u32;
+        // Left-align the chunk's mask bits: bit 31 is chunk[0].
+        let mut word = mask.read(n)? << (32 - n);
+        while word != 0 {
+            let at = word.leading_zeros();
+            let v = value()?;
+            if v == zero {
+                return Err(EntropyError::Invalid(
+                    "ZVC value equals the zero symbol".into(),
+                ));
             }
+            chunk[at as usize] = v;
+            word &= !(0x8000_0000u32 >> at);
         }
-        left -= n;
     }
     Ok(())
 }
 
 pub fn encode(symbols: &[u16], bits: u32, zero: u16, huffman: bool, out: &mut Vec<u8>) {
+    // Branch-free compaction of the nonzero symbols (zeros are overwritten by the next one).
+    let mut nonzero = vec![0u16; symbols.len()];
+    let mut n = 0;
+    for &s in symbols {
+        nonzero[n] = s;
+        n += usize::from(s != zero);
+    }
+    nonzero.truncate(n);
+
     let mut w = BitWriter::new(out);
     write_mask(&mut w, symbols, zero);
-    let nonzero = symbols.iter().copied().filter(|&s| s != zero);
     if huffman {
-        write_huffman(&mut w, nonzero, bits);
+        write_huffman(&mut w, nonzero.iter().copied(), bits);
     } else {
-        for s in nonzero {
-            w.write(u32::from(s), bits);
-        }
+        w.reserve_bits(n as u64 * u64::from(bits));
+        write_packed(&mut w, &nonzero, bits);
     }
     w.finish();
 }
