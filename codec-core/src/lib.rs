@@ -6,6 +6,7 @@
 
 pub mod entropy;
 pub mod frame;
+pub mod motion;
 pub mod quant;
 
 pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};

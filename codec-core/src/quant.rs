@@ -240,7 +240,7 @@ impl TensorQuantizer {
             QuantizerMode::PerChannelMinMax => {
                 let plane = tensor.shape.plane_len();
                 let n = tensor.data.len();
-                let channels = if plane == 0 { 0 } else { n / plane };
+                let channels = n.checked_div(plane).unwrap_or(0);
                 let mut params = Vec::with_capacity(channels.max(1));
                 for c in 0..channels {
                     let (lo, hi) = observe_range(&tensor.data, c * plane, (c + 1) * plane);
