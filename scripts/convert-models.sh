@@ -8,7 +8,7 @@
 # Needs: npm and python3 with the venv module (python extracts the tarballs and plugin.zip).
 # Environment:
 #   FMAP_CONVERT_VENV  venv with tensorflow-cpu + tf2onnx (default /tmp/fmap-convert-venv; created
-#                      if missing; deliberately outside the repository — it is ~1.5 GB)
+#                      if missing; deliberately outside the repository — it is ~1.7 GB)
 #   FMAP_CONVERT_WORK  scratch directory for the npm tarballs (default: a fresh mktemp -d, removed)
 #   FMAP_MODELS_OUT    output directory (default <repo>/models)
 # Usage: scripts/convert-models.sh
