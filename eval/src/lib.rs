@@ -2,3 +2,4 @@
 //! accuracy against the unsplit model's detections.
 
 pub mod map;
+pub mod runner;

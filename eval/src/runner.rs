@@ -1,0 +1,129 @@
+//! Running GStreamer pipelines to completion, with byte and buffer counters on chosen pads.
+//!
+//! Used by the tools that drive the real elements (`fmap-demo`). Pipelines are given as
+//! `gst-launch-1.0` strings so that what the tools run is what a user can copy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+/// Buffers and bytes that crossed one pad.
+#[derive(Debug, Default)]
+pub struct PadCounter {
+    pub buffers: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl PadCounter {
+    pub fn buffers(&self) -> u64 {
+        self.buffers.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts the buffers leaving `element`'s src pad.
+pub fn count_src_pad(pipeline: &gst::Pipeline, element: &str) -> Result<Arc<PadCounter>, String> {
+    let el = pipeline
+        .by_name(element)
+        .ok_or_else(|| format!("pipeline has no element named '{element}'"))?;
+    let pad = el
+        .static_pad("src")
+        .ok_or_else(|| format!("element '{element}' has no src pad"))?;
+    let counter = Arc::new(PadCounter::default());
+    let c = counter.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer() {
+            c.buffers.fetch_add(1, Ordering::Relaxed);
+            c.bytes.fetch_add(buffer.size() as u64, Ordering::Relaxed);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(counter)
+}
+
+/// Parses a `gst-launch-1.0` description into a pipeline.
+pub fn parse_pipeline(description: &str) -> Result<gst::Pipeline, String> {
+    let element = gst::parse::launch(description)
+        .map_err(|e| format!("cannot build pipeline: {e}\n  pipeline: {description}"))?;
+    element
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "description is not a pipeline".to_string())
+}
+
+/// What ended a pipeline run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    Eos,
+    /// `udpsrc` reported no data for its `timeout` after data had arrived: the sender is done.
+    SenderIdle,
+}
+
+/// Plays `pipeline` until EOS, an error, or `limit`. When a `udpsrc` posts its timeout message
+/// after `started()` returns true, EOS is sent so every element flushes and files are complete.
+/// `tick` runs about once a second (progress reports).
+pub fn run_to_end(
+    pipeline: &gst::Pipeline,
+    limit: Duration,
+    started: impl Fn() -> bool,
+    mut tick: impl FnMut(),
+) -> Result<RunEnd, String> {
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| first_error(pipeline).unwrap_or_else(|| "pipeline failed to start".into()))?;
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let start = Instant::now();
+    let mut end = None;
+    let result = loop {
+        if start.elapsed() > limit {
+            break Err(format!("pipeline did not finish within {limit:?}"));
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(1000)) else {
+            tick();
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break Ok(end.unwrap_or(RunEnd::Eos)),
+            gst::MessageView::Error(e) => {
+                break Err(format!(
+                    "{}: {}{}",
+                    e.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default(),
+                    e.error(),
+                    e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
+                ));
+            }
+            gst::MessageView::Element(el) => {
+                let is_timeout = el
+                    .structure()
+                    .is_some_and(|s| s.name() == "GstUDPSrcTimeout");
+                if is_timeout && end.is_none() && started() {
+                    end = Some(RunEnd::SenderIdle);
+                    pipeline.send_event(gst::event::Eos::new());
+                }
+            }
+            _ => {}
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            return Some(format!(
+                "{}{}",
+                e.error(),
+                e.debug().map(|d| format!(" ({d})")).unwrap_or_default()
+            ));
+        }
+    }
+    None
+}
