@@ -11,7 +11,8 @@ Subcommands:
   splits    check every named split point of the profiles with onnx.utils.extract_model
             (front -> back must reproduce the full model's outputs bit for bit) and print the
             quantization parameters of the SSD cut tensors
-  bench     time the full models with onnxruntime (2 intra-op threads)
+  bench     time the full models with onnxruntime (--threads, default 2; --splits also times
+            the front and back half of every split point)
 
 `convert` needs tensorflow + tf2onnx (the conversion venv); the other subcommands only need
 numpy, pillow, onnx and onnxruntime.
@@ -344,27 +345,32 @@ TOLERANCE = {
 IMAGES = {NANODET: ["dog.jpg", "bus.jpg"], SSD: ["dog.jpg", "bus.jpg"]}
 VIDEO = "vtest.avi"
 VIDEO_FRAMES = [0, 100, 200, 300, 400, 600]
-VIDEO_DECODE = ("gst-launch-1.0 filesrc location=vtest.avi ! decodebin ! videoconvert ! "
-                "video/x-raw,format=RGB ! multifilesink location=%05d.rgb")
+VIDEO_DECODE = "filesrc location=vtest.avi ! decodebin ! videoconvert ! video/x-raw,format=RGB"
 
 
-def extract_video_frames(video, frames, work):
-    """Decode the video with GStreamer (as the fmap elements do) into raw RGB files."""
-    os.makedirs(work, exist_ok=True)
-    need = [os.path.join(work, f"{k:05d}.rgb") for k in frames]
-    if not all(os.path.exists(p) for p in need):
-        subprocess.run(["gst-launch-1.0", "-q", "filesrc", f"location={video}", "!", "decodebin", "!",
-                        "videoconvert", "!", "video/x-raw,format=RGB", "!", "multifilesink",
-                        f"location={work}/%05d.rgb"], check=True)
-    return need
-
-
-def read_rgb_frame(path, w, h):
+def decode_video_frames(video, frames, width, height):
+    """Decode the video with GStreamer exactly as the fmap elements see it (decodebin,
+    videoconvert to packed RGB) and return {index: HxWx3 uint8} for the wanted 0-based frame
+    indices. Frames stream through a pipe, so nothing lands on disk."""
     import numpy as np
 
-    data = np.fromfile(path, dtype=np.uint8)
-    assert data.size == w * h * 3, (path, data.size)
-    return data.reshape(h, w, 3)
+    wanted = set(frames)
+    size = width * height * 3  # RGB rows of 768 px are 4-byte aligned: no padding
+    proc = subprocess.Popen(["gst-launch-1.0", "-q", "filesrc", f"location={video}", "!", "decodebin",
+                             "!", "videoconvert", "!", "video/x-raw,format=RGB", "!", "fdsink", "fd=1"],
+                            stdout=subprocess.PIPE)
+    out = {}
+    try:
+        for index in range(max(wanted) + 1):
+            buf = proc.stdout.read(size)
+            if len(buf) != size:
+                raise RuntimeError(f"{video}: stream ended before frame {index}")
+            if index in wanted:
+                out[index] = np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+    finally:
+        proc.kill()
+        proc.wait()
+    return out
 
 
 def mark_near_threshold(dets, profile):
@@ -409,8 +415,7 @@ def cmd_expected(a):
     footage = a.footage or os.environ.get("FMAP_FOOTAGE") or os.path.join(ROOT, ".cache/footage")
     out_dir = os.path.join(MODELS, "expected")
     os.makedirs(out_dir, exist_ok=True)
-    frame_dir = a.frames_dir or tempfile.mkdtemp()
-    video_paths = extract_video_frames(os.path.join(footage, VIDEO), VIDEO_FRAMES, frame_dir)
+    video_frames = decode_video_frames(os.path.join(footage, VIDEO), VIDEO_FRAMES, 768, 576)
     for name in (NANODET, SSD):
         profile = load_profile(name)
         sess = session(os.path.join(MODELS, name + ".onnx"))
@@ -425,8 +430,8 @@ def cmd_expected(a):
             for d in dets:
                 print("   ", d)
         frames = []
-        for k, p in zip(VIDEO_FRAMES, video_paths):
-            rgb = read_rgb_frame(p, 768, 576)
+        for k in VIDEO_FRAMES:
+            rgb = video_frames[k]
             dets = mark_near_threshold(run_model(sess, name, profile, rgb)[0], profile)
             frames.append({"frame": k, "detections": dets})
         src = {"kind": "video", "file": VIDEO, "dir_env": "FMAP_FOOTAGE", "decode": VIDEO_DECODE,
@@ -469,7 +474,6 @@ def cmd_check(a):
     """Re-run the models and compare with models/expected/*.json using the files' own rule."""
     images = a.images or os.environ.get("FMAP_IMAGES") or os.path.join(ROOT, ".cache/images")
     footage = a.footage or os.environ.get("FMAP_FOOTAGE") or os.path.join(ROOT, ".cache/footage")
-    frame_dir = a.frames_dir or tempfile.mkdtemp()
     bad = 0
     for name in (NANODET, SSD):
         profile = load_profile(name)
@@ -481,11 +485,12 @@ def cmd_check(a):
                 doc = json.load(f)
             src = doc["source"]
             if src["kind"] == "video":
-                idx = [fr["frame"] for fr in doc["frames"]]
-                paths = dict(zip(idx, extract_video_frames(os.path.join(footage, src["file"]), idx, frame_dir)))
+                video_frames = decode_video_frames(os.path.join(footage, src["file"]),
+                                                   [fr["frame"] for fr in doc["frames"]],
+                                                   doc["width"], doc["height"])
             for fr in doc["frames"]:
                 if src["kind"] == "video":
-                    rgb = read_rgb_frame(paths[fr["frame"]], doc["width"], doc["height"])
+                    rgb = video_frames[fr["frame"]]
                 else:
                     rgb = load_rgb(os.path.join(images, src["file"]))
                 actual = run_model(sess, name, profile, rgb)[0]
@@ -611,12 +616,10 @@ def main():
     e = sub.add_parser("expected")
     e.add_argument("--images", help="default $FMAP_IMAGES")
     e.add_argument("--footage", help="default $FMAP_FOOTAGE")
-    e.add_argument("--frames-dir", help="where decoded raw RGB frames go (reused if present)")
     e.set_defaults(fn=cmd_expected)
     ck = sub.add_parser("check")
     ck.add_argument("--images", help="default $FMAP_IMAGES")
     ck.add_argument("--footage", help="default $FMAP_FOOTAGE")
-    ck.add_argument("--frames-dir", help="where decoded raw RGB frames go (reused if present)")
     ck.set_defaults(fn=cmd_check)
     sp = sub.add_parser("splits")
     sp.add_argument("--images", help="default $FMAP_IMAGES")
