@@ -1,0 +1,493 @@
+//! The rate–accuracy evaluation of feature-map settings on a video clip.
+//!
+//! For one video, model and split point: record the cut tensors once with the real
+//! `splitinfer-front`, get the reference detections of the unsplit model (`split-at=none`) at
+//! the profile's score threshold, then for every setting replay the recorded frames through the
+//! real `fmapenc` and `fmapdec`, run the real `splitinfer-back` at score threshold 0.05 (as COCO
+//! evaluation does) and score its detections against the reference.
+//!
+//! Settings that differ only in their entropy coder decode to identical feature maps (entropy
+//! coding is lossless), so the back network runs once per distinct reconstruction.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use codec_core::FeatureFrame;
+
+use crate::map::{ImageEval, MapSummary, ScoredBox, summarize};
+use crate::stream::{Recording, run_recording};
+
+/// Score threshold of the detections that are scored (COCO evaluates down to 0.05).
+pub const EVAL_SCORE_THRESHOLD: f64 = 0.05;
+/// Classes need this many reference boxes to count in the robust mAP.
+pub const ROBUST_MIN_INSTANCES: usize = 100;
+const RUN_LIMIT: Duration = Duration::from_secs(3600);
+
+/// What to evaluate on.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    pub video: PathBuf,
+    pub model: PathBuf,
+    /// Frames from the start of the video; 0 = all.
+    pub frames: u64,
+    pub threads: u32,
+}
+
+impl Clip {
+    fn source(&self) -> String {
+        let limit = if self.frames > 0 {
+            format!("identity eos-after={} ! ", self.frames)
+        } else {
+            String::new()
+        };
+        format!(
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! {limit}",
+            self.video.display()
+        )
+    }
+
+    fn model(&self) -> String {
+        format!(
+            "model=\"{}\" threads={}",
+            self.model.display(),
+            self.threads
+        )
+    }
+}
+
+/// One way of sending the split: `encoder` holds `fmapenc` properties, or `None` for raw float.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub method: String,
+    pub encoder: Option<String>,
+}
+
+impl Setting {
+    pub fn raw() -> Self {
+        Setting {
+            method: "raw float".into(),
+            encoder: None,
+        }
+    }
+
+    pub fn coded(method: &str, encoder: &str) -> Self {
+        Setting {
+            method: method.into(),
+            encoder: Some(encoder.into()),
+        }
+    }
+
+    /// Name of the reconstruction this setting decodes to: its encoder properties without the
+    /// entropy coder.
+    fn reconstruction_key(&self) -> String {
+        match &self.encoder {
+            None => "raw".into(),
+            Some(props) => props
+                .split_whitespace()
+                .filter(|p| !p.starts_with("entropy="))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// The settings of the thesis's experiments on one split, and the closed-loop mode beyond it.
+pub fn full_settings() -> Vec<Setting> {
+    let mut s = vec![Setting::raw()];
+    for bits in 2..=8 {
+        for (method, entropy) in [
+            ("quantization", "none"),
+            ("quantization + ZVC", "zvc"),
+            ("quantization + Huffman", "huffman"),
+            ("quantization + ZVC + Huffman", "zvc-huffman"),
+        ] {
+            s.push(Setting::coded(
+                method,
+                &format!("mode=intra bits={bits} entropy={entropy}"),
+            ));
+        }
+    }
+    for bits in [4, 6, 8] {
+        for mode in ["uni", "bi"] {
+            for (suffix, entropy) in [("", "none"), (" + ZVC", "zvc"), (" + Huffman", "huffman")] {
+                s.push(Setting::coded(
+                    &format!("{mode} TSS{suffix}"),
+                    &format!("mode={mode} search=tss bits={bits} entropy={entropy}"),
+                ));
+            }
+        }
+        for dz in [0, 1] {
+            s.push(Setting::coded(
+                &format!("closed-loop dz{dz} + ZVC + Huffman"),
+                &format!("mode=closed-loop bits={bits} dead-zone={dz} entropy=zvc-huffman"),
+            ));
+        }
+    }
+    s
+}
+
+/// A few settings for the smoke test: lossless, a bit-depth ladder, and each structure.
+pub fn quick_settings() -> Vec<Setting> {
+    vec![
+        Setting::raw(),
+        Setting::coded("quantization", "mode=intra bits=8 entropy=none"),
+        Setting::coded("quantization", "mode=intra bits=5 entropy=none"),
+        Setting::coded("quantization", "mode=intra bits=3 entropy=none"),
+        Setting::coded(
+            "quantization + ZVC + Huffman",
+            "mode=intra bits=5 entropy=zvc-huffman",
+        ),
+        Setting::coded(
+            "uni TSS + Huffman",
+            "mode=uni search=tss bits=6 entropy=huffman",
+        ),
+        Setting::coded(
+            "bi TSS + Huffman",
+            "mode=bi search=tss bits=6 entropy=huffman",
+        ),
+        Setting::coded(
+            "closed-loop + ZVC + Huffman",
+            "mode=closed-loop bits=6 entropy=zvc-huffman",
+        ),
+    ]
+}
+
+/// One line of `splitinfer-back` output, reduced to what scoring needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameDetections {
+    pub pts_ns: Option<u64>,
+    pub boxes: Vec<ScoredBox>,
+    pub labels: BTreeMap<u32, String>,
+}
+
+/// Parses the detection lines a pipeline produced (one buffer = one JSON line).
+pub fn parse_detections(rec: &Recording) -> Result<Vec<FrameDetections>, String> {
+    rec.buffers
+        .iter()
+        .map(|b| {
+            let map = b.map_readable().map_err(|_| "unreadable buffer")?;
+            let v: serde_json::Value = serde_json::from_slice(&map)
+                .map_err(|e| format!("detections line is not JSON: {e}"))?;
+            let mut labels = BTreeMap::new();
+            let boxes = v["detections"]
+                .as_array()
+                .ok_or("detections line has no 'detections' array")?
+                .iter()
+                .map(|d| {
+                    let class_id =
+                        d["class_id"].as_u64().ok_or("detection without class_id")? as u32;
+                    let bx = d["box"].as_array().ok_or("detection without box")?;
+                    let c = |i: usize| bx.get(i).and_then(|x| x.as_f64()).ok_or("bad box");
+                    labels.insert(class_id, d["label"].as_str().unwrap_or("").to_owned());
+                    Ok(ScoredBox {
+                        class_id,
+                        score: d["score"].as_f64().ok_or("detection without score")?,
+                        bbox: [c(0)?, c(1)?, c(2)?, c(3)?],
+                    })
+                })
+                .collect::<Result<Vec<_>, &str>>()?;
+            Ok(FrameDetections {
+                pts_ns: v["pts_ns"].as_u64(),
+                boxes,
+                labels,
+            })
+        })
+        .collect()
+}
+
+/// Pairs reference and test detections frame by frame (by timestamp) for scoring. Every
+/// reference frame is kept: a frame the test run lost counts as all its boxes missed.
+pub fn pair_frames(reference: &[FrameDetections], test: &[FrameDetections]) -> Vec<ImageEval> {
+    let by_pts: BTreeMap<Option<u64>, &FrameDetections> =
+        test.iter().map(|f| (f.pts_ns, f)).collect();
+    reference
+        .iter()
+        .map(|r| ImageEval {
+            reference: r.boxes.clone(),
+            detections: by_pts
+                .get(&r.pts_ns)
+                .map(|t| t.boxes.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Feature-map distortion of decoded frames against the originals.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Distortion {
+    pub mse: f64,
+    /// 10·log10(mean square of the original / MSE); infinite when lossless.
+    pub snr_db: f64,
+}
+
+/// MSE and SNR over all tensors of all frames, matched by timestamp.
+pub fn distortion(original: &Recording, decoded: &Recording) -> Result<Distortion, String> {
+    let parse = |b: &gst::Buffer| -> Result<FeatureFrame, String> {
+        let map = b.map_readable().map_err(|_| "unreadable buffer")?;
+        FeatureFrame::from_raw(&map).map_err(|e| e.to_string())
+    };
+    let decoded: BTreeMap<Option<u64>, &gst::Buffer> = decoded
+        .buffers
+        .iter()
+        .map(|b| (b.pts().map(|p| p.nseconds()), b))
+        .collect();
+    let (mut err, mut power, mut n) = (0f64, 0f64, 0u64);
+    for b in &original.buffers {
+        let Some(d) = decoded.get(&b.pts().map(|p| p.nseconds())) else {
+            continue;
+        };
+        let (o, d) = (parse(b)?, parse(d)?);
+        for (to, td) in o.tensors.iter().zip(&d.tensors) {
+            for (x, y) in to.to_f32().iter().zip(td.to_f32()) {
+                let (x, y) = (*x as f64, y as f64);
+                err += (x - y) * (x - y);
+                power += x * x;
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        return Err("no decoded frame matches an original frame".into());
+    }
+    let mse = err / n as f64;
+    Ok(Distortion {
+        mse,
+        snr_db: if mse == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (power / n as f64 / mse).log10()
+        },
+    })
+}
+
+/// Everything measured for one setting at one split point.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SettingResult {
+    pub split: String,
+    pub method: String,
+    pub encoder: Option<String>,
+    pub frames: usize,
+    pub bytes_per_frame_mean: f64,
+    pub bytes_per_frame_p95: u64,
+    pub bytes_per_frame_max: u64,
+    pub kbit_per_s: f64,
+    pub ratio_vs_raw_float: f64,
+    pub ratio_vs_source_video: f64,
+    pub encode_ms_per_frame: Option<f64>,
+    pub decode_ms_per_frame: Option<f64>,
+    pub distortion: Option<Distortion>,
+    pub person_ap50: Option<f64>,
+    pub accuracy: MapSummary,
+}
+
+/// The recorded cut of one split point, with what every setting is measured against.
+pub struct SplitRun {
+    pub split: String,
+    pub features: Recording,
+    pub fps: f64,
+    /// Raw float32 bytes of the cut tensors per frame (4 bytes an element).
+    pub raw_float_bytes_per_frame: f64,
+    pub source_kbit_per_s: f64,
+}
+
+/// Runs the unsplit model on the clip: the reference detections.
+pub fn reference_detections(clip: &Clip) -> Result<Vec<FrameDetections>, String> {
+    let desc = format!(
+        "{}splitinfer-front {m} split-at=none ! splitinfer-back {m} ! appsink name=sink",
+        clip.source(),
+        m = clip.model()
+    );
+    let (rec, _) = run_recording(&desc, None, RUN_LIMIT)?;
+    parse_detections(&rec)
+}
+
+/// Records the cut tensors of one split point.
+pub fn record_split(clip: &Clip, split: &str) -> Result<SplitRun, String> {
+    let desc = format!(
+        "{}splitinfer-front {} split-at={split} ! appsink name=sink",
+        clip.source(),
+        clip.model()
+    );
+    let (features, _) = run_recording(&desc, None, RUN_LIMIT)?;
+    let s = features.caps.structure(0).ok_or("feature caps are empty")?;
+    let fps = s
+        .get::<gst::Fraction>("framerate")
+        .ok()
+        .filter(|f| f.numer() > 0 && f.denom() > 0)
+        .map(|f| f.numer() as f64 / f.denom() as f64)
+        .ok_or("feature caps carry no frame rate")?;
+    let first = features
+        .buffers
+        .first()
+        .ok_or("no feature frames recorded")?;
+    let frame = FeatureFrame::from_raw(&first.map_readable().map_err(|_| "unreadable")?)
+        .map_err(|e| e.to_string())?;
+    let elements: usize = frame.tensors.iter().map(|t| t.shape.len()).sum();
+    Ok(SplitRun {
+        split: split.into(),
+        raw_float_bytes_per_frame: elements as f64 * 4.0,
+        source_kbit_per_s: source_kbit_per_s(&clip.video)?,
+        features,
+        fps,
+    })
+}
+
+/// Bit rate of the source video file over its whole duration.
+pub fn source_kbit_per_s(video: &Path) -> Result<f64, String> {
+    let bytes = std::fs::metadata(video)
+        .map_err(|e| format!("{}: {e}", video.display()))?
+        .len();
+    let uri = gst::glib::filename_to_uri(video.canonicalize().map_err(|e| e.to_string())?, None)
+        .map_err(|e| e.to_string())?;
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30))
+        .map_err(|e| e.to_string())?;
+    let info = discoverer
+        .discover_uri(&uri)
+        .map_err(|e| format!("cannot read {}: {e}", video.display()))?;
+    let secs = info
+        .duration()
+        .map(|d| d.nseconds() as f64 / 1e9)
+        .filter(|s| *s > 0.0)
+        .ok_or("the video has no duration")?;
+    Ok(bytes as f64 * 8.0 / secs / 1000.0)
+}
+
+/// Detections of `splitinfer-back` on feature frames (raw or decoded).
+fn detect(clip: &Clip, frames: &Recording) -> Result<Vec<FrameDetections>, String> {
+    let desc = format!(
+        "appsrc name=src ! splitinfer-back {} score-threshold={EVAL_SCORE_THRESHOLD} ! appsink name=sink",
+        clip.model()
+    );
+    parse_detections(&run_recording(&desc, Some(frames), RUN_LIMIT)?.0)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Measures every setting on one recorded split. `progress` is told each finished setting.
+pub fn evaluate_split(
+    clip: &Clip,
+    run: &SplitRun,
+    reference: &[FrameDetections],
+    settings: &[Setting],
+    mut progress: impl FnMut(&SettingResult),
+) -> Result<Vec<SettingResult>, String> {
+    let person = reference
+        .iter()
+        .flat_map(|f| f.labels.iter())
+        .find(|(_, l)| l.as_str() == "person")
+        .map(|(id, _)| *id);
+    let frames = run.features.buffers.len();
+    // Detections per distinct reconstruction (entropy coders are lossless).
+    let mut detections_by_key: BTreeMap<String, Vec<FrameDetections>> = BTreeMap::new();
+    let mut results = Vec::new();
+    for setting in settings {
+        let (sizes, encode_s, decoded, decode_s) = match &setting.encoder {
+            None => (
+                run.features
+                    .buffers
+                    .iter()
+                    .map(|b| b.size() as u64)
+                    .collect::<Vec<_>>(),
+                None,
+                None,
+                None,
+            ),
+            Some(props) => {
+                let (coded, enc_t) = run_recording(
+                    &format!("appsrc name=src ! fmapenc {props} ! appsink name=sink"),
+                    Some(&run.features),
+                    RUN_LIMIT,
+                )?;
+                let (decoded, dec_t) = run_recording(
+                    "appsrc name=src ! fmapdec ! appsink name=sink",
+                    Some(&coded),
+                    RUN_LIMIT,
+                )?;
+                (
+                    coded.buffers.iter().map(|b| b.size() as u64).collect(),
+                    Some(enc_t),
+                    Some(decoded),
+                    Some(dec_t),
+                )
+            }
+        };
+        let key = setting.reconstruction_key();
+        if !detections_by_key.contains_key(&key) {
+            let frames_in = decoded.as_ref().unwrap_or(&run.features);
+            detections_by_key.insert(key.clone(), detect(clip, frames_in)?);
+        }
+        let test = &detections_by_key[&key];
+        let images = pair_frames(reference, test);
+        let accuracy = summarize(&images, ROBUST_MIN_INSTANCES);
+        let mut sorted = sizes.clone();
+        sorted.sort_unstable();
+        let mean = sizes.iter().sum::<u64>() as f64 / sizes.len().max(1) as f64;
+        let kbit_per_s = mean * 8.0 * run.fps / 1000.0;
+        let per_frame_ms =
+            |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0 / frames as f64);
+        let result = SettingResult {
+            split: run.split.clone(),
+            method: setting.method.clone(),
+            encoder: setting.encoder.clone(),
+            frames,
+            bytes_per_frame_mean: mean,
+            bytes_per_frame_p95: percentile(&sorted, 0.95),
+            bytes_per_frame_max: sorted.last().copied().unwrap_or(0),
+            kbit_per_s,
+            ratio_vs_raw_float: run.raw_float_bytes_per_frame / mean,
+            ratio_vs_source_video: run.source_kbit_per_s / kbit_per_s,
+            encode_ms_per_frame: per_frame_ms(encode_s),
+            decode_ms_per_frame: per_frame_ms(decode_s),
+            distortion: decoded
+                .as_ref()
+                .map(|d| distortion(&run.features, d))
+                .transpose()?,
+            person_ap50: person.and_then(|p| accuracy.ap50_per_class.get(&p).copied()),
+            accuracy,
+        };
+        progress(&result);
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// CSV with one row per result (the JSON output has every field).
+pub fn to_csv(results: &[SettingResult]) -> String {
+    let mut out = String::from(
+        "split,method,encoder,frames,bytes_per_frame_mean,bytes_per_frame_p95,bytes_per_frame_max,\
+         kbit_per_s,ratio_vs_raw_float,ratio_vs_source_video,encode_ms_per_frame,decode_ms_per_frame,\
+         feature_mse,feature_snr_db,person_ap50,map50_robust,map50_all,map50_95_all\n",
+    );
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    for r in results {
+        out.push_str(&format!(
+            "{},{},\"{}\",{},{:.1},{},{},{:.3},{:.2},{:.3},{},{},{},{},{},{},{},{}\n",
+            r.split,
+            r.method,
+            r.encoder.as_deref().unwrap_or("raw"),
+            r.frames,
+            r.bytes_per_frame_mean,
+            r.bytes_per_frame_p95,
+            r.bytes_per_frame_max,
+            r.kbit_per_s,
+            r.ratio_vs_raw_float,
+            r.ratio_vs_source_video,
+            opt(r.encode_ms_per_frame),
+            opt(r.decode_ms_per_frame),
+            opt(r.distortion.map(|d| d.mse)),
+            opt(r.distortion.map(|d| d.snr_db)),
+            opt(r.person_ap50),
+            opt(r.accuracy.map50_robust),
+            opt(r.accuracy.map50_all),
+            opt(r.accuracy.map50_95_all),
+        ));
+    }
+    out
+}
