@@ -26,9 +26,8 @@ pub enum InferError {
     /// (and, when nothing is close, the first names of the graph); `total` is how many tensor
     /// names the graph has.
     #[error(
-        "unknown tensor '{name}' (the graph has {total} tensor names{}); {}",
-        if suggestions.is_empty() { String::new() } else { format!(": e.g. {}", suggestions.join(", ")) },
-        "list them all with the graph summary of fmap-infer or a tool such as netron"
+        "unknown tensor '{name}'; the graph has {total} tensor names{}",
+        if suggestions.is_empty() { String::new() } else { format!(", closest first: {}", suggestions.join(", ")) }
     )]
     UnknownTensor {
         name: String,
