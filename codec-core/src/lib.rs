@@ -4,9 +4,11 @@
 //! one video frame. This crate defines its raw serialization (what `splitinfer-front` emits and
 //! `fmapdec` outputs) and the codec that compresses a stream of them.
 
+pub mod codec;
 pub mod entropy;
 pub mod frame;
 pub mod motion;
 pub mod quant;
 
+pub use codec::{CodecConfig, CodecError, CodedUnit, Decoder, Encoder, Structure, UnitKind};
 pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};

@@ -1,0 +1,543 @@
+//! Unit envelope (header, total length, CRC-32), tensor descriptors and quantizer parameters,
+//! and the byte reader/writer. Layout: `codec-core/BITSTREAM.md`.
+
+use super::{CodecError, UnitKind};
+use crate::entropy::{self, EntropyMode};
+use crate::frame::{MAX_NAME_LEN, MAX_TENSORS, Shape};
+use crate::motion::MvSharing;
+use crate::quant::QuantParams;
+
+/// Magic bytes of a coded unit.
+pub const UNIT_MAGIC: [u8; 4] = *b"FMCU";
+/// Bitstream version this build writes and reads.
+pub const UNIT_VERSION: u8 = 1;
+/// Fixed header length.
+pub const HEADER_LEN: usize = 44;
+/// Shortest possible unit: header + CRC (a real unit also has tensor sections).
+pub const MIN_UNIT_LEN: usize = HEADER_LEN + 4;
+/// Longest unit accepted.
+pub const MAX_UNIT_BYTES: usize = 1 << 30;
+/// Widest quantizer code (residuals need N + 1 <= 16 bits).
+pub const MAX_BITS: u8 = 15;
+/// Largest motion block.
+pub const MAX_BLOCK_SIZE: usize = 256;
+/// Largest motion vector component.
+pub const MAX_SEARCH_RANGE: u8 = 127;
+/// Bound on quantizer zero points in the stream.
+pub const MAX_ZERO_POINT_MAGNITUDE: i32 = 1 << 16;
+
+const FLAG_PTS: u8 = 1;
+const FLAG_PREVIOUS_FOLLOWS: u8 = 2;
+const TOTAL_LEN_OFFSET: usize = 8;
+
+/// Signed to unsigned: 0, −1, 1, −2, 2 … → 0, 1, 2, 3, 4 ….
+pub(crate) fn zigzag(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+
+pub(crate) fn unzigzag(u: u32) -> i32 {
+    ((u >> 1) as i32) ^ -((u & 1) as i32)
+}
+
+/// Alphabet width of zig-zagged motion vector components bounded by `range`.
+pub(crate) fn mv_alphabet_bits(range: u8) -> u8 {
+    let max = 2 * range as u32;
+    (32 - max.leading_zeros()).max(1) as u8
+}
+
+/// The fixed unit header.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct UnitHeader {
+    pub kind: UnitKind,
+    pub previous_follows: bool,
+    pub entropy: EntropyMode,
+    pub frame_index: u64,
+    pub pts_ns: Option<u64>,
+    pub ref_index: u64,
+    pub bits: u8,
+    pub tensor_count: usize,
+    /// Motion parameters; only meaningful for predicted kinds.
+    pub block_size: usize,
+    pub search_range: u8,
+    pub mv_sharing: MvSharing,
+}
+
+/// Tensor descriptor: what the decoder outputs for one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorDesc {
+    pub name: String,
+    pub shape: Shape,
+    /// `Some((scale8, zero_point8))` for u8 tensors of an 8-bit model.
+    pub model8: Option<(f32, i32)>,
+}
+
+impl TensorDesc {
+    /// Same tensor layout (the condition for predicting one from the other).
+    pub fn same_layout(&self, other: &TensorDesc) -> bool {
+        self.name == other.name
+            && self.shape == other.shape
+            && match (self.model8, other.model8) {
+                (None, None) => true,
+                (Some((s, z)), Some((s2, z2))) => s.to_bits() == s2.to_bits() && z == z2,
+                _ => false,
+            }
+    }
+}
+
+/// Builds one unit.
+pub(crate) struct UnitWriter {
+    buf: Vec<u8>,
+}
+
+impl UnitWriter {
+    pub fn new(h: &UnitHeader) -> Self {
+        let mut buf = Vec::with_capacity(1024);
+        buf.extend_from_slice(&UNIT_MAGIC);
+        buf.push(UNIT_VERSION);
+        buf.push(h.kind.id());
+        let mut flags = 0;
+        if h.pts_ns.is_some() {
+            flags |= FLAG_PTS;
+        }
+        if h.previous_follows {
+            flags |= FLAG_PREVIOUS_FOLLOWS;
+        }
+        buf.push(flags);
+        buf.push(h.entropy.id());
+        buf.extend_from_slice(&0u32.to_le_bytes()); // total_len, patched in finish()
+        buf.extend_from_slice(&h.frame_index.to_le_bytes());
+        buf.extend_from_slice(&h.pts_ns.unwrap_or(0).to_le_bytes());
+        buf.extend_from_slice(&h.ref_index.to_le_bytes());
+        buf.push(h.bits);
+        buf.push(h.tensor_count as u8);
+        let predicted = h.kind.is_predicted();
+        let block = if predicted { h.block_size as u16 } else { 0 };
+        buf.extend_from_slice(&block.to_le_bytes());
+        buf.push(if predicted { h.search_range } else { 0 });
+        buf.push(match (predicted, h.mv_sharing) {
+            (true, MvSharing::Shared) => 1,
+            _ => 0,
+        });
+        buf.extend_from_slice(&[0, 0]);
+        debug_assert_eq!(buf.len(), HEADER_LEN);
+        Self { buf }
+    }
+
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    pub fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn f32(&mut self, v: f32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn desc(&mut self, d: &TensorDesc) {
+        self.u16(d.name.len() as u16);
+        self.buf.extend_from_slice(d.name.as_bytes());
+        self.u8(if d.model8.is_some() { 1 } else { 0 });
+        for v in [d.shape.channels, d.shape.height, d.shape.width] {
+            self.u32(v as u32);
+        }
+        if let Some((s8, z8)) = d.model8 {
+            self.f32(s8);
+            self.i32(z8);
+        }
+    }
+
+    pub fn params(&mut self, params: &[QuantParams]) {
+        self.u32(params.len() as u32);
+        for p in params {
+            self.f32(p.scale);
+            self.i32(p.zero_point);
+        }
+    }
+
+    /// Entropy-codes `symbols` as one length-prefixed payload.
+    pub fn payload(
+        &mut self,
+        mode: EntropyMode,
+        symbols: &[u16],
+        alphabet_bits: u8,
+    ) -> Result<(), CodecError> {
+        let len_at = self.buf.len();
+        self.u32(0);
+        entropy::encode(mode, symbols, alphabet_bits, 0, &mut self.buf)?;
+        let len = self.buf.len() - len_at - 4;
+        let len = u32::try_from(len)
+            .map_err(|_| CodecError::LimitExceeded(format!("payload of {len} bytes")))?;
+        self.buf[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
+
+    /// Patches the total length and appends the CRC.
+    pub fn finish(mut self) -> Result<Vec<u8>, CodecError> {
+        let total = self.buf.len() + 4;
+        if total > MAX_UNIT_BYTES {
+            return Err(CodecError::LimitExceeded(format!(
+                "coded unit of {total} bytes exceeds {MAX_UNIT_BYTES}"
+            )));
+        }
+        self.buf[TOTAL_LEN_OFFSET..TOTAL_LEN_OFFSET + 4]
+            .copy_from_slice(&(total as u32).to_le_bytes());
+        let crc = crc32fast::hash(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        Ok(self.buf)
+    }
+}
+
+/// Reads untrusted bytes: every length is checked against what is present.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        if n > self.remaining() {
+            return Err(CodecError::Truncated);
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    pub fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u16(&mut self) -> Result<u16, CodecError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    pub fn u32(&mut self) -> Result<u32, CodecError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    pub fn u64(&mut self) -> Result<u64, CodecError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    pub fn i32(&mut self) -> Result<i32, CodecError> {
+        Ok(i32::from_le_bytes(self.array()?))
+    }
+    pub fn f32(&mut self) -> Result<f32, CodecError> {
+        Ok(f32::from_le_bytes(self.array()?))
+    }
+
+    /// A tensor descriptor; `elements_left` is the unit's remaining element budget.
+    pub fn desc(&mut self, elements_left: &mut usize) -> Result<TensorDesc, CodecError> {
+        let name_len = self.u16()? as usize;
+        if name_len == 0 || name_len > MAX_NAME_LEN {
+            return Err(CodecError::Invalid(format!(
+                "tensor name length {name_len} outside 1..={MAX_NAME_LEN}"
+            )));
+        }
+        let name = std::str::from_utf8(self.take(name_len)?)
+            .map_err(|_| CodecError::Invalid("tensor name is not UTF-8".into()))?
+            .to_owned();
+        let dtype = self.u8()?;
+        let shape = Shape::new(
+            self.u32()? as usize,
+            self.u32()? as usize,
+            self.u32()? as usize,
+        );
+        shape.validate()?;
+        let n = shape.len();
+        if n > *elements_left {
+            return Err(CodecError::LimitExceeded(format!(
+                "tensor '{name}' {shape} exceeds the decoder's remaining element budget {elements_left}"
+            )));
+        }
+        *elements_left -= n;
+        let model8 = match dtype {
+            0 => None,
+            1 => {
+                let s8 = self.f32()?;
+                let z8 = self.i32()?;
+                if !(s8.is_finite() && s8 > 0.0 && (0..=255).contains(&z8)) {
+                    return Err(CodecError::Invalid(format!(
+                        "tensor '{name}': 8-bit scale {s8} / zero point {z8} invalid"
+                    )));
+                }
+                Some((s8, z8))
+            }
+            other => {
+                return Err(CodecError::Invalid(format!(
+                    "tensor '{name}': unknown dtype {other}"
+                )));
+            }
+        };
+        Ok(TensorDesc {
+            name,
+            shape,
+            model8,
+        })
+    }
+
+    /// Quantizer parameters: 1 (per tensor) or `channels` entries.
+    pub fn params(&mut self, bits: u8, channels: usize) -> Result<Vec<QuantParams>, CodecError> {
+        let count = self.u32()? as usize;
+        if count != 1 && count != channels {
+            return Err(CodecError::Invalid(format!(
+                "{count} quantizer parameter sets for {channels} channels (must be 1 or {channels})"
+            )));
+        }
+        if count.saturating_mul(8) > self.remaining() {
+            return Err(CodecError::Truncated);
+        }
+        let mut params = Vec::with_capacity(count);
+        for _ in 0..count {
+            let scale = self.f32()?;
+            let zero_point = self.i32()?;
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(CodecError::Invalid(format!(
+                    "quantizer scale {scale} not finite and positive"
+                )));
+            }
+            if zero_point.unsigned_abs() > MAX_ZERO_POINT_MAGNITUDE as u32 {
+                return Err(CodecError::Invalid(format!(
+                    "quantizer zero point {zero_point} outside ±{MAX_ZERO_POINT_MAGNITUDE}"
+                )));
+            }
+            params.push(QuantParams {
+                scale,
+                zero_point,
+                bits,
+            });
+        }
+        Ok(params)
+    }
+
+    /// Decodes one length-prefixed payload of exactly `count` symbols, each checked to be
+    /// below `2^alphabet_bits`.
+    pub fn payload(
+        &mut self,
+        mode: EntropyMode,
+        alphabet_bits: u8,
+        count: usize,
+    ) -> Result<Vec<u16>, CodecError> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        let symbols = entropy::decode(mode, bytes, alphabet_bits, 0, count)?;
+        if symbols.len() != count {
+            return Err(CodecError::Invalid(format!(
+                "entropy payload gave {} symbols, {count} expected",
+                symbols.len()
+            )));
+        }
+        let limit = 1u32 << alphabet_bits;
+        if symbols.iter().any(|&s| s as u32 >= limit) {
+            return Err(CodecError::Invalid(format!(
+                "symbol outside the {alphabet_bits}-bit alphabet"
+            )));
+        }
+        Ok(symbols)
+    }
+
+    pub fn expect_end(&self) -> Result<(), CodecError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(CodecError::Invalid(format!(
+                "{n} unexpected bytes after the last tensor section"
+            ))),
+        }
+    }
+}
+
+/// Checks magic, version, length and CRC, parses the fixed header and returns it with the
+/// bytes of the tensor sections.
+pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecError> {
+    if unit.len() < 4 {
+        return Err(CodecError::Truncated);
+    }
+    if unit[..4] != UNIT_MAGIC {
+        return Err(CodecError::BadMagic);
+    }
+    if unit.len() < 5 {
+        return Err(CodecError::Truncated);
+    }
+    if unit[4] != UNIT_VERSION {
+        return Err(CodecError::UnsupportedVersion(unit[4]));
+    }
+    if unit.len() < MIN_UNIT_LEN {
+        return Err(CodecError::Truncated);
+    }
+    let total = u32::from_le_bytes([unit[8], unit[9], unit[10], unit[11]]) as usize;
+    if total > MAX_UNIT_BYTES {
+        return Err(CodecError::LimitExceeded(format!(
+            "unit claims {total} bytes, more than {MAX_UNIT_BYTES}"
+        )));
+    }
+    if total > unit.len() {
+        return Err(CodecError::Truncated);
+    }
+    if total < MIN_UNIT_LEN {
+        return Err(CodecError::Invalid(format!(
+            "unit claims {total} bytes, less than the minimum {MIN_UNIT_LEN}"
+        )));
+    }
+    if total < unit.len() {
+        return Err(CodecError::Invalid(format!(
+            "{} bytes after the unit's claimed end",
+            unit.len() - total
+        )));
+    }
+    let body_end = total - 4;
+    let stored = u32::from_le_bytes([
+        unit[body_end],
+        unit[body_end + 1],
+        unit[body_end + 2],
+        unit[body_end + 3],
+    ]);
+    if crc32fast::hash(&unit[..body_end]) != stored {
+        return Err(CodecError::Crc);
+    }
+
+    let mut r = Reader::new(&unit[..body_end]);
+    r.take(5)?;
+    let kind_id = r.u8()?;
+    let kind = UnitKind::from_id(kind_id)
+        .ok_or_else(|| CodecError::Invalid(format!("unknown unit kind {kind_id}")))?;
+    let flags = r.u8()?;
+    if flags & !(FLAG_PTS | FLAG_PREVIOUS_FOLLOWS) != 0 {
+        return Err(CodecError::Invalid(format!("unknown flags {flags:#04x}")));
+    }
+    let previous_follows = flags & FLAG_PREVIOUS_FOLLOWS != 0;
+    if previous_follows && kind != UnitKind::Anchor {
+        return Err(CodecError::Invalid(
+            "previous-follows flag on a unit that is not an anchor".into(),
+        ));
+    }
+    let entropy_id = r.u8()?;
+    let entropy = EntropyMode::from_id(entropy_id)
+        .ok_or_else(|| CodecError::Invalid(format!("unknown entropy mode {entropy_id}")))?;
+    r.u32()?; // total length, checked above
+    let frame_index = r.u64()?;
+    let pts = r.u64()?;
+    let ref_index = r.u64()?;
+    let bits = r.u8()?;
+    if !(1..=MAX_BITS).contains(&bits) {
+        return Err(CodecError::Invalid(format!(
+            "bits {bits} outside 1..={MAX_BITS}"
+        )));
+    }
+    let tensor_count = r.u8()? as usize;
+    if tensor_count == 0 || tensor_count > MAX_TENSORS {
+        return Err(CodecError::Invalid(format!(
+            "{tensor_count} tensors outside 1..={MAX_TENSORS}"
+        )));
+    }
+    let block_size = r.u16()? as usize;
+    let search_range = r.u8()?;
+    let sharing = r.u8()?;
+    let reserved = r.u16()?;
+    if reserved != 0 {
+        return Err(CodecError::Invalid(
+            "reserved header bytes are not zero".into(),
+        ));
+    }
+    let mv_sharing = if kind.is_predicted() {
+        if !(1..=MAX_BLOCK_SIZE).contains(&block_size) {
+            return Err(CodecError::Invalid(format!(
+                "block size {block_size} outside 1..={MAX_BLOCK_SIZE}"
+            )));
+        }
+        if search_range > MAX_SEARCH_RANGE {
+            return Err(CodecError::Invalid(format!(
+                "search range {search_range} outside 0..={MAX_SEARCH_RANGE}"
+            )));
+        }
+        match sharing {
+            0 => MvSharing::PerChannel,
+            1 => MvSharing::Shared,
+            other => {
+                return Err(CodecError::Invalid(format!("unknown MV sharing {other}")));
+            }
+        }
+    } else {
+        if block_size != 0 || search_range != 0 || sharing != 0 {
+            return Err(CodecError::Invalid(
+                "motion fields set in a unit without motion".into(),
+            ));
+        }
+        if ref_index != frame_index {
+            return Err(CodecError::Invalid(
+                "sync unit whose reference index differs from its frame index".into(),
+            ));
+        }
+        MvSharing::PerChannel
+    };
+    debug_assert_eq!(r.pos, HEADER_LEN);
+    Ok((
+        UnitHeader {
+            kind,
+            previous_follows,
+            entropy,
+            frame_index,
+            pts_ns: (flags & FLAG_PTS != 0).then_some(pts),
+            ref_index,
+            bits,
+            tensor_count,
+            block_size,
+            search_range,
+            mv_sharing,
+        },
+        &unit[HEADER_LEN..body_end],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zigzag_maps_small_magnitudes_to_small_codes() {
+        let pairs = [
+            (0, 0),
+            (-1, 1),
+            (1, 2),
+            (-2, 3),
+            (2, 4),
+            (-128, 255),
+            (127, 254),
+        ];
+        for (v, u) in pairs {
+            assert_eq!(zigzag(v), u);
+            assert_eq!(unzigzag(u), v);
+        }
+        for v in -40000..40000 {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn mv_alphabet_covers_the_range() {
+        assert_eq!(mv_alphabet_bits(0), 1);
+        assert_eq!(mv_alphabet_bits(1), 2);
+        assert_eq!(mv_alphabet_bits(7), 4);
+        assert_eq!(mv_alphabet_bits(8), 5);
+        assert_eq!(mv_alphabet_bits(127), 8);
+        for r in 0..=127u8 {
+            assert!(zigzag(-(r as i32)) < 1 << mv_alphabet_bits(r));
+            assert!(zigzag(r as i32) < 1 << mv_alphabet_bits(r));
+        }
+    }
+}

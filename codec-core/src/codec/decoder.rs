@@ -1,0 +1,265 @@
+//! The decoder: treats every byte as untrusted.
+
+use super::bitstream::{Reader, TensorDesc, UnitHeader, mv_alphabet_bits, parse_envelope};
+use super::reconstruct::{
+    RefFrame, RefTensor, apply_residuals, compensate_codes, field_count, fields_from_symbols,
+    motion_error, params_for, predict_codes, residual_count, unrotate,
+};
+use super::{CodecError, UnitKind};
+use crate::frame::FeatureFrame;
+use crate::motion::{BlockGrid, MvSharing};
+
+/// Resource limits of the decoder (beyond the bitstream's fixed limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderLimits {
+    /// Most tensor elements one unit may describe (sum over its tensors).
+    pub max_elements: usize,
+}
+
+impl Default for DecoderLimits {
+    fn default() -> Self {
+        Self {
+            max_elements: 1 << 24,
+        }
+    }
+}
+
+/// Decodes coded units (in decode order) into feature frames (in display order).
+#[derive(Debug, Default)]
+pub struct Decoder {
+    limits: DecoderLimits,
+    reference: Option<RefFrame>,
+    /// A bi anchor waiting for its predicted t−1.
+    pending_anchor: Option<FeatureFrame>,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    pub fn with_limits(limits: DecoderLimits) -> Decoder {
+        Decoder {
+            limits,
+            ..Decoder::default()
+        }
+    }
+
+    /// Decodes one unit; returns the frames that became ready, in display order. On error the
+    /// decoder's state is unchanged (a held anchor stays held).
+    pub fn decode(&mut self, unit: &[u8]) -> Result<Vec<FeatureFrame>, CodecError> {
+        let (header, body) = parse_envelope(unit)?;
+        let mut r = Reader::new(body);
+        let recon = match header.kind {
+            UnitKind::Intra | UnitKind::Anchor | UnitKind::ClosedLoopKey => {
+                self.decode_sync(&header, &mut r)?
+            }
+            UnitKind::Predicted | UnitKind::ClosedLoopPredicted => {
+                let reference = match &self.reference {
+                    Some(reference) if reference.index == header.ref_index => reference,
+                    _ => {
+                        return Err(CodecError::MissingReference {
+                            frame: header.frame_index,
+                            reference: header.ref_index,
+                        });
+                    }
+                };
+                if header.kind == UnitKind::Predicted {
+                    decode_predicted(&header, &mut r, reference)?
+                } else {
+                    decode_closed_loop(&header, &mut r, reference)?
+                }
+            }
+        };
+        r.expect_end()?;
+
+        let frame = recon.to_frame();
+        let mut out = Vec::with_capacity(2);
+        if header.kind == UnitKind::Predicted
+            && let Some(anchor) = self
+                .pending_anchor
+                .take_if(|a| a.index == header.ref_index && header.frame_index < a.index)
+        {
+            out.push(frame);
+            out.push(anchor);
+        } else {
+            out.extend(self.pending_anchor.take());
+            if header.previous_follows {
+                self.pending_anchor = Some(frame);
+            } else {
+                out.push(frame);
+            }
+        }
+        if header.kind.becomes_reference() {
+            self.reference = Some(recon);
+        }
+        Ok(out)
+    }
+
+    /// End of stream: returns a held anchor whose t−1 never arrived.
+    pub fn finish(&mut self) -> Vec<FeatureFrame> {
+        self.pending_anchor.take().into_iter().collect()
+    }
+
+    /// Drops all state (reference and any held anchor) after a loss; decoding resumes at the
+    /// next sync point.
+    pub fn reset(&mut self) {
+        self.reference = None;
+        self.pending_anchor = None;
+    }
+
+    fn decode_sync(&self, header: &UnitHeader, r: &mut Reader<'_>) -> Result<RefFrame, CodecError> {
+        let mut budget = self.limits.max_elements;
+        let mut tensors: Vec<RefTensor> = Vec::with_capacity(header.tensor_count);
+        for _ in 0..header.tensor_count {
+            let desc = r.desc(&mut budget)?;
+            check_unique(&tensors, &desc)?;
+            let params = r.params(header.bits, desc.shape.channels)?;
+            let mut codes = r.payload(header.entropy, header.bits, desc.shape.len())?;
+            unrotate(&mut codes, &params, desc.shape, header.bits);
+            tensors.push(RefTensor {
+                desc,
+                params,
+                codes,
+            });
+        }
+        Ok(RefFrame {
+            index: header.frame_index,
+            pts_ns: header.pts_ns,
+            tensors,
+        })
+    }
+}
+
+fn check_unique(tensors: &[RefTensor], desc: &TensorDesc) -> Result<(), CodecError> {
+    if tensors.iter().any(|t| t.desc.name == desc.name) {
+        return Err(CodecError::Invalid(format!(
+            "tensor name '{}' appears twice",
+            desc.name
+        )));
+    }
+    Ok(())
+}
+
+/// The tensor descriptor of a predicted unit must repeat the reference's.
+fn matching_reference<'a>(
+    header: &UnitHeader,
+    r: &mut Reader<'_>,
+    reference: &'a RefFrame,
+    i: usize,
+) -> Result<(TensorDesc, &'a RefTensor), CodecError> {
+    if header.tensor_count != reference.tensors.len() {
+        return Err(CodecError::Invalid(format!(
+            "predicted unit has {} tensors, its reference {}",
+            header.tensor_count,
+            reference.tensors.len()
+        )));
+    }
+    let reference_tensor = &reference.tensors[i];
+    // The reference already fits the budget; its size bounds what this unit allocates.
+    let mut budget = reference_tensor.desc.shape.len();
+    let desc = r.desc(&mut budget)?;
+    if !desc.same_layout(&reference_tensor.desc) {
+        return Err(CodecError::Invalid(format!(
+            "tensor '{}' {} does not match the reference's '{}' {}",
+            desc.name, desc.shape, reference_tensor.desc.name, reference_tensor.desc.shape
+        )));
+    }
+    Ok((desc, reference_tensor))
+}
+
+fn read_fields(
+    header: &UnitHeader,
+    r: &mut Reader<'_>,
+    grid: &BlockGrid,
+    count: usize,
+) -> Result<Vec<crate::motion::MotionField>, CodecError> {
+    let symbols = r.payload(
+        header.entropy,
+        mv_alphabet_bits(header.search_range),
+        2 * grid.len() * count,
+    )?;
+    fields_from_symbols(&symbols, grid, count, header.search_range)
+}
+
+fn decode_predicted(
+    header: &UnitHeader,
+    r: &mut Reader<'_>,
+    reference: &RefFrame,
+) -> Result<RefFrame, CodecError> {
+    let mut tensors = Vec::with_capacity(reference.tensors.len());
+    for i in 0..header.tensor_count {
+        let (desc, reference_tensor) = matching_reference(header, r, reference, i)?;
+        if r.u32()? != 0 {
+            return Err(CodecError::Invalid(
+                "predicted (motion-only) unit carries quantizer parameters".into(),
+            ));
+        }
+        if reference_tensor
+            .params
+            .iter()
+            .any(|p| p.bits != header.bits)
+        {
+            return Err(CodecError::Invalid(
+                "predicted unit's bits differ from its anchor's".into(),
+            ));
+        }
+        let shape = desc.shape;
+        let grid =
+            BlockGrid::new(header.block_size, shape.height, shape.width).map_err(motion_error)?;
+        let fields = read_fields(header, r, &grid, field_count(header.mv_sharing, shape))?;
+        tensors.push(RefTensor {
+            codes: compensate_codes(reference_tensor, &fields)?,
+            desc,
+            params: reference_tensor.params.clone(),
+        });
+    }
+    Ok(RefFrame {
+        index: header.frame_index,
+        pts_ns: header.pts_ns,
+        tensors,
+    })
+}
+
+fn decode_closed_loop(
+    header: &UnitHeader,
+    r: &mut Reader<'_>,
+    reference: &RefFrame,
+) -> Result<RefFrame, CodecError> {
+    let mut tensors = Vec::with_capacity(reference.tensors.len());
+    for i in 0..header.tensor_count {
+        let (desc, reference_tensor) = matching_reference(header, r, reference, i)?;
+        let shape = desc.shape;
+        let params = r.params(header.bits, shape.channels)?;
+        let grid =
+            BlockGrid::new(header.block_size, shape.height, shape.width).map_err(motion_error)?;
+        let fields = read_fields(header, r, &grid, field_count(header.mv_sharing, shape))?;
+        let nflags = match header.mv_sharing {
+            MvSharing::PerChannel => shape.channels * grid.len(),
+            MvSharing::Shared => grid.len(),
+        };
+        let flags = r.payload(header.entropy, 1, nflags)?;
+        let count = residual_count(&flags, &grid, shape, header.mv_sharing);
+        let residual_symbols = r.payload(header.entropy, header.bits + 1, count)?;
+        let mut codes = predict_codes(&reference_tensor.dequantized(), shape, &fields, &params)?;
+        apply_residuals(
+            &mut codes,
+            &flags,
+            &residual_symbols,
+            &grid,
+            shape,
+            header.mv_sharing,
+            params_for(&params, 0).max_code(),
+        );
+        tensors.push(RefTensor {
+            desc,
+            params,
+            codes,
+        });
+    }
+    Ok(RefFrame {
+        index: header.frame_index,
+        pts_ns: header.pts_ns,
+        tensors,
+    })
+}

@@ -1,0 +1,380 @@
+//! The streaming encoder.
+
+use super::bitstream::{TensorDesc, UnitHeader, UnitWriter, mv_alphabet_bits};
+use super::reconstruct::{
+    self, RefFrame, RefTensor, apply_residuals, compensate_codes, estimate, mv_symbols,
+    predict_codes, residuals, rotate,
+};
+use super::{CodecConfig, CodecError, CodedUnit, Structure, UnitKind};
+use crate::frame::{FeatureFrame, Tensor, TensorData};
+use crate::motion::BlockGrid;
+use crate::quant::{self, TensorQuantizer};
+
+/// Encodes feature frames pushed in display order into coded units (in decode order).
+///
+/// Every [`CodedUnit`] carries the reconstruction the [`super::Decoder`] will output for it; the
+/// encoder's references are built from exactly those reconstructions.
+#[derive(Debug)]
+pub struct Encoder {
+    cfg: CodecConfig,
+    /// Uni/bi: the current group's anchor. Closed loop: the previous reconstruction.
+    reference: Option<RefFrame>,
+    /// Bi: frame t−1 waiting for t.
+    held: Option<FeatureFrame>,
+    /// Uni: the next frame is the group's predicted frame. Bi: the next frame is t+1.
+    expect_predicted: bool,
+    /// Closed loop: frames since the last key frame.
+    since_key: u32,
+    last_index: Option<u64>,
+}
+
+impl Encoder {
+    pub fn new(cfg: CodecConfig) -> Result<Encoder, CodecError> {
+        cfg.validate()?;
+        if !(quant::MIN_BITS..=quant::MAX_BITS).contains(&cfg.bits) {
+            return Err(CodecError::Config(format!(
+                "bits = {} outside {}..={} (quantizer)",
+                cfg.bits,
+                quant::MIN_BITS,
+                quant::MAX_BITS
+            )));
+        }
+        Ok(Encoder {
+            cfg,
+            reference: None,
+            held: None,
+            expect_predicted: false,
+            since_key: 0,
+            last_index: None,
+        })
+    }
+
+    pub fn config(&self) -> &CodecConfig {
+        &self.cfg
+    }
+
+    /// Frames of reordering delay: units for frame k may only come out after frame k + delay
+    /// was pushed (bi: 1; otherwise 0).
+    pub fn delay_frames(&self) -> u32 {
+        self.cfg.structure.delay_frames()
+    }
+
+    /// Codes `frame` (display order, strictly increasing indices). Returns the units that are
+    /// ready, in decode order.
+    pub fn push(&mut self, frame: &FeatureFrame) -> Result<Vec<CodedUnit>, CodecError> {
+        frame.validate()?;
+        if let Some(last) = self.last_index
+            && frame.index <= last
+        {
+            return Err(CodecError::Invalid(format!(
+                "frame index {} after {last}: frames must be pushed in display order",
+                frame.index
+            )));
+        }
+        self.last_index = Some(frame.index);
+        match self.cfg.structure {
+            Structure::Intra => Ok(vec![self.sync_unit(frame, UnitKind::Intra, false)?]),
+            Structure::Uni => {
+                if self.expect_predicted && self.can_predict(frame) {
+                    self.expect_predicted = false;
+                    Ok(vec![self.predicted_unit(frame)?])
+                } else {
+                    self.expect_predicted = true;
+                    Ok(vec![self.sync_unit(frame, UnitKind::Anchor, false)?])
+                }
+            }
+            Structure::Bi => {
+                if self.expect_predicted {
+                    self.expect_predicted = false;
+                    if self.can_predict(frame) {
+                        // t+1 of the current group.
+                        return Ok(vec![self.predicted_unit(frame)?]);
+                    }
+                }
+                let Some(previous) = self.held.take() else {
+                    self.held = Some(frame.clone());
+                    return Ok(Vec::new());
+                };
+                if same_layout(&previous, frame) {
+                    // Anchor t, then t−1 predicted from it; t+1 may follow.
+                    let anchor = self.sync_unit(frame, UnitKind::Anchor, true)?;
+                    let before = self.predicted_unit(&previous)?;
+                    self.expect_predicted = true;
+                    Ok(vec![anchor, before])
+                } else {
+                    // The tensor layout changed: t−1 cannot be predicted from t. Send it alone
+                    // and start a new group with t.
+                    let alone = self.sync_unit(&previous, UnitKind::Anchor, false)?;
+                    self.held = Some(frame.clone());
+                    Ok(vec![alone])
+                }
+            }
+            Structure::ClosedLoop => {
+                if self.since_key < self.cfg.key_interval && self.can_predict(frame) {
+                    self.since_key += 1;
+                    Ok(vec![self.closed_loop_unit(frame)?])
+                } else {
+                    self.since_key = 1;
+                    Ok(vec![self.sync_unit(
+                        frame,
+                        UnitKind::ClosedLoopKey,
+                        false,
+                    )?])
+                }
+            }
+        }
+    }
+
+    /// End of stream: codes what an incomplete group still holds (bi: a lone t−1 is sent as an
+    /// anchor). The encoder can be reused afterwards; the next frame starts a new group.
+    pub fn finish(&mut self) -> Result<Vec<CodedUnit>, CodecError> {
+        self.expect_predicted = false;
+        match self.held.take() {
+            Some(previous) => Ok(vec![self.sync_unit(&previous, UnitKind::Anchor, false)?]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn can_predict(&self, frame: &FeatureFrame) -> bool {
+        self.reference.as_ref().is_some_and(|r| {
+            r.tensors.len() == frame.tensors.len()
+                && r.tensors
+                    .iter()
+                    .zip(&frame.tensors)
+                    .all(|(a, b)| a.desc.same_layout(&desc_of(b)))
+        })
+    }
+
+    fn header(&self, frame: &FeatureFrame, kind: UnitKind, ref_index: u64) -> UnitHeader {
+        UnitHeader {
+            kind,
+            previous_follows: false,
+            entropy: self.cfg.entropy,
+            frame_index: frame.index,
+            pts_ns: frame.pts_ns,
+            ref_index,
+            bits: self.cfg.bits,
+            tensor_count: frame.tensors.len(),
+            block_size: self.cfg.block_size,
+            search_range: self.cfg.search_range,
+            mv_sharing: self.cfg.mv_sharing,
+        }
+    }
+
+    fn finish_unit(
+        &mut self,
+        frame: &FeatureFrame,
+        kind: UnitKind,
+        w: UnitWriter,
+        recon: RefFrame,
+    ) -> Result<CodedUnit, CodecError> {
+        let data = w.finish()?;
+        let reconstruction = recon.to_frame();
+        if kind.becomes_reference() {
+            self.reference = Some(recon);
+        }
+        Ok(CodedUnit {
+            frame_index: frame.index,
+            pts_ns: frame.pts_ns,
+            kind,
+            data,
+            reconstruction,
+        })
+    }
+
+    /// Intra / anchor / key: every tensor quantized and entropy coded.
+    fn sync_unit(
+        &mut self,
+        frame: &FeatureFrame,
+        kind: UnitKind,
+        previous_follows: bool,
+    ) -> Result<CodedUnit, CodecError> {
+        let mut header = self.header(frame, kind, frame.index);
+        header.previous_follows = previous_follows;
+        let mut w = UnitWriter::new(&header);
+        let mut tensors = Vec::with_capacity(frame.tensors.len());
+        for t in &frame.tensors {
+            let tq = self.quantizer(t)?;
+            let codes = current_codes(&tq, t);
+            let desc = desc_of(t);
+            w.desc(&desc);
+            w.params(&tq.params);
+            let symbols = rotate(&codes, &tq.params, t.shape, self.cfg.bits);
+            w.payload(self.cfg.entropy, &symbols, self.cfg.bits)?;
+            tensors.push(RefTensor {
+                desc,
+                params: tq.params,
+                codes,
+            });
+        }
+        let recon = RefFrame {
+            index: frame.index,
+            pts_ns: frame.pts_ns,
+            tensors,
+        };
+        self.finish_unit(frame, kind, w, recon)
+    }
+
+    /// Uni/bi predicted frame: motion vectors only, against the dequantized anchor.
+    fn predicted_unit(&mut self, frame: &FeatureFrame) -> Result<CodedUnit, CodecError> {
+        let reference = self
+            .reference
+            .as_ref()
+            .ok_or_else(|| CodecError::Invalid("predicted frame without an anchor".into()))?;
+        let mut w = UnitWriter::new(&self.header(frame, UnitKind::Predicted, reference.index));
+        let mut tensors = Vec::with_capacity(frame.tensors.len());
+        for (t, r) in frame.tensors.iter().zip(&reference.tensors) {
+            let grid = BlockGrid::new(self.cfg.block_size, t.shape.height, t.shape.width)
+                .map_err(reconstruct::motion_error)?;
+            let fields = estimate(
+                &r.dequantized(),
+                &t.to_f32(),
+                t.shape,
+                &grid,
+                self.cfg.search_range,
+                self.cfg.search,
+                self.cfg.mv_sharing,
+            )?;
+            w.desc(&r.desc);
+            w.params(&[]);
+            w.payload(
+                self.cfg.entropy,
+                &mv_symbols(&fields),
+                mv_alphabet_bits(self.cfg.search_range),
+            )?;
+            tensors.push(RefTensor {
+                desc: r.desc.clone(),
+                params: r.params.clone(),
+                codes: compensate_codes(r, &fields)?,
+            });
+        }
+        let recon = RefFrame {
+            index: frame.index,
+            pts_ns: frame.pts_ns,
+            tensors,
+        };
+        self.finish_unit(frame, UnitKind::Predicted, w, recon)
+    }
+
+    /// Closed-loop predicted frame: motion vectors, block flags and code-domain residuals
+    /// against the previous reconstruction; the reconstruction is computed exactly as the
+    /// decoder does.
+    fn closed_loop_unit(&mut self, frame: &FeatureFrame) -> Result<CodedUnit, CodecError> {
+        let reference = self
+            .reference
+            .as_ref()
+            .ok_or_else(|| CodecError::Invalid("predicted frame without a reference".into()))?;
+        let header = self.header(frame, UnitKind::ClosedLoopPredicted, reference.index);
+        let mut w = UnitWriter::new(&header);
+        let mut tensors = Vec::with_capacity(frame.tensors.len());
+        for (t, r) in frame.tensors.iter().zip(&reference.tensors) {
+            let shape = t.shape;
+            let grid = BlockGrid::new(self.cfg.block_size, shape.height, shape.width)
+                .map_err(reconstruct::motion_error)?;
+            let reference_values = r.dequantized();
+            let fields = estimate(
+                &reference_values,
+                &t.to_f32(),
+                shape,
+                &grid,
+                self.cfg.search_range,
+                self.cfg.search,
+                self.cfg.mv_sharing,
+            )?;
+            let tq = self.quantizer(t)?;
+            let current = current_codes(&tq, t);
+            let mut codes = predict_codes(&reference_values, shape, &fields, &tq.params)?;
+            let (flags, residual_symbols) = residuals(
+                &current,
+                &codes,
+                &grid,
+                shape,
+                self.cfg.mv_sharing,
+                self.cfg.dead_zone,
+            );
+            apply_residuals(
+                &mut codes,
+                &flags,
+                &residual_symbols,
+                &grid,
+                shape,
+                self.cfg.mv_sharing,
+                reconstruct::params_for(&tq.params, 0).max_code(),
+            );
+            let desc = desc_of(t);
+            w.desc(&desc);
+            w.params(&tq.params);
+            w.payload(
+                self.cfg.entropy,
+                &mv_symbols(&fields),
+                mv_alphabet_bits(self.cfg.search_range),
+            )?;
+            w.payload(self.cfg.entropy, &flags, 1)?;
+            w.payload(self.cfg.entropy, &residual_symbols, self.cfg.bits + 1)?;
+            tensors.push(RefTensor {
+                desc,
+                params: tq.params,
+                codes,
+            });
+        }
+        let recon = RefFrame {
+            index: frame.index,
+            pts_ns: frame.pts_ns,
+            tensors,
+        };
+        self.finish_unit(frame, UnitKind::ClosedLoopPredicted, w, recon)
+    }
+
+    fn quantizer(&self, t: &Tensor) -> Result<TensorQuantizer, CodecError> {
+        TensorQuantizer::for_tensor(&self.cfg.quantizer, t, self.cfg.bits)
+            .map_err(|e| CodecError::Config(e.to_string()))
+    }
+}
+
+/// The N-bit codes of the current tensor (for u8 tensors: requantized from the model's codes).
+fn current_codes(tq: &TensorQuantizer, t: &Tensor) -> Vec<u16> {
+    let mut out = Vec::with_capacity(t.shape.len());
+    match &t.data {
+        TensorData::F32(values) => tq.quantize_tensor(t.shape, values, &mut out),
+        TensorData::U8 {
+            codes,
+            scale,
+            zero_point,
+        } => {
+            let plane = t.shape.plane_len().max(1);
+            let mut chunk_codes = Vec::with_capacity(plane);
+            for (c, chunk) in codes.chunks(plane).enumerate() {
+                quant::codes_from_8bit(
+                    chunk,
+                    *scale,
+                    *zero_point,
+                    tq.params_for_channel(c),
+                    &mut chunk_codes,
+                );
+                out.extend_from_slice(&chunk_codes);
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn desc_of(t: &Tensor) -> TensorDesc {
+    TensorDesc {
+        name: t.name.clone(),
+        shape: t.shape,
+        model8: match &t.data {
+            TensorData::F32(_) => None,
+            TensorData::U8 {
+                scale, zero_point, ..
+            } => Some((*scale, *zero_point)),
+        },
+    }
+}
+
+fn same_layout(a: &FeatureFrame, b: &FeatureFrame) -> bool {
+    a.tensors.len() == b.tensors.len()
+        && a.tensors
+            .iter()
+            .zip(&b.tensors)
+            .all(|(x, y)| desc_of(x).same_layout(&desc_of(y)))
+}

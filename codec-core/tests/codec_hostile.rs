@@ -1,0 +1,223 @@
+//! Hostile and damaged input: every error is typed, nothing panics.
+
+mod common;
+
+use codec_core::Shape;
+use codec_core::codec::{
+    CodecConfig, CodecError, CodedUnit, Decoder, DecoderLimits, HEADER_LEN, Structure, UnitKind,
+    inspect_unit,
+};
+use codec_core::entropy::EntropyMode;
+use codec_core::motion::MvSharing;
+use common::*;
+use proptest::prelude::*;
+
+/// One unit of every kind, each with the units that must precede it.
+fn sample_units() -> Vec<(Vec<CodedUnit>, CodedUnit)> {
+    let shape = Shape::new(2, 9, 10);
+    let frames: Vec<_> = (0..3)
+        .map(|i| two_tensor_frame(i, shape, (1.0, -1.0)))
+        .collect();
+    let mut out = Vec::new();
+    for structure in Structure::ALL {
+        let cfg = CodecConfig {
+            structure,
+            block_size: 4,
+            search_range: 2,
+            entropy: EntropyMode::Huffman,
+            ..CodecConfig::default()
+        };
+        let units = encode_all(&cfg, &frames);
+        for i in 0..units.len() {
+            out.push((units[..i].to_vec(), units[i].clone()));
+        }
+    }
+    let kinds: std::collections::BTreeSet<u8> = out.iter().map(|(_, u)| u.kind.id()).collect();
+    assert_eq!(kinds.len(), UnitKind::ALL.len());
+    out
+}
+
+fn decoder_after(prefix: &[CodedUnit]) -> Decoder {
+    let mut dec = Decoder::new();
+    for u in prefix {
+        dec.decode(&u.data).unwrap();
+    }
+    dec
+}
+
+#[test]
+fn every_single_byte_corruption_is_an_error() {
+    for (prefix, unit) in sample_units() {
+        let base = decoder_after(&prefix);
+        for pos in 0..unit.data.len() {
+            for flip in [0x01u8, 0x80, 0xFF] {
+                let mut bad = unit.data.clone();
+                bad[pos] ^= flip;
+                let mut dec = decoder_after(&prefix);
+                let r = dec.decode(&bad);
+                assert!(r.is_err(), "{:?} byte {pos} ^ {flip:#x} decoded", unit.kind);
+                let e = r.unwrap_err();
+                match pos {
+                    0..4 => assert_eq!(e, CodecError::BadMagic),
+                    4 => assert!(matches!(e, CodecError::UnsupportedVersion(_))),
+                    8..12 => assert!(matches!(
+                        e,
+                        CodecError::Truncated
+                            | CodecError::Invalid(_)
+                            | CodecError::LimitExceeded(_)
+                    )),
+                    _ => assert_eq!(e, CodecError::Crc, "{:?} byte {pos}", unit.kind),
+                }
+                assert!(inspect_unit(&bad).is_err());
+            }
+        }
+        drop(base);
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for (prefix, unit) in sample_units() {
+        for n in 0..unit.data.len() {
+            let mut dec = decoder_after(&prefix);
+            assert_eq!(
+                dec.decode(&unit.data[..n]),
+                Err(CodecError::Truncated),
+                "{:?} cut at {n}",
+                unit.kind
+            );
+        }
+        let mut longer = unit.data.clone();
+        longer.push(0);
+        assert!(matches!(
+            decoder_after(&prefix).decode(&longer),
+            Err(CodecError::Invalid(_))
+        ));
+        // The intact unit still decodes to its reconstruction.
+        let out = decoder_after(&prefix).decode(&unit.data).unwrap();
+        assert!(out.contains(&unit.reconstruction) || unit.kind == UnitKind::Anchor);
+    }
+}
+
+#[test]
+fn wrong_version_is_unsupported() {
+    let (_, unit) = sample_units().remove(0);
+    for v in [0u8, 2, 255] {
+        let mut bad = unit.data.clone();
+        bad[4] = v;
+        assert_eq!(
+            Decoder::new().decode(&bad),
+            Err(CodecError::UnsupportedVersion(v))
+        );
+    }
+    let mut bad = unit.data.clone();
+    bad[0] = b'X';
+    assert_eq!(Decoder::new().decode(&bad), Err(CodecError::BadMagic));
+    assert_eq!(Decoder::new().decode(&[]), Err(CodecError::Truncated));
+}
+
+/// Rewrites the CRC so a mutation reaches the parser instead of being caught by the checksum.
+fn fix_crc(unit: &mut [u8]) {
+    let n = unit.len();
+    let crc = crc32fast::hash(&unit[..n - 4]);
+    unit[n - 4..].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn huge_claimed_shapes_are_refused_before_allocation() {
+    let shape = Shape::new(1, 4, 4);
+    let frames = vec![moving_frame(0, shape, (0.0, 0.0))];
+    let unit = encode_all(&CodecConfig::default(), &frames).remove(0);
+    // Tensor section starts at HEADER_LEN: name_len(2) "feat"(4) dtype(1) c h w.
+    let dims = HEADER_LEN + 2 + 4 + 1;
+    let mut bad = unit.data.clone();
+    for (i, d) in [65_536u32, 65_536, 65_536].iter().enumerate() {
+        bad[dims + 4 * i..dims + 4 * i + 4].copy_from_slice(&d.to_le_bytes());
+    }
+    fix_crc(&mut bad);
+    assert!(matches!(
+        Decoder::new().decode(&bad),
+        Err(CodecError::Frame(_))
+    ));
+    let mut bad = unit.data.clone();
+    for (i, d) in [4096u32, 4096, 16].iter().enumerate() {
+        bad[dims + 4 * i..dims + 4 * i + 4].copy_from_slice(&d.to_le_bytes());
+    }
+    fix_crc(&mut bad);
+    assert!(matches!(
+        Decoder::new().decode(&bad),
+        Err(CodecError::LimitExceeded(_))
+    ));
+    // Within the budget but without the bytes: the entropy decoder fails on the payload.
+    let mut dec = Decoder::with_limits(DecoderLimits {
+        max_elements: 1 << 28,
+    });
+    assert!(dec.decode(&bad).is_err());
+}
+
+fn all_units_for_fuzz() -> Vec<(Vec<CodedUnit>, CodedUnit)> {
+    let mut out = sample_units();
+    let shape = Shape::new(3, 7, 6);
+    let frames: Vec<_> = (0..3)
+        .map(|i| moving_frame_u8(i, shape, (1.0, 0.0)))
+        .collect();
+    for entropy in EntropyMode::ALL {
+        let cfg = CodecConfig {
+            structure: Structure::ClosedLoop,
+            entropy,
+            mv_sharing: MvSharing::Shared,
+            quantizer: codec_core::quant::QuantizerMode::Model8bit,
+            block_size: 4,
+            search_range: 2,
+            ..CodecConfig::default()
+        };
+        let units = encode_all(&cfg, &frames);
+        for i in 0..units.len() {
+            out.push((units[..i].to_vec(), units[i].clone()));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Mutations behind a valid CRC exercise the parser itself: typed error or a valid frame.
+    #[test]
+    fn mutated_units_with_valid_crc_never_panic(
+        which in any::<prop::sample::Index>(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let units = all_units_for_fuzz();
+        let (prefix, unit) = &units[which.index(units.len())];
+        let mut bad = unit.data.clone();
+        let n = bad.len();
+        for (pos, val) in &edits {
+            // Keep magic, version and length intact so the CRC is what guards the unit.
+            let p = 12 + pos.index(n - 16);
+            bad[p] = *val;
+        }
+        fix_crc(&mut bad);
+        let mut dec = decoder_after(prefix);
+        if let Ok(frames) = dec.decode(&bad) {
+            for f in frames {
+                prop_assert!(f.validate().is_ok());
+            }
+        }
+        let _ = inspect_unit(&bad);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Decoder::new().decode(&bytes);
+        if bytes.len() >= 48 {
+            bytes[..4].copy_from_slice(b"FMCU");
+            bytes[4] = 1;
+            let n = bytes.len() as u32;
+            bytes[8..12].copy_from_slice(&n.to_le_bytes());
+            fix_crc(&mut bytes);
+            let _ = Decoder::new().decode(&bytes);
+            let _ = inspect_unit(&bytes);
+        }
+    }
+}
