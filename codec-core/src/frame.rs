@@ -317,7 +317,7 @@ impl FeatureFrame {
 
     /// Exact size of [`FeatureFrame::to_raw`]'s output.
     pub fn raw_len(&self) -> usize {
-        24 + self
+        26 + self
             .tensors
             .iter()
             .map(|t| {

@@ -7,9 +7,13 @@ use gst::glib;
 
 mod detectoverlay;
 pub mod fmapcaps;
+mod fmapdec;
+pub mod fmapenc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     detectoverlay::register(plugin)?;
+    fmapenc::register(plugin)?;
+    fmapdec::register(plugin)?;
     Ok(())
 }
 

@@ -1,0 +1,42 @@
+# Shared by edge.sh, server.sh and demo.sh: environment, plugin path, defaults, and `launch`,
+# which prints the exact gst-launch-1.0 command line and runs it.
+# shellcheck shell=bash
+
+FMAP_ROOT="${FMAP_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+if [[ -f "$FMAP_ROOT/.cache/env.sh" ]]; then
+    # shellcheck disable=SC1091
+    source "$FMAP_ROOT/.cache/env.sh"
+fi
+export FMAP_ROOT
+export GST_PLUGIN_PATH="${GST_PLUGIN_PATH:-$FMAP_ROOT/target/release}"
+
+if ! gst-inspect-1.0 fmapenc >/dev/null 2>&1; then
+    echo "fmap elements not found in GST_PLUGIN_PATH=$GST_PLUGIN_PATH;" \
+        "build them with: cargo build --release -p gst-fmap" >&2
+    exit 1
+fi
+
+# Model and split (see models/*.profile.json for the named split points).
+MODEL="${MODEL:-$FMAP_ROOT/models/nanodet.onnx}"
+SPLIT="${SPLIT:-}"
+# Where the coded feature maps go (edge -> server).
+SERVER_HOST="${SERVER_HOST:-127.0.0.1}"
+PORT="${PORT:-5000}"
+# RTP: packet size (1400 fits an Ethernet path with tunnel headroom) and the receiver's caps.
+MTU="${MTU:-1400}"
+RTP_CAPS="application/x-rtp,media=application,clock-rate=90000,encoding-name=X-GST,payload=96"
+# Flags for gst-launch-1.0; -e turns Ctrl-C into EOS, so files are finished properly.
+GST_LAUNCH_FLAGS="${GST_LAUNCH_FLAGS:--e}"
+
+# The splitinfer elements' model/split properties.
+split_props() {
+    local props="model=\"$MODEL\""
+    [[ -n "$SPLIT" ]] && props+=" split=$SPLIT"
+    printf '%s' "$props"
+}
+
+# launch <pipeline>: prints the command a user can copy, then runs it in this process.
+launch() {
+    echo "gst-launch-1.0 $GST_LAUNCH_FLAGS $1" >&2
+    eval "exec gst-launch-1.0 $GST_LAUNCH_FLAGS $1"
+}

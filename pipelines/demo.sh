@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One-machine demo: the whole chain in one pipeline — video -> splitinfer-front -> fmapenc ->
+# RTP packets (rtpgstpay ! rtpgstdepay, no socket) -> fmapdec -> splitinfer-back -> detections
+# as JSON lines, and the video with boxes drawn by detectoverlay as an MP4 file.
+# (For the same chain across a real network, run pipelines/server.sh and pipelines/edge.sh.)
+#
+#   pipelines/demo.sh [VIDEO_FILE]                         (default: the sample vtest.avi)
+#
+# Environment (defaults in brackets): MODEL [models/nanodet.onnx], SPLIT [the profile's
+# default], MODE [closed-loop], BITS [6], ENTROPY [zvc-huffman], KEY_INTERVAL [10],
+# FMAPENC_EXTRA [], FRAMES [100; "all" for the whole video], MTU [1400], OUT
+# [demo-detections.jsonl], VIDEO_OUT [demo-annotated.mp4].
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+SOURCE="${1:-${FMAP_FOOTAGE:-$FMAP_ROOT/.cache/footage}/vtest.avi}"
+MODE="${MODE:-closed-loop}"
+BITS="${BITS:-6}"
+ENTROPY="${ENTROPY:-zvc-huffman}"
+KEY_INTERVAL="${KEY_INTERVAL:-10}"
+FMAPENC_EXTRA="${FMAPENC_EXTRA:-}"
+FRAMES="${FRAMES:-100}"
+OUT="${OUT:-demo-detections.jsonl}"
+VIDEO_OUT="${VIDEO_OUT:-demo-annotated.mp4}"
+[[ -f "$SOURCE" ]] || { echo "no such video: $SOURCE" >&2; exit 1; }
+limit=""
+[[ "$FRAMES" != "all" ]] && limit=" ! identity eos-after=$FRAMES"
+
+# The video queue holds the frames that wait for their detections (the detection branch lags by
+# the inference time, plus one frame with MODE=bi).
+launch "filesrc location=\"$SOURCE\" ! decodebin ! videoconvert$limit ! video/x-raw,format=BGRx \
+ ! tee name=video \
+ video. ! queue max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! overlay.video \
+ video. ! queue ! splitinfer-front $(split_props) \
+ ! fmapenc name=enc mode=$MODE bits=$BITS entropy=$ENTROPY key-interval=$KEY_INTERVAL $FMAPENC_EXTRA \
+ ! rtpgstpay mtu=$MTU ! rtpgstdepay ! fmapdec name=dec \
+ ! splitinfer-back $(split_props) ! tee name=detections \
+ detections. ! queue ! filesink location=\"$OUT\" \
+ detections. ! queue ! overlay.detections \
+ detectoverlay name=overlay ! videoconvert ! x264enc speed-preset=ultrafast ! mp4mux \
+ ! filesink location=\"$VIDEO_OUT\""

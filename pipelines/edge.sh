@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The edge (camera side): video -> front of the network -> feature-map encoder -> RTP/UDP.
+#
+#   pipelines/edge.sh [VIDEO_FILE | /dev/videoN]          (default: the sample vtest.avi)
+#
+# Environment (defaults in brackets): SERVER_HOST [127.0.0.1], PORT [5000], MODEL
+# [models/nanodet.onnx], SPLIT [the profile's default], MODE [closed-loop], BITS [6],
+# ENTROPY [zvc-huffman], KEY_INTERVAL [10], FMAPENC_EXTRA [] (more fmapenc properties),
+# FRAMES [all] (stop after this many frames), MTU [1400], LOSS [0] (drop this fraction of RTP
+# packets before sending, to try lossy links), RETURN_PORT [unset: detections are not received
+# back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
+# detections before the receiver stops, after the video ended).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+SOURCE="${1:-${FMAP_FOOTAGE:-$FMAP_ROOT/.cache/footage}/vtest.avi}"
+MODE="${MODE:-closed-loop}"
+BITS="${BITS:-6}"
+ENTROPY="${ENTROPY:-zvc-huffman}"
+KEY_INTERVAL="${KEY_INTERVAL:-10}"
+FMAPENC_EXTRA="${FMAPENC_EXTRA:-}"
+FRAMES="${FRAMES:-}"
+LOSS="${LOSS:-0}"
+RETURN_PORT="${RETURN_PORT:-}"
+
+if [[ "$SOURCE" == /dev/video* ]]; then
+    src="v4l2src device=$SOURCE ! videoconvert"
+else
+    [[ -f "$SOURCE" ]] || { echo "no such video: $SOURCE" >&2; exit 1; }
+    src="filesrc location=\"$SOURCE\" ! decodebin ! videoconvert"
+fi
+limit=""
+[[ -n "$FRAMES" ]] && limit=" ! identity eos-after=$FRAMES"
+drop=""
+[[ "$LOSS" != "0" ]] && drop=" ! identity drop-probability=$LOSS"
+
+pipeline="$src$limit ! video/x-raw,format=BGRx \
+ ! splitinfer-front $(split_props) \
+ ! fmapenc name=enc mode=$MODE bits=$BITS entropy=$ENTROPY key-interval=$KEY_INTERVAL $FMAPENC_EXTRA \
+ ! rtpgstpay config-interval=1 mtu=$MTU$drop \
+ ! udpsink host=$SERVER_HOST port=$PORT"
+
+if [[ -z "${RETURN_PORT}" ]]; then
+    launch "$pipeline"
+fi
+
+# Detections coming back from the server: a second pipeline, stopped (with EOS) once the video
+# has ended and no detection arrived for RETURN_IDLE seconds.
+RETURN_FILE="${RETURN_FILE:-detections-returned.jsonl}"
+RETURN_IDLE="${RETURN_IDLE:-5}"
+receiver="udpsrc port=$RETURN_PORT caps=\"$RTP_CAPS\" ! rtpjitterbuffer ! rtpgstdepay \
+ ! filesink location=\"$RETURN_FILE\" sync=false"
+echo "gst-launch-1.0 -e $receiver" >&2
+eval "gst-launch-1.0 -e $receiver" &
+receiver_pid=$!
+trap 'kill -INT $receiver_pid 2>/dev/null || true' EXIT
+echo "gst-launch-1.0 $GST_LAUNCH_FLAGS $pipeline" >&2
+status=0
+eval "gst-launch-1.0 $GST_LAUNCH_FLAGS $pipeline" || status=$?
+size=-1
+while [[ "$(stat -c %s "$RETURN_FILE" 2>/dev/null || echo 0)" != "$size" ]]; do
+    size="$(stat -c %s "$RETURN_FILE" 2>/dev/null || echo 0)"
+    sleep "$RETURN_IDLE"
+done
+kill -INT "$receiver_pid" 2>/dev/null || true
+wait "$receiver_pid" || true
+trap - EXIT
+exit "$status"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The server: RTP/UDP -> feature-map decoder -> rest of the network -> detections, written as
+# JSON lines and (optionally) sent back over RTP to the edge. Runs until Ctrl-C (which ends
+# the stream cleanly: EOS, files complete).
+#
+#   pipelines/server.sh
+#
+# Environment (defaults in brackets): PORT [5000] (where the edge sends), MODEL
+# [models/nanodet.onnx], SPLIT [the profile's default; must match the edge], OUT
+# [detections.jsonl], RETURN_HOST [unset: no return stream] and RETURN_PORT [5002] (where to
+# send detections over RTP), JITTER_MS [200] (rtpjitterbuffer latency), LOSS [0] (drop this
+# fraction of received RTP packets, to try lossy links).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+OUT="${OUT:-detections.jsonl}"
+RETURN_HOST="${RETURN_HOST:-}"
+RETURN_PORT="${RETURN_PORT:-5002}"
+JITTER_MS="${JITTER_MS:-200}"
+LOSS="${LOSS:-0}"
+drop=""
+[[ "$LOSS" != "0" ]] && drop=" ! identity drop-probability=$LOSS"
+
+# The unbounded queue decouples the network thread from inference, so a slow frame never
+# makes the socket overflow.
+pipeline="udpsrc port=$PORT buffer-size=4194304 caps=\"$RTP_CAPS\"$drop \
+ ! rtpjitterbuffer latency=$JITTER_MS ! rtpgstdepay \
+ ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
+ ! fmapdec name=dec ! splitinfer-back $(split_props) ! tee name=detections \
+ detections. ! queue ! filesink location=\"$OUT\""
+if [[ -n "$RETURN_HOST" ]]; then
+    pipeline+=" detections. ! queue ! rtpgstpay config-interval=1 \
+ ! udpsink host=$RETURN_HOST port=$RETURN_PORT sync=false"
+fi
+launch "$pipeline"

@@ -1,0 +1,337 @@
+use std::sync::{LazyLock, Mutex};
+
+use codec_core::FeatureFrame;
+use codec_core::codec::Decoder;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use crate::fmapenc::codedcaps;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "fmapdec",
+        gst::DebugColorFlags::empty(),
+        Some("fmap feature-map decoder"),
+    )
+});
+
+/// Counters reported by the `stats` property and the `fmapdec-stats` message at EOS.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    units_in: u64,
+    bytes_in: u64,
+    frames_out: u64,
+    units_dropped: u64,
+    disconts: u64,
+}
+
+impl Stats {
+    fn to_structure(self) -> gst::Structure {
+        gst::Structure::builder("fmapdec-stats")
+            .field("units", self.units_in)
+            .field("bytes", self.bytes_in)
+            .field("frames", self.frames_out)
+            .field("dropped", self.units_dropped)
+            .field("disconts", self.disconts)
+            .build()
+    }
+}
+
+struct State {
+    decoder: Decoder,
+    frame_duration: Option<gst::ClockTime>,
+    /// Set after a loss: the next frame out carries DISCONT.
+    discont: bool,
+    stats: Stats,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            decoder: Decoder::new(),
+            frame_duration: None,
+            discont: true,
+            stats: Stats::default(),
+        }
+    }
+}
+
+pub struct FmapDec {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    state: Mutex<State>,
+}
+
+impl FmapDec {
+    fn frame_buffers(&self, state: &mut State, frames: Vec<FeatureFrame>) -> Vec<gst::Buffer> {
+        let mut out = Vec::with_capacity(frames.len());
+        for frame in frames {
+            let raw = match frame.to_raw() {
+                Ok(raw) => raw,
+                Err(e) => {
+                    // The decoder validated the frame; this would be a codec bug. Drop, go on.
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "decoded frame {} is invalid: {e}",
+                        frame.index
+                    );
+                    state.stats.units_dropped += 1;
+                    state.discont = true;
+                    continue;
+                }
+            };
+            let mut buffer = gst::Buffer::from_mut_slice(raw);
+            {
+                let b = buffer.get_mut().expect("new buffer is writable");
+                b.set_pts(frame.pts_ns.map(gst::ClockTime::from_nseconds));
+                b.set_duration(state.frame_duration);
+                b.set_offset(frame.index);
+                if state.discont {
+                    b.set_flags(gst::BufferFlags::DISCONT);
+                    state.discont = false;
+                }
+            }
+            state.stats.frames_out += 1;
+            out.push(buffer);
+        }
+        out
+    }
+
+    fn push_frames(&self, buffers: Vec<gst::Buffer>) -> Result<gst::FlowSuccess, gst::FlowError> {
+        for b in buffers {
+            gst::trace!(
+                CAT,
+                imp = self,
+                "pushing frame {} pts {:?}",
+                b.offset(),
+                b.pts()
+            );
+            self.srcpad.push(b)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let buffers = {
+            let mut state = self.state.lock().unwrap();
+            state.stats.units_in += 1;
+            state.stats.bytes_in += buffer.size() as u64;
+            if buffer.flags().contains(gst::BufferFlags::DISCONT) && state.stats.units_in > 1 {
+                // RTP lost packets before this unit: a unit may be missing, so the decoder's
+                // reference checks will decide which of the next units are still decodable.
+                state.stats.disconts += 1;
+                state.discont = true;
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "discontinuity before unit {:?}",
+                    buffer.pts()
+                );
+            }
+            let map = buffer.map_readable().map_err(|_| {
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("Cannot map input"));
+                gst::FlowError::Error
+            })?;
+            match state.decoder.decode(&map) {
+                Ok(frames) => self.frame_buffers(&mut state, frames),
+                Err(e) => {
+                    state.stats.units_dropped += 1;
+                    // The decoder's state is unchanged by a failed unit; units that needed
+                    // this one fail with MissingReference until the next sync point.
+                    state.discont = true;
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "dropped coded unit {:?} ({} bytes): {e}",
+                        buffer.pts(),
+                        map.len()
+                    );
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Decode,
+                        ("Dropped a coded unit: {}", e),
+                        [
+                            "unit pts {:?}, {} bytes; the decoder resumes at the next anchor",
+                            buffer.pts(),
+                            map.len()
+                        ]
+                    );
+                    Vec::new()
+                }
+            }
+        };
+        self.push_frames(buffers)
+    }
+
+    fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let buffers = {
+            let mut state = self.state.lock().unwrap();
+            let frames = state.decoder.finish();
+            self.frame_buffers(&mut state, frames)
+        };
+        self.push_frames(buffers)
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+        gst::log!(CAT, obj = pad, "handling event {:?}", event);
+        match event.view() {
+            EventView::Caps(c) => {
+                let caps = c.caps_owned();
+                let Some(s) = caps.structure(0) else {
+                    return false;
+                };
+                let out = codedcaps::raw_from_coded(s);
+                self.state.lock().unwrap().frame_duration = codedcaps::frame_duration(s);
+                gst::info!(CAT, imp = self, "output caps {out}");
+                self.srcpad.push_event(gst::event::Caps::new(&out))
+            }
+            EventView::Gap(_) => {
+                // rtpjitterbuffer/depayloaders announce lost packets this way.
+                let mut state = self.state.lock().unwrap();
+                state.discont = true;
+                state.stats.disconts += 1;
+                drop(state);
+                self.srcpad.push_event(event)
+            }
+            EventView::Eos(_) => {
+                let _ = self.drain();
+                let stats = self.state.lock().unwrap().stats;
+                gst::info!(CAT, imp = self, "end of stream: {:?}", stats);
+                let _ = self.obj().post_message(
+                    gst::message::Element::builder(stats.to_structure())
+                        .src(&*self.obj())
+                        .build(),
+                );
+                self.srcpad.push_event(event)
+            }
+            EventView::FlushStop(_) => {
+                let mut state = self.state.lock().unwrap();
+                state.decoder.reset();
+                state.discont = true;
+                drop(state);
+                self.srcpad.push_event(event)
+            }
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for FmapDec {
+    const NAME: &'static str = "GstFmapDec";
+    type Type = super::FmapDec;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
+            .chain_function(|pad, parent, buffer| {
+                FmapDec::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                FmapDec::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
+            })
+            .build();
+        let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap()).build();
+        Self {
+            sinkpad,
+            srcpad,
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl ObjectImpl for FmapDec {
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.sinkpad).unwrap();
+        obj.add_pad(&self.srcpad).unwrap();
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "units (received), bytes, frames (decoded), dropped (units that could \
+                         not be decoded), disconts (losses signalled by RTP)",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "stats" => self.state.lock().unwrap().stats.to_structure().to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for FmapDec {}
+
+impl ElementImpl for FmapDec {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Feature map decoder",
+                "Codec/Decoder/Tensor",
+                "Decodes coded units (application/x-fmap-coded) into raw feature frames \
+                 (application/x-fmap) in display order; drops damaged units and resynchronizes",
+                "fmap developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_empty_simple(codedcaps::CODED_MEDIA_TYPE),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_empty_simple(codedcaps::RAW_MEDIA_TYPE),
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            *self.state.lock().unwrap() = State::default();
+        }
+        self.parent_change_state(transition)
+    }
+}

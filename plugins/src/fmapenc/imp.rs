@@ -1,0 +1,584 @@
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
+
+use codec_core::codec::{CodecConfig, CodedUnit, Encoder, UNIT_VERSION};
+use codec_core::{FeatureFrame, TensorData};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::calibration;
+use super::codedcaps::{self, CodecFields};
+use super::settings::{Entropy, Mode, MvSharing, Quantizer, Search, Settings};
+use super::timestamps::DecodeTimestamps;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "fmapenc",
+        gst::DebugColorFlags::empty(),
+        Some("fmap feature-map encoder"),
+    )
+});
+
+/// Counters reported by the `stats` property and the `fmapenc-stats` message at EOS.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    frames_in: u64,
+    units_out: u64,
+    sync_units: u64,
+    bytes_out: u64,
+    raw_bytes_in: u64,
+}
+
+impl Stats {
+    fn to_structure(self) -> gst::Structure {
+        gst::Structure::builder("fmapenc-stats")
+            .field("frames", self.frames_in)
+            .field("units", self.units_out)
+            .field("sync-units", self.sync_units)
+            .field("bytes", self.bytes_out)
+            .field("raw-bytes", self.raw_bytes_in)
+            .build()
+    }
+}
+
+/// What exists between caps and stop.
+struct Coding {
+    config: CodecConfig,
+    encoder: Encoder,
+    frame_duration: Option<gst::ClockTime>,
+    dts: DecodeTimestamps,
+    discont: bool,
+    checked_dtype: bool,
+}
+
+#[derive(Default)]
+struct State {
+    coding: Option<Coding>,
+    stats: Stats,
+}
+
+pub struct FmapEnc {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+impl FmapEnc {
+    fn coded_buffer(&self, coding: &mut Coding, unit: CodedUnit) -> gst::Buffer {
+        let delay_ns = coding
+            .frame_duration
+            .map(|d| d.nseconds() * u64::from(coding.encoder.delay_frames()));
+        let dts = match delay_ns {
+            Some(delay) => coding.dts.unit_out(delay),
+            None => {
+                coding.dts.unit_out(0);
+                None
+            }
+        };
+        let sync = unit.kind.is_sync_point();
+        let mut buffer = gst::Buffer::from_mut_slice(unit.data);
+        {
+            let b = buffer.get_mut().expect("new buffer is writable");
+            b.set_pts(unit.pts_ns.map(gst::ClockTime::from_nseconds));
+            b.set_dts(dts.map(gst::ClockTime::from_nseconds));
+            b.set_duration(coding.frame_duration);
+            b.set_offset(unit.frame_index);
+            if !sync {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+            if coding.discont {
+                b.set_flags(gst::BufferFlags::DISCONT);
+                coding.discont = false;
+            }
+        }
+        buffer
+    }
+
+    fn push_units(&self, buffers: Vec<gst::Buffer>) -> Result<gst::FlowSuccess, gst::FlowError> {
+        for b in buffers {
+            gst::trace!(
+                CAT,
+                imp = self,
+                "pushing unit {:?} ({} bytes)",
+                b.pts(),
+                b.size()
+            );
+            self.srcpad.push(b)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Checks what the codec can only find out from data: model-int8 needs 8-bit tensors.
+    fn check_dtype(
+        &self,
+        settings_quantizer: Quantizer,
+        frame: &FeatureFrame,
+    ) -> Result<(), String> {
+        if settings_quantizer != Quantizer::ModelInt8 {
+            return Ok(());
+        }
+        match frame
+            .tensors
+            .iter()
+            .find(|t| matches!(t.data, TensorData::F32(_)))
+        {
+            Some(t) => Err(format!(
+                "quantizer=model-int8 needs the 8-bit feature maps of a quantized model, but tensor \
+                 '{}' is f32; choose quantizer=per-tensor, per-channel or calibrated",
+                t.name
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let map = buffer.map_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ("Cannot map input buffer"));
+            gst::FlowError::Error
+        })?;
+        let mut frame = FeatureFrame::from_raw(&map).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Input buffer is not a raw feature frame: {}", e)
+            );
+            gst::FlowError::Error
+        })?;
+        drop(map);
+        if let Some(pts) = buffer.pts() {
+            frame.pts_ns = Some(pts.nseconds());
+        }
+        let quantizer = self.settings.lock().unwrap().quantizer;
+
+        let buffers = {
+            let mut state = self.state.lock().unwrap();
+            let State { coding, stats } = &mut *state;
+            let Some(coding) = coding.as_mut() else {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Got a buffer before caps")
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            if !coding.checked_dtype {
+                if let Err(msg) = self.check_dtype(quantizer, &frame) {
+                    gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", msg));
+                    return Err(gst::FlowError::NotNegotiated);
+                }
+                coding.checked_dtype = true;
+            }
+            stats.frames_in += 1;
+            stats.raw_bytes_in += buffer.size() as u64;
+            coding.dts.frame_in(frame.pts_ns);
+            let units = coding.encoder.push(&frame).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Encode,
+                    ("Cannot encode frame {}: {}", frame.index, e)
+                );
+                gst::FlowError::Error
+            })?;
+            units
+                .into_iter()
+                .map(|u| {
+                    stats.units_out += 1;
+                    stats.bytes_out += u.data.len() as u64;
+                    stats.sync_units += u64::from(u.kind.is_sync_point());
+                    self.coded_buffer(coding, u)
+                })
+                .collect::<Vec<_>>()
+        };
+        self.push_units(buffers)
+    }
+
+    /// Flushes the frames an incomplete bidirectional group still holds.
+    fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let buffers = {
+            let mut state = self.state.lock().unwrap();
+            let State { coding, stats } = &mut *state;
+            let Some(coding) = coding.as_mut() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            let units = coding.encoder.finish().map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Encode,
+                    ("Cannot finish the last group: {}", e)
+                );
+                gst::FlowError::Error
+            })?;
+            units
+                .into_iter()
+                .map(|u| {
+                    stats.units_out += 1;
+                    stats.bytes_out += u.data.len() as u64;
+                    stats.sync_units += u64::from(u.kind.is_sync_point());
+                    self.coded_buffer(coding, u)
+                })
+                .collect::<Vec<_>>()
+        };
+        self.push_units(buffers)
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<gst::Caps, String> {
+        let s = caps.structure(0).ok_or_else(|| "empty caps".to_string())?;
+        let settings = self.settings.lock().unwrap().clone();
+        let ranges = match (settings.quantizer, &settings.calibration) {
+            (Quantizer::Calibrated, Some(path)) => Some(calibration::load(Path::new(path))?),
+            _ => None,
+        };
+        if settings.quantizer == Quantizer::ModelInt8
+            && let Ok(dtype) = s.get::<&str>("dtype")
+            && dtype != "u8"
+        {
+            return Err(format!(
+                "quantizer=model-int8 needs the 8-bit feature maps of a quantized model, but the \
+                 stream's dtype is {dtype}; choose quantizer=per-tensor, per-channel or calibrated"
+            ));
+        }
+        let config = settings.to_codec_config(ranges)?;
+        let encoder = Encoder::new(config.clone()).map_err(|e| e.to_string())?;
+        let fields = CodecFields {
+            codec_version: i32::from(UNIT_VERSION),
+            mode: settings.mode.nick(),
+            bits: settings.bits as i32,
+            quantizer: settings.quantizer.nick(),
+            entropy: settings.entropy.to_core().name(),
+            delay_frames: encoder.delay_frames() as i32,
+        };
+        let out = codedcaps::coded_from_raw(s, &fields);
+        let frame_duration = codedcaps::frame_duration(s);
+        gst::info!(
+            CAT,
+            imp = self,
+            "configured {:?}, delay {} frames, output caps {}",
+            config,
+            encoder.delay_frames(),
+            out
+        );
+        self.state.lock().unwrap().coding = Some(Coding {
+            config,
+            encoder,
+            frame_duration,
+            dts: DecodeTimestamps::default(),
+            discont: true,
+            checked_dtype: false,
+        });
+        Ok(out)
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+        gst::log!(CAT, obj = pad, "handling event {:?}", event);
+        match event.view() {
+            EventView::Caps(c) => {
+                // A new format ends the old stream: emit what the old encoder still holds.
+                if self.drain().is_err() {
+                    return false;
+                }
+                match self.set_caps(&c.caps_owned()) {
+                    Ok(out) => self.srcpad.push_event(gst::event::Caps::new(&out)),
+                    Err(msg) => {
+                        gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", msg));
+                        false
+                    }
+                }
+            }
+            EventView::Eos(_) => {
+                let _ = self.drain();
+                let stats = self.state.lock().unwrap().stats;
+                gst::info!(CAT, imp = self, "end of stream: {:?}", stats);
+                let _ = self.obj().post_message(
+                    gst::message::Element::builder(stats.to_structure())
+                        .src(&*self.obj())
+                        .build(),
+                );
+                self.srcpad.push_event(event)
+            }
+            EventView::FlushStop(_) => {
+                let mut state = self.state.lock().unwrap();
+                if let Some(coding) = state.coding.as_mut() {
+                    match Encoder::new(coding.config.clone()) {
+                        Ok(e) => coding.encoder = e,
+                        Err(e) => gst::error!(CAT, imp = self, "cannot restart encoder: {e}"),
+                    }
+                    coding.dts.reset();
+                    coding.discont = true;
+                }
+                drop(state);
+                self.srcpad.push_event(event)
+            }
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let mut upstream = gst::query::Latency::new();
+            if !self.sinkpad.peer_query(&mut upstream) {
+                return false;
+            }
+            let (live, min, max) = upstream.result();
+            let added = {
+                let state = self.state.lock().unwrap();
+                state
+                    .coding
+                    .as_ref()
+                    .and_then(|c| {
+                        c.frame_duration
+                            .map(|d| d * u64::from(c.encoder.delay_frames()))
+                    })
+                    .unwrap_or(gst::ClockTime::ZERO)
+            };
+            gst::debug!(
+                CAT,
+                imp = self,
+                "upstream latency {min}..{max:?}, adding {added}"
+            );
+            q.set(live, min + added, max.map(|m| m + added));
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for FmapEnc {
+    const NAME: &'static str = "GstFmapEnc";
+    type Type = super::FmapEnc;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
+            .chain_function(|pad, parent, buffer| {
+                FmapEnc::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                FmapEnc::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
+            })
+            .build();
+        let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
+            .query_function(|pad, parent, query| {
+                FmapEnc::catch_panic_pad_function(parent, || false, |imp| imp.src_query(pad, query))
+            })
+            .build();
+        Self {
+            sinkpad,
+            srcpad,
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl ObjectImpl for FmapEnc {
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.sinkpad).unwrap();
+        obj.add_pad(&self.srcpad).unwrap();
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecEnum::builder_with_default("mode", d.mode)
+                    .nick("Mode")
+                    .blurb("Frame structure: intra, uni, bi or closed-loop")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("key-interval")
+                    .nick("Key interval")
+                    .blurb("closed-loop: frames from one key frame to the next (1 = every frame a key)")
+                    .minimum(1)
+                    .maximum(100_000)
+                    .default_value(d.key_interval)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("dead-zone")
+                    .nick("Dead zone")
+                    .blurb("closed-loop: residual codes with magnitude at most this are sent as zero")
+                    .maximum(u32::from(u16::MAX))
+                    .default_value(d.dead_zone)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("bits")
+                    .nick("Bits")
+                    .blurb("Quantizer bits per value")
+                    .minimum(2)
+                    .maximum(8)
+                    .default_value(d.bits)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("block-size")
+                    .nick("Block size")
+                    .blurb("Motion block edge in feature-map cells")
+                    .minimum(1)
+                    .maximum(256)
+                    .default_value(d.block_size)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("search", d.search)
+                    .nick("Search")
+                    .blurb("Block-matching search: tss (three-step) or full")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("search-range")
+                    .nick("Search range")
+                    .blurb("Largest motion vector component, in cells (0: no motion search)")
+                    .minimum(0)
+                    .maximum(127)
+                    .default_value(d.search_range)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("mv-sharing", d.mv_sharing)
+                    .nick("Motion vector sharing")
+                    .blurb("channel: one motion field per channel; shared: one per tensor")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("quantizer", d.quantizer)
+                    .nick("Quantizer")
+                    .blurb(
+                        "per-tensor, per-channel (min/max of each frame), calibrated (ranges \
+                         from the calibration file) or model-int8 (the model's own 8-bit \
+                         parameters; needs u8 feature maps)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("entropy", d.entropy)
+                    .nick("Entropy coder")
+                    .blurb("none, huffman, zvc, zvc-huffman or rle")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("calibration")
+                    .nick("Calibration file")
+                    .blurb(
+                        "JSON file {\"<tensor>\": [min, max], ...} with the ranges used by \
+                         quantizer=calibrated",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("frames, units, sync-units, bytes (coded), raw-bytes (input)")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "mode" => s.mode = value.get::<Mode>().expect("type checked upstream"),
+            "key-interval" => s.key_interval = value.get().expect("type checked upstream"),
+            "dead-zone" => s.dead_zone = value.get().expect("type checked upstream"),
+            "bits" => s.bits = value.get().expect("type checked upstream"),
+            "block-size" => s.block_size = value.get().expect("type checked upstream"),
+            "search" => s.search = value.get::<Search>().expect("type checked upstream"),
+            "search-range" => s.search_range = value.get().expect("type checked upstream"),
+            "mv-sharing" => s.mv_sharing = value.get::<MvSharing>().expect("type checked upstream"),
+            "quantizer" => s.quantizer = value.get::<Quantizer>().expect("type checked upstream"),
+            "entropy" => s.entropy = value.get::<Entropy>().expect("type checked upstream"),
+            "calibration" => {
+                s.calibration = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+        gst::debug!(CAT, imp = self, "set {} = {:?}", pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.state.lock().unwrap().stats.to_structure().to_value();
+        }
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "mode" => s.mode.to_value(),
+            "key-interval" => s.key_interval.to_value(),
+            "dead-zone" => s.dead_zone.to_value(),
+            "bits" => s.bits.to_value(),
+            "block-size" => s.block_size.to_value(),
+            "search" => s.search.to_value(),
+            "search-range" => s.search_range.to_value(),
+            "mv-sharing" => s.mv_sharing.to_value(),
+            "quantizer" => s.quantizer.to_value(),
+            "entropy" => s.entropy.to_value(),
+            "calibration" => s.calibration.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for FmapEnc {}
+
+impl ElementImpl for FmapEnc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Feature map encoder",
+                "Codec/Encoder/Tensor",
+                "Compresses raw feature frames (application/x-fmap) into coded units \
+                 (application/x-fmap-coded): quantization, block motion prediction, entropy coding",
+                "fmap developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_empty_simple(codedcaps::RAW_MEDIA_TYPE),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_empty_simple(codedcaps::CODED_MEDIA_TYPE),
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            *self.state.lock().unwrap() = State::default();
+        }
+        let ret = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToReady {
+            self.state.lock().unwrap().coding = None;
+        }
+        Ok(ret)
+    }
+}

@@ -1,0 +1,313 @@
+//! Edge and server as two separate gst-launch-1.0 processes (the `pipelines/edge.sh` and
+//! `pipelines/server.sh` scripts) talking RTP over real UDP: over loopback, across a veth pair
+//! between two network namespaces (when root), and over a lossy link.
+//!
+//! Needs the release plugin (`cargo build --release -p gst-fmap`, or GST_PLUGIN_PATH), the
+//! models in `models/` and the sample footage (FMAP_FOOTAGE). Run with `--nocapture` to see the
+//! measured rates.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use fmap_e2e::{
+    Launch, NetnsPair, element_message_fields, footage_video, free_udp_port, missing_elements,
+    model, scratch_dir, wait_for_lines,
+};
+
+/// Frames sent per run: enough for group structures and loss to matter, few enough for 2 cores.
+const FRAMES: usize = 40;
+/// vtest.avi's frame rate, to turn bytes per frame into a bit rate.
+const FPS: f64 = 10.0;
+const EDGE_TIMEOUT: Duration = Duration::from_secs(600);
+const SERVER_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn require_everything() {
+    let missing = missing_elements(&[
+        "splitinfer-front",
+        "splitinfer-back",
+        "fmapenc",
+        "fmapdec",
+        "rtpgstpay",
+        "rtpgstdepay",
+    ]);
+    assert!(
+        missing.is_empty(),
+        "elements not found (build the plugin in release, set GST_PLUGIN_PATH): {missing:?}"
+    );
+    assert!(
+        footage_video().is_file(),
+        "footage missing: {}",
+        footage_video().display()
+    );
+    assert!(
+        model("nanodet.onnx").is_file(),
+        "model missing: models/nanodet.onnx"
+    );
+}
+
+/// Parses the server's JSON lines; returns the distinct frame indices, and how many lines hold
+/// at least one person.
+fn read_detections(path: &Path) -> (BTreeSet<u64>, usize, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut frames = BTreeSet::new();
+    let mut with_person = 0;
+    let mut lines = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        lines += 1;
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let frame = v["frame"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no frame index: {line}"));
+        let dets = v["detections"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no detections: {line}"));
+        assert_eq!(v["width"].as_u64(), Some(768), "{line}");
+        assert_eq!(v["height"].as_u64(), Some(576), "{line}");
+        for d in dets {
+            let b = d["box"].as_array().expect("box");
+            assert_eq!(b.len(), 4);
+            let score = d["score"].as_f64().expect("score");
+            assert!((0.0..=1.0).contains(&score));
+        }
+        if dets.iter().any(|d| d["label"] == "person") {
+            with_person += 1;
+        }
+        frames.insert(frame);
+    }
+    (frames, lines, with_person)
+}
+
+struct Run {
+    frames_sent: u64,
+    bytes_sent: u64,
+    detection_frames: BTreeSet<u64>,
+    detection_lines: usize,
+    with_person: usize,
+    returned_lines: usize,
+    decoder: Option<std::collections::HashMap<String, u64>>,
+    seconds: f64,
+}
+
+/// Starts the server, runs the edge to its end, waits for the server to catch up, stops the
+/// server with EOS (Ctrl-C), and collects what both reported.
+fn run_edge_and_server(
+    test: &str,
+    edge_env: &[(&str, String)],
+    server_env: &[(&str, String)],
+    netns: Option<&NetnsPair>,
+) -> Run {
+    let dir = scratch_dir(test);
+    let out = dir.join("detections.jsonl");
+    let returned = dir.join("returned.jsonl");
+    let mut server_vars = vec![
+        ("OUT", out.display().to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    server_vars.extend(server_env.iter().cloned());
+    let mut edge_vars = vec![
+        ("FRAMES", FRAMES.to_string()),
+        ("RETURN_FILE", returned.display().to_string()),
+        ("RETURN_IDLE", "4".to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    edge_vars.extend(edge_env.iter().cloned());
+
+    let mut server = Launch::script(
+        "server",
+        "server.sh",
+        &server_vars,
+        &dir,
+        netns.map(|n| n.server_ns.as_str()),
+    );
+    // The server must be listening before the first packet (caps are resent every second
+    // anyway, so a late start would only cost frames).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        server.running(),
+        "server exited early\n{}",
+        server.log_tail()
+    );
+
+    let started = std::time::Instant::now();
+    let mut edge = Launch::script(
+        "edge",
+        "edge.sh",
+        &edge_vars,
+        &dir,
+        netns.map(|n| n.edge_ns.as_str()),
+    );
+    let edge_done = edge.wait(EDGE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        edge_done.status.success(),
+        "edge failed: {:?}\n{}",
+        edge_done.status,
+        edge.log_tail()
+    );
+    let enc = element_message_fields(&edge_done.stdout, "fmapenc-stats")
+        .unwrap_or_else(|| panic!("no fmapenc-stats from the edge\n{}", edge.log_tail()));
+
+    // The edge already waited for the returned detections to stop; the file is complete.
+    wait_for_lines(&out, FRAMES, Duration::from_secs(15), SERVER_TIMEOUT);
+    let seconds = started.elapsed().as_secs_f64();
+    server.interrupt();
+    let server_done = server
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        server_done.status.success(),
+        "server did not end cleanly: {:?}\n{}",
+        server_done.status,
+        server.log_tail()
+    );
+    let (detection_frames, detection_lines, with_person) = read_detections(&out);
+    let returned_lines = fmap_e2e::count_lines(&returned);
+    Run {
+        frames_sent: enc["frames"],
+        bytes_sent: enc["bytes"],
+        detection_frames,
+        detection_lines,
+        with_person,
+        returned_lines,
+        decoder: element_message_fields(&server_done.stdout, "fmapdec-stats"),
+        seconds,
+    }
+}
+
+fn report(test: &str, r: &Run) {
+    let kbit_s = r.bytes_sent as f64 * 8.0 / (r.frames_sent as f64 / FPS) / 1000.0;
+    eprintln!(
+        "{test}: {} frames sent, {} coded bytes ({:.0} bytes/frame, {kbit_s:.0} kbit/s at {FPS} fps), \
+         {} detection lines ({} frames, {} with a person), {} returned to the edge, \
+         {:.1} s wall ({:.2} frames/s end to end), decoder {:?}",
+        r.frames_sent,
+        r.bytes_sent,
+        r.bytes_sent as f64 / r.frames_sent as f64,
+        r.detection_lines,
+        r.detection_frames.len(),
+        r.with_person,
+        r.returned_lines,
+        r.seconds,
+        r.frames_sent as f64 / r.seconds,
+        r.decoder
+    );
+}
+
+fn assert_complete(test: &str, r: &Run) {
+    assert_eq!(
+        r.frames_sent, FRAMES as u64,
+        "{test}: the edge encoded every frame"
+    );
+    let need = (r.frames_sent as f64 * 0.98).ceil() as usize;
+    assert!(
+        r.detection_frames.len() >= need,
+        "{test}: detection lines for {} of {} frames (need {need})",
+        r.detection_frames.len(),
+        r.frames_sent
+    );
+    assert_eq!(
+        r.detection_lines,
+        r.detection_frames.len(),
+        "{test}: one line per frame"
+    );
+    // vtest.avi shows people in every frame: a working chain finds them in most.
+    assert!(
+        r.with_person * 2 >= r.detection_lines,
+        "{test}: only {} of {} lines hold a person",
+        r.with_person,
+        r.detection_lines
+    );
+    assert!(
+        r.returned_lines >= need,
+        "{test}: {} detection lines came back to the edge (need {need})",
+        r.returned_lines
+    );
+}
+
+#[test]
+fn edge_and_server_over_loopback() {
+    require_everything();
+    let (port, ret) = (free_udp_port(), free_udp_port());
+    let run = run_edge_and_server(
+        "loopback",
+        &[
+            ("SERVER_HOST", "127.0.0.1".into()),
+            ("PORT", port.to_string()),
+            ("RETURN_PORT", ret.to_string()),
+            ("MODE", "closed-loop".into()),
+        ],
+        &[
+            ("PORT", port.to_string()),
+            ("RETURN_HOST", "127.0.0.1".into()),
+            ("RETURN_PORT", ret.to_string()),
+        ],
+        None,
+    );
+    report("loopback", &run);
+    assert_complete("loopback", &run);
+}
+
+#[test]
+fn edge_and_server_in_two_network_namespaces() {
+    let pair = match NetnsPair::create("e2e") {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("SKIPPED edge_and_server_in_two_network_namespaces: {why}");
+            return;
+        }
+    };
+    require_everything();
+    let (port, ret) = (5000u16, 5002u16);
+    let run = run_edge_and_server(
+        "netns",
+        &[
+            ("SERVER_HOST", pair.server_ip.clone()),
+            ("PORT", port.to_string()),
+            ("RETURN_PORT", ret.to_string()),
+            ("MODE", "bi".into()),
+        ],
+        &[
+            ("PORT", port.to_string()),
+            ("RETURN_HOST", pair.edge_ip.clone()),
+            ("RETURN_PORT", ret.to_string()),
+        ],
+        Some(&pair),
+    );
+    report("netns", &run);
+    assert_complete("netns", &run);
+}
+
+/// 5% of the RTP packets are dropped between payloader and depayloader. Both pipelines still
+/// reach EOS, and the server writes detections for exactly the frames its decoder could restore.
+#[test]
+fn lossy_link_keeps_both_pipelines_running() {
+    require_everything();
+    let port = free_udp_port();
+    let run = run_edge_and_server(
+        "loss",
+        &[
+            ("SERVER_HOST", "127.0.0.1".into()),
+            ("PORT", port.to_string()),
+            ("MODE", "intra".into()),
+            ("LOSS", "0.05".into()),
+        ],
+        &[("PORT", port.to_string())],
+        None,
+    );
+    report("loss", &run);
+    assert_eq!(run.frames_sent, FRAMES as u64);
+    let dec = run
+        .decoder
+        .as_ref()
+        .expect("fmapdec-stats at the server's EOS");
+    assert!(
+        !run.detection_frames.is_empty(),
+        "no detections at all: no frame survived 5% packet loss"
+    );
+    assert_eq!(
+        run.detection_lines as u64, dec["frames"],
+        "one detection line per decoded frame"
+    );
+    assert!(dec["frames"] <= run.frames_sent);
+}
