@@ -17,7 +17,7 @@ pub mod split;
 
 pub use error::{InferError, Result};
 pub use runtime::{
-    ElemType, NamedTensors, Session, TensorInfo, TensorValue, TensorValueData, init_runtime,
-    split_with_shapes,
+    ElemType, NamedTensors, Session, SessionOptions, TensorInfo, TensorValue, TensorValueData,
+    init_runtime, split_with_shapes,
 };
 pub use split::{SplitModels, quant_params_for, split_model};

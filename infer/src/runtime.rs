@@ -539,6 +539,26 @@ fn zeros(info: &TensorInfo) -> Result<TensorValue> {
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
+/// How a [`Session`] uses the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Intra-op threads (at least 1). Inter-op parallelism is always off.
+    pub threads: usize,
+    /// Whether idle intra-op threads spin before sleeping (ONNX Runtime's default). Off by
+    /// default here: in a pipeline the other elements (decoders, codecs, RTP) share the same
+    /// few cores, and spinning threads take CPU time from them without doing work.
+    pub spinning: bool,
+}
+
+impl SessionOptions {
+    pub fn new(threads: usize) -> Self {
+        Self {
+            threads,
+            spinning: false,
+        }
+    }
+}
+
 /// An ONNX Runtime inference session with fixed thread counts.
 pub struct Session {
     inner: ort::session::Session,
@@ -583,7 +603,12 @@ impl Session {
     /// Creates a session from model bytes. `threads` is the intra-op thread count (at least 1);
     /// inter-op parallelism is off. Loads ONNX Runtime with [`init_runtime`]`(None)` if needed.
     pub fn from_memory(model: &[u8], threads: usize) -> Result<Session> {
-        Self::create(threads, |b| {
+        Self::from_memory_with(model, SessionOptions::new(threads))
+    }
+
+    /// Creates a session from model bytes with explicit [`SessionOptions`].
+    pub fn from_memory_with(model: &[u8], options: SessionOptions) -> Result<Session> {
+        Self::create(options, |b| {
             b.commit_from_memory(model)
                 .map_err(|e| rt_err("loading the model", e))
         })
@@ -599,7 +624,7 @@ impl Session {
     }
 
     fn create(
-        threads: usize,
+        options: SessionOptions,
         commit: impl FnOnce(&mut ort::session::builder::SessionBuilder) -> Result<ort::session::Session>,
     ) -> Result<Session> {
         let rt = match loaded() {
@@ -612,8 +637,10 @@ impl Session {
         guarded("creating a session", || {
             let mut builder = ort::session::Session::builder(&rt.env)
                 .map_err(|e| rt_err("session builder", e))?
-                .with_intra_threads(threads.max(1))
+                .with_intra_threads(options.threads.max(1))
                 .map_err(|e| rt_err("intra-op threads", e))?
+                .with_intra_op_spinning(options.spinning)
+                .map_err(|e| rt_err("intra-op spinning", e))?
                 .with_inter_threads(1)
                 .map_err(|e| rt_err("inter-op threads", e))?
                 .with_parallel_execution(false)
@@ -747,6 +774,13 @@ fn extract(name: &str, v: &ort::value::DynValue) -> Result<TensorValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Session>();
+        assert_send::<TensorValue>();
+    }
 
     #[test]
     fn chw_mapping() {

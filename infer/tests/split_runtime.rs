@@ -364,6 +364,12 @@ fn ssd_split_transmits_u8_with_quantization_parameters() {
     runtime();
     let model = model_bytes("ssd_mobilenet_v2_coco_quant.onnx");
     let graph = Model::parse(&model).unwrap().graph;
+    // Reference values read with onnx.numpy_helper by scripts/onnx_split_check.py.
+    assert_eq!(quant_params_for(&graph, SSD_CUT), Some((0.337_655_2, 128)));
+    assert_eq!(
+        quant_params_for(&graph, SSD_CUT_12),
+        Some((0.459_535_75, 110))
+    );
     for cut in [SSD_CUT, SSD_CUT_12] {
         let split = split_model(&model, &s(&[cut])).unwrap();
         assert_eq!(split.cut, s(&[cut]));
