@@ -1,6 +1,7 @@
 //! Compressed size per mode on a synthetic [128, 52, 52] moving sequence. Prints a table
 //! (`cargo test -p codec-core --test codec_rates -- --nocapture`) and checks the orderings
-//! the frame structures exist for.
+//! the frame structures exist for. Times are printed for information only (test profile,
+//! shared machine), never asserted.
 
 mod common;
 
@@ -44,8 +45,12 @@ fn compressed_size_per_mode_on_a_moving_sequence() {
                     dead_zone: 1,
                     ..CodecConfig::default()
                 };
+                let started = std::time::Instant::now();
                 let units = encode_all(&cfg, &frames);
+                let encode_ms = started.elapsed().as_secs_f64() * 1e3 / n as f64;
+                let started = std::time::Instant::now();
                 let decoded = decode_all(&units);
+                let decode_ms = started.elapsed().as_secs_f64() * 1e3 / n as f64;
                 assert_eq!(decoded.len(), frames.len());
                 let total: usize = units.iter().map(|u| u.data.len()).sum();
                 let (mut codes, mut mvs, mut residual) = (0, 0, 0);
@@ -62,7 +67,7 @@ fn compressed_size_per_mode_on_a_moving_sequence() {
                     .sum::<f64>()
                     / n as f64;
                 println!(
-                    "{:<12} {:<12} {:<11} {:>12} {:>8.1} {:>10} {:>10} {:>10}   mae {:.4}",
+                    "{:<12} {:<12} {:<11} {:>12} {:>8.1} {:>10} {:>10} {:>10}   mae {:.4}  enc {:.1} ms  dec {:.1} ms",
                     structure.name(),
                     entropy.name(),
                     format!("{mv_sharing:?}"),
@@ -71,7 +76,9 @@ fn compressed_size_per_mode_on_a_moving_sequence() {
                     codes / n as usize,
                     mvs / n as usize,
                     residual / n as usize,
-                    mae
+                    mae,
+                    encode_ms,
+                    decode_ms
                 );
                 assert!(total < raw / 3, "8-bit coding must beat raw f32 by > 3x");
                 if entropy == EntropyMode::Huffman && mv_sharing == MvSharing::PerChannel {

@@ -29,7 +29,7 @@ use thiserror::Error;
 
 /// Errors of the encoder and the decoder. The decoder reports every malformed unit with one of
 /// these; it never panics on input bytes.
-#[derive(Debug, Error, Clone, PartialEq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CodecError {
     #[error("coded unit truncated")]
     Truncated,
