@@ -445,3 +445,90 @@ fn runtime_is_loaded_once_per_process() {
     let err = init_runtime(Some(Path::new("/nonexistent/libonnxruntime.so"))).unwrap_err();
     assert!(err.to_string().contains("already loaded"), "{err}");
 }
+
+/// Random DAGs of element-wise operators with random cut requests: every split that succeeds
+/// must reproduce the full model exactly in ONNX Runtime, and the only accepted failure is
+/// NotACut.
+#[test]
+fn random_graphs_split_exactly_or_report_not_a_cut() {
+    use fmap_infer::onnx::encode::*;
+    runtime();
+    let mut state = 0x2545_f491u32;
+    let mut rand = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as usize % n
+    };
+    let (mut ok, mut not_a_cut) = (0, 0);
+    for graph_no in 0..40 {
+        let node_count = 4 + rand(8);
+        let mut tensors = vec!["x".to_string()];
+        let mut nodes = Vec::new();
+        for i in 0..node_count {
+            let out = format!("t{i}");
+            // Mostly recent tensors, so that many requests are (completable) cuts.
+            let recent =
+                |k: usize, r: usize| tensors[tensors.len() - 1 - r % k.min(tensors.len())].clone();
+            let a = recent(2, rand(2));
+            let b = if rand(4) == 0 {
+                "w".to_string()
+            } else {
+                recent(4, rand(4))
+            };
+            let (op, inputs) = match rand(5) {
+                0 => ("Relu", vec![a]),
+                1 => ("Sigmoid", vec![a]),
+                2 => ("Add", vec![a, b]),
+                3 => ("Mul", vec![a, b]),
+                _ => ("Sub", vec![a, b]),
+            };
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            nodes.push(node(op, &format!("n{i}"), &inputs, &[&out], &[]));
+            tensors.push(out);
+        }
+        // Outputs: the last tensor plus maybe one more.
+        let mut outputs = vec![tensors[tensors.len() - 1].clone()];
+        let extra = tensors[1 + rand(tensors.len() - 1)].clone();
+        if !outputs.contains(&extra) {
+            outputs.push(extra);
+        }
+        let output_vi: Vec<Vec<u8>> = outputs
+            .iter()
+            .map(|o| value_info(o, Some(elem::FLOAT), None))
+            .collect();
+        let model = model(
+            8,
+            17,
+            &graph(
+                &format!("random{graph_no}"),
+                &nodes,
+                &[tensor_f32("w", &[1, 4], &[0.5, -1.0, 2.0, 0.25])],
+                &[value_info("x", Some(elem::FLOAT), Some(&[1, 4]))],
+                &output_vi,
+            ),
+        );
+        let x = TensorValue::f32(vec![1, 4], vec![0.3, -0.7, 1.9, -2.2]);
+        let full = run(&model, vec![("x".into(), x.clone())]);
+        for _ in 0..3 {
+            let cut: Vec<String> = (0..1 + rand(2))
+                .map(|_| tensors[1 + rand(node_count)].clone())
+                .collect();
+            match split_model(&model, &cut) {
+                Ok(split) => {
+                    let front = run(&split.front, vec![("x".into(), x.clone())]);
+                    let back = run(&split.back, front);
+                    assert_eq!(back, full, "graph {graph_no}, cut {cut:?}");
+                    ok += 1;
+                }
+                Err(InferError::NotACut(_)) => not_a_cut += 1,
+                Err(e) => panic!("graph {graph_no}, cut {cut:?}: {e}"),
+            }
+        }
+    }
+    eprintln!("{ok} exact splits, {not_a_cut} requests not completable into a cut");
+    assert!(
+        ok >= 40,
+        "only {ok} successful splits ({not_a_cut} not a cut)"
+    );
+}
