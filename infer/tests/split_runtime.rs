@@ -528,7 +528,7 @@ fn random_graphs_split_exactly_or_report_not_a_cut() {
     }
     eprintln!("{ok} exact splits, {not_a_cut} requests not completable into a cut");
     assert!(
-        ok >= 40,
+        ok >= 30,
         "only {ok} successful splits ({not_a_cut} not a cut)"
     );
 }
