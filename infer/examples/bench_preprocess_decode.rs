@@ -10,10 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use fmap_infer::decode::{NamedOutputs, OutputDecoder};
-use fmap_infer::preprocess::{InputData, PixelFormat, Preprocessor, VideoFrameRef};
+use fmap_infer::decode::{OutputDecoder, outputs_from_tensors};
+use fmap_infer::preprocess::{PixelFormat, Preprocessor, VideoFrameRef};
 use fmap_infer::profile::Profile;
-use fmap_infer::runtime::{Session, TensorValue, init_runtime};
+use fmap_infer::runtime::{Session, init_runtime};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,16 +66,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             profile.input.width, profile.input.height, profile.input.dtype, profile.input.layout
         );
         let (input, mapping) = pre.prepare(&frame)?;
-        let value = match input.data {
-            InputData::F32(d) => TensorValue::f32(input.shape, d),
-            InputData::U8(d) => TensorValue::u8(input.shape, d),
-        };
         let mut session = Session::from_file(&model, 2)?;
-        let outputs: NamedOutputs = session
-            .run(vec![(input.name, value)])?
-            .into_iter()
-            .map(|(n, v)| (n, (v.shape.clone(), v.data.to_f32())))
-            .collect();
+        let outputs = outputs_from_tensors(session.run(vec![input.into_named_value()])?);
         let decoder = OutputDecoder::from_profile(&profile)?;
         let mut found = 0;
         let (dec_med, dec_mean) = time(iterations * 4, || {

@@ -16,8 +16,8 @@
 //! coordinates (as NanoDet's own post-processing does), then mapped back to the video frame
 //! with the [`ResizeMapping`] of the preprocessing and clamped to it.
 //!
-//! Outputs arrive as [`NamedOutputs`] with f32 data; the session layer converts other element
-//! types (u8, i64, ...) to f32 (see [`named_outputs`]). Every shape and value is treated as
+//! Outputs arrive as [`NamedOutputs`] with f32 data; [`outputs_from_tensors`] converts the
+//! session's outputs of any element type (u8, i64, ...) to it. Every shape and value is treated as
 //! untrusted: wrong shapes are [`InferError::Decode`] errors, NaN/inf values drop the candidate.
 
 use std::collections::BTreeMap;
@@ -38,6 +38,19 @@ where
     outputs
         .into_iter()
         .map(|(name, shape, data)| (name, (shape, data)))
+        .collect()
+}
+
+/// [`NamedOutputs`] from the outputs of [`crate::runtime::Session::run`]; every element type
+/// (u8, i8, i32, i64, bool) is converted to f32 exactly as `TensorValueData::to_f32` does (class
+/// ids and counts are small integers, so nothing is lost).
+pub fn outputs_from_tensors(tensors: crate::runtime::NamedTensors) -> NamedOutputs {
+    tensors
+        .into_iter()
+        .map(|(name, v)| {
+            let data = v.data.to_f32();
+            (name, (v.shape, data))
+        })
         .collect()
 }
 

@@ -180,6 +180,17 @@ pub struct InputTensor {
     pub data: InputData,
 }
 
+impl InputTensor {
+    /// The `(name, value)` pair [`crate::runtime::Session::run`] takes.
+    pub fn into_named_value(self) -> (String, crate::runtime::TensorValue) {
+        let value = match self.data {
+            InputData::F32(d) => crate::runtime::TensorValue::f32(self.shape, d),
+            InputData::U8(d) => crate::runtime::TensorValue::u8(self.shape, d),
+        };
+        (self.name, value)
+    }
+}
+
 /// Maps network-input pixel coordinates back to video-frame pixels:
 /// `network = source * scale + pad`, so `source = (network - pad) / scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -309,16 +320,20 @@ impl ResizeTables {
     fn new(spec: &InputSpec, sw: u32, sh: u32) -> ResizeTables {
         let mapping = ResizeMapping::new(spec, sw, sh);
         let content = mapping.content_rect();
-        let taps = |from: usize, to: usize, pad: f32, scale: f32, n: u32| -> Vec<Tap> {
+        // Source positions in f64 (pixel centres, clamped to the image), weights rounded to
+        // f32 once: the same arithmetic as the Python references, so u8 inputs round alike.
+        let taps = |from: usize, to: usize, n: u32| -> Vec<Tap> {
+            let inv_scale = n as f64 / (to - from).max(1) as f64;
             (from..to)
                 .map(|d| {
-                    let s = ((d as f32 - pad + 0.5) / scale - 0.5).clamp(0.0, (n - 1) as f32);
+                    let s = ((d - from) as f64 + 0.5) * inv_scale - 0.5;
+                    let s = s.clamp(0.0, (n - 1) as f64);
                     let i0 = (s.floor() as u32).min(n - 1);
                     let i1 = (i0 + 1).min(n - 1);
                     Tap {
                         i0,
                         i1,
-                        w: s - i0 as f32,
+                        w: (s - i0 as f64) as f32,
                     }
                 })
                 .collect()
@@ -327,8 +342,8 @@ impl ResizeTables {
             src: (sw, sh),
             mapping,
             content,
-            cols: taps(content.0, content.2, mapping.pad_x, mapping.scale_x, sw),
-            rows: taps(content.1, content.3, mapping.pad_y, mapping.scale_y, sh),
+            cols: taps(content.0, content.2, sw),
+            rows: taps(content.1, content.3, sh),
         }
     }
 }
@@ -454,9 +469,11 @@ impl Preprocessor {
                 };
                 out.clear();
                 out.resize(n, 0);
-                // Values are already within 0..=255 (convex combinations of bytes); `as u8`
-                // saturates anyway.
-                let to_u8 = |_c: usize, v: f32| (v + 0.5) as u8;
+                // Round half to even (like numpy's rint). Values are convex combinations of
+                // bytes, so within 0..=255 (`as u8` saturates anyway); adding and removing 2^23
+                // rounds such values to the nearest even integer without a libm call (x86-64
+                // without SSE4.1 has no rounding instruction).
+                let to_u8 = |_c: usize, v: f32| ((v + 8_388_608.0) - 8_388_608.0) as u8;
                 let fill_px = [to_u8(0, fill); 3];
                 match self.spec.layout {
                     Layout::Nchw => {
@@ -522,9 +539,9 @@ impl Preprocessor {
                     let b = r0[p1 + o] as f32;
                     let cc = r1[p0 + o] as f32;
                     let d = r1[p1 + o] as f32;
-                    let top = a + (b - a) * wx;
-                    let bot = cc + (d - cc) * wx;
-                    v[c] = convert(c, top + (bot - top) * wy);
+                    let top = a * (1.0 - wx) + b * wx;
+                    let bot = cc * (1.0 - wx) + d * wx;
+                    v[c] = convert(c, top * (1.0 - wy) + bot * wy);
                 }
                 store(base + x, v);
             }
@@ -777,6 +794,27 @@ mod tests {
         let d = f32_data(&t);
         let reds: Vec<f32> = d.chunks(3).map(|p| p[0]).collect();
         assert_eq!(reds, vec![0.0, 25.0, 75.0, 100.0]);
+    }
+
+    #[test]
+    fn u8_rounds_half_to_even() {
+        // 2x1 → 4x1 samples source x 0, 0.25, 0.75, 1: values 1, 1.5, 2.5, 3 for a 1 → 3 ramp.
+        let img = [1u8, 1, 1, 3, 3, 3];
+        let s = spec(
+            4,
+            1,
+            Layout::Nhwc,
+            InputDType::U8,
+            ChannelOrder::Rgb,
+            ResizeMode::Stretch,
+        );
+        let (t, _) = Preprocessor::new(&s)
+            .unwrap()
+            .prepare(&VideoFrameRef::packed(2, 1, PixelFormat::Rgb, &img))
+            .unwrap();
+        let reds: Vec<u8> = u8_nhwc(&t).chunks(3).map(|p| p[0]).collect();
+        // Ties go to the even neighbour: 1.5 → 2, 2.5 → 2.
+        assert_eq!(reds, vec![1, 2, 2, 3]);
     }
 
     #[test]

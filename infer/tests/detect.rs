@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use fmap_infer::decode::{Detection, NamedOutputs, OutputDecoder};
+use fmap_infer::decode::{Detection, OutputDecoder, outputs_from_tensors};
 use fmap_infer::detection::{detections_json_line, parse_detections_line};
 use fmap_infer::nms::iou;
-use fmap_infer::preprocess::{InputData, InputTensor, PixelFormat, Preprocessor, VideoFrameRef};
+use fmap_infer::preprocess::{PixelFormat, Preprocessor, VideoFrameRef};
 use fmap_infer::profile::Profile;
-use fmap_infer::runtime::{NamedTensors, Session, TensorValue, init_runtime};
+use fmap_infer::runtime::{Session, init_runtime};
 use serde::Deserialize;
 
 fn workspace() -> PathBuf {
@@ -130,21 +130,6 @@ fn decode_vtest_frame(index: u32) -> Vec<u8> {
     data
 }
 
-fn to_input_value(t: InputTensor) -> (String, TensorValue) {
-    let value = match t.data {
-        InputData::F32(d) => TensorValue::f32(t.shape, d),
-        InputData::U8(d) => TensorValue::u8(t.shape, d),
-    };
-    (t.name, value)
-}
-
-fn to_named_outputs(outputs: NamedTensors) -> NamedOutputs {
-    outputs
-        .into_iter()
-        .map(|(name, v)| (name, (v.shape.clone(), v.data.to_f32())))
-        .collect()
-}
-
 struct Model {
     profile: Profile,
     pre: Preprocessor,
@@ -169,11 +154,11 @@ impl Model {
     /// format is exercised on real data).
     fn detect(&mut self, img: &RgbImage, params: &DecodeParams) -> Vec<Detection> {
         let (input, mapping) = self.pre.prepare(&img.frame()).unwrap();
-        let outputs = self.session.run(vec![to_input_value(input)]).unwrap();
+        let outputs = self.session.run(vec![input.into_named_value()]).unwrap();
         let dets = self
             .decoder
             .decode(
-                &to_named_outputs(outputs),
+                &outputs_from_tensors(outputs),
                 &mapping,
                 params.score_threshold,
                 params.nms_iou,
@@ -292,6 +277,7 @@ fn check_expected(
     let exp = load_expected(model_name, source);
     let mut all = Vec::new();
     let mut problems = Vec::new();
+    let (mut worst_iou, mut worst_dscore) = (1.0f32, 0.0f32);
     for f in &exp.frames {
         for e in &f.detections {
             // The reference and the profile agree on class names.
@@ -301,11 +287,26 @@ fn check_expected(
         assert_eq!((img.width, img.height), (exp.width, exp.height));
         let dets = model.detect(&img, &exp.decode);
         print_detections(&format!("{model_name} {source} frame {}", f.frame), &dets);
+        // How close the match is (for the log): best same-class IoU and its score difference.
+        for e in f.detections.iter().filter(|e| !e.near_threshold) {
+            if let Some(a) = dets
+                .iter()
+                .filter(|a| a.class_id == e.class_id)
+                .max_by(|a, b| iou(&a.bbox, &e.bbox).total_cmp(&iou(&b.bbox, &e.bbox)))
+            {
+                worst_iou = worst_iou.min(iou(&a.bbox, &e.bbox));
+                worst_dscore = worst_dscore.max((a.score - e.score).abs());
+            }
+        }
         for p in compare(&dets, &f.detections, &exp.decode, &exp.tolerance) {
             problems.push(format!("{source} frame {}: {p}", f.frame));
         }
         all.push(dets);
     }
+    eprintln!(
+        "{model_name} {source}: vs reference, lowest IoU {worst_iou:.4}, largest |score diff| \
+         {worst_dscore:.4} (over the detections not near the threshold)"
+    );
     assert!(
         problems.is_empty(),
         "{model_name}:\n{}",
