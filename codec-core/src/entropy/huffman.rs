@@ -132,30 +132,50 @@ pub fn canonical_codes(lengths: &[u8]) -> Vec<u32> {
 }
 
 /// Writes the table and the codes of `symbols` (all `< 2^bits`, checked by the caller).
-pub fn write_huffman<I>(w: &mut BitWriter<'_>, symbols: I, bits: u32)
-where
-    I: Iterator<Item = u16> + Clone,
-{
-    let mut counts = vec![0u64; 1usize << bits];
-    for s in symbols.clone() {
-        counts[usize::from(s)] += 1;
-    }
-    let used = counts.iter().filter(|&&c| c > 0).count();
-    if used == 0 {
+///
+/// Work is O(symbols + alphabet) for long sequences and O(symbols * log symbols) for short
+/// ones over a large alphabet (a few motion vectors in a 16-bit alphabet must not cost a
+/// 65536-entry histogram).
+pub fn write_huffman(w: &mut BitWriter<'_>, symbols: &[u16], bits: u32) {
+    if symbols.is_empty() {
         return;
     }
+    let alphabet = 1usize << bits;
+    // Used symbols in increasing order and their counts.
+    let dense = symbols.len() * 4 >= alphabet;
+    let (used_symbols, counts): (Vec<u16>, Vec<u64>) = if dense {
+        let mut histogram = vec![0u64; alphabet];
+        for &s in symbols {
+            histogram[usize::from(s)] += 1;
+        }
+        (0..alphabet)
+            .filter(|&s| histogram[s] > 0)
+            .map(|s| (s as u16, histogram[s]))
+            .unzip()
+    } else {
+        let mut sorted = symbols.to_vec();
+        sorted.sort_unstable();
+        let mut pairs: Vec<(u16, u64)> = Vec::new();
+        for s in sorted {
+            match pairs.last_mut() {
+                Some((last, n)) if *last == s => *n += 1,
+                _ => pairs.push((s, 1)),
+            }
+        }
+        pairs.into_iter().unzip()
+    };
+    let used = used_symbols.len();
+    // Lengths and canonical codes over the compact index space: index order is symbol order,
+    // so ties and canonical order are the same as over the full alphabet.
     let lengths = huffman_code_lengths(&counts, MAX_CODE_LEN)
         .expect("a 16-bit alphabet always fits 16-bit codes");
     let codes = canonical_codes(&lengths);
 
     w.write((used - 1) as u32, bits);
     let mut previous: i64 = -1;
-    for (sym, &len) in lengths.iter().enumerate() {
-        if len == 0 {
-            continue;
-        }
-        w.write_exp_golomb((sym as i64 - previous - 1) as u64, 0);
-        previous = sym as i64;
+    for (&sym, &len) in used_symbols.iter().zip(&lengths) {
+        w.write_exp_golomb((i64::from(sym) - previous - 1) as u64, 0);
+        previous = i64::from(sym);
         if used >= 2 {
             w.write(u32::from(len) - 1, 4);
         }
@@ -170,14 +190,28 @@ where
         .sum();
     w.reserve_bits(payload_bits);
     // code << 5 | length in one word: one load per symbol in the hot loop.
-    let table: Vec<u32> = codes
+    let entries: Vec<u32> = codes
         .iter()
         .zip(&lengths)
         .map(|(&c, &l)| (c << 5) | u32::from(l))
         .collect();
-    for s in symbols {
-        let e = table[usize::from(s)];
-        w.write(e >> 5, e & 31);
+    if dense {
+        let mut table = vec![0u32; alphabet];
+        for (&sym, &e) in used_symbols.iter().zip(&entries) {
+            table[usize::from(sym)] = e;
+        }
+        for &s in symbols {
+            let e = table[usize::from(s)];
+            w.write(e >> 5, e & 31);
+        }
+    } else {
+        for &s in symbols {
+            let i = used_symbols
+                .binary_search(&s)
+                .expect("every symbol was counted");
+            let e = entries[i];
+            w.write(e >> 5, e & 31);
+        }
     }
 }
 
@@ -409,7 +443,7 @@ pub fn read_huffman(
 
 pub fn encode(symbols: &[u16], bits: u32, out: &mut Vec<u8>) {
     let mut w = BitWriter::new(out);
-    write_huffman(&mut w, symbols.iter().copied(), bits);
+    write_huffman(&mut w, symbols, bits);
     w.finish();
 }
 

@@ -96,7 +96,7 @@ pub fn encode(symbols: &[u16], bits: u32, zero: u16, huffman: bool, out: &mut Ve
     let mut w = BitWriter::new(out);
     write_mask(&mut w, symbols, zero);
     if huffman {
-        write_huffman(&mut w, nonzero.iter().copied(), bits);
+        write_huffman(&mut w, &nonzero, bits);
     } else {
         w.reserve_bits(n as u64 * u64::from(bits));
         write_packed(&mut w, &nonzero, bits);
