@@ -561,3 +561,39 @@ fn closed_loop_dead_zone_bounds_the_error_per_frame() {
         );
     }
 }
+
+#[test]
+fn a_restarted_stream_never_predicts_from_the_old_streams_reference() {
+    let shape = Shape::new(2, 8, 8);
+    let frames: Vec<_> = (0..2).map(|i| moving_frame(i, shape, (1.0, 0.0))).collect();
+    let first = Encoder::new(cfg(Structure::Uni)).unwrap();
+    // Stream ids are random; pick a second encoder whose id differs (collisions are 1/65536).
+    let second = (0..100)
+        .map(|_| Encoder::new(cfg(Structure::Uni)).unwrap())
+        .find(|e| e.stream_id() != first.stream_id())
+        .unwrap();
+    let mut units = Vec::new();
+    for mut enc in [first, second] {
+        let mut u = Vec::new();
+        for f in &frames {
+            u.extend(enc.push(f).unwrap());
+        }
+        units.push(u);
+    }
+    let mut dec = Decoder::new();
+    dec.decode(&units[0][0].data).unwrap();
+    // The restarted sender's anchor 0 was lost; its predicted frame 1 names reference 0, which
+    // the decoder holds, but from the old stream.
+    assert_eq!(
+        dec.decode(&units[1][1].data),
+        Err(CodecError::MissingReference {
+            frame: 1,
+            reference: 0
+        })
+    );
+    dec.decode(&units[1][0].data).unwrap();
+    assert_eq!(
+        dec.decode(&units[1][1].data).unwrap(),
+        vec![units[1][1].reconstruction.clone()]
+    );
+}

@@ -54,6 +54,8 @@ pub(crate) struct UnitHeader {
     pub frame_index: u64,
     pub pts_ns: Option<u64>,
     pub ref_index: u64,
+    /// Identifies the encoder instance; a predicted unit only uses a reference of its stream.
+    pub stream_id: u16,
     pub bits: u8,
     pub tensor_count: usize,
     /// Motion parameters; only meaningful for predicted kinds.
@@ -118,7 +120,7 @@ impl UnitWriter {
             (true, MvSharing::Shared) => 1,
             _ => 0,
         });
-        buf.extend_from_slice(&[0, 0]);
+        buf.extend_from_slice(&h.stream_id.to_le_bytes());
         debug_assert_eq!(buf.len(), HEADER_LEN);
         Self { buf }
     }
@@ -448,12 +450,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
     let block_size = r.u16()? as usize;
     let search_range = r.u8()?;
     let sharing = r.u8()?;
-    let reserved = r.u16()?;
-    if reserved != 0 {
-        return Err(CodecError::Invalid(
-            "reserved header bytes are not zero".into(),
-        ));
-    }
+    let stream_id = r.u16()?;
     let mv_sharing = if kind.is_predicted() {
         if !(1..=MAX_BLOCK_SIZE).contains(&block_size) {
             return Err(CodecError::Invalid(format!(
@@ -494,6 +491,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
             frame_index,
             pts_ns: (flags & FLAG_PTS != 0).then_some(pts),
             ref_index,
+            stream_id,
             bits,
             tensor_count,
             block_size,

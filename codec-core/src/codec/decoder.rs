@@ -29,8 +29,8 @@ impl Default for DecoderLimits {
 pub struct Decoder {
     limits: DecoderLimits,
     reference: Option<RefFrame>,
-    /// A bi anchor waiting for its predicted t−1.
-    pending_anchor: Option<FeatureFrame>,
+    /// A bi anchor waiting for its predicted t−1, with its stream id.
+    pending_anchor: Option<(u16, FeatureFrame)>,
 }
 
 impl Decoder {
@@ -56,7 +56,12 @@ impl Decoder {
             }
             UnitKind::Predicted | UnitKind::ClosedLoopPredicted => {
                 let reference = match &self.reference {
-                    Some(reference) if reference.index == header.ref_index => reference,
+                    Some(reference)
+                        if reference.index == header.ref_index
+                            && reference.stream_id == header.stream_id =>
+                    {
+                        reference
+                    }
                     _ => {
                         return Err(CodecError::MissingReference {
                             frame: header.frame_index,
@@ -76,16 +81,18 @@ impl Decoder {
         let frame = recon.to_frame();
         let mut out = Vec::with_capacity(2);
         if header.kind == UnitKind::Predicted
-            && let Some(anchor) = self
-                .pending_anchor
-                .take_if(|a| a.index == header.ref_index && header.frame_index < a.index)
+            && let Some(anchor) = self.pending_anchor.take_if(|(stream, a)| {
+                *stream == header.stream_id
+                    && a.index == header.ref_index
+                    && header.frame_index < a.index
+            })
         {
             out.push(frame);
-            out.push(anchor);
+            out.push(anchor.1);
         } else {
-            out.extend(self.pending_anchor.take());
+            out.extend(self.pending_anchor.take().map(|(_, a)| a));
             if header.previous_follows {
-                self.pending_anchor = Some(frame);
+                self.pending_anchor = Some((header.stream_id, frame));
             } else {
                 out.push(frame);
             }
@@ -98,7 +105,11 @@ impl Decoder {
 
     /// End of stream: returns a held anchor whose t−1 never arrived.
     pub fn finish(&mut self) -> Vec<FeatureFrame> {
-        self.pending_anchor.take().into_iter().collect()
+        self.pending_anchor
+            .take()
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect()
     }
 
     /// Drops all state (reference and any held anchor) after a loss; decoding resumes at the
@@ -124,6 +135,7 @@ impl Decoder {
             });
         }
         Ok(RefFrame {
+            stream_id: header.stream_id,
             index: header.frame_index,
             pts_ns: header.pts_ns,
             tensors,
@@ -215,6 +227,7 @@ fn decode_predicted(
         });
     }
     Ok(RefFrame {
+        stream_id: header.stream_id,
         index: header.frame_index,
         pts_ns: header.pts_ns,
         tensors,
@@ -258,6 +271,7 @@ fn decode_closed_loop(
         });
     }
     Ok(RefFrame {
+        stream_id: header.stream_id,
         index: header.frame_index,
         pts_ns: header.pts_ns,
         tensors,

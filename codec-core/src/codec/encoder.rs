@@ -26,6 +26,7 @@ pub struct Encoder {
     /// Closed loop: frames since the last key frame.
     since_key: u32,
     last_index: Option<u64>,
+    stream_id: u16,
 }
 
 impl Encoder {
@@ -46,11 +47,19 @@ impl Encoder {
             expect_predicted: false,
             since_key: 0,
             last_index: None,
+            stream_id: new_stream_id(),
         })
     }
 
     pub fn config(&self) -> &CodecConfig {
         &self.cfg
+    }
+
+    /// Random identifier written in every unit of this encoder, so that a decoder never predicts
+    /// from a reference of another stream that happens to have the same frame index (e.g. after
+    /// the sender restarted).
+    pub fn stream_id(&self) -> u16 {
+        self.stream_id
     }
 
     /// Frames of reordering delay: units for frame k may only come out after frame k + delay
@@ -153,6 +162,7 @@ impl Encoder {
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
             ref_index,
+            stream_id: self.stream_id,
             bits: self.cfg.bits,
             tensor_count: frame.tensors.len(),
             block_size: self.cfg.block_size,
@@ -208,6 +218,7 @@ impl Encoder {
             });
         }
         let recon = RefFrame {
+            stream_id: self.stream_id,
             index: frame.index,
             pts_ns: frame.pts_ns,
             tensors,
@@ -249,6 +260,7 @@ impl Encoder {
             });
         }
         let recon = RefFrame {
+            stream_id: self.stream_id,
             index: frame.index,
             pts_ns: frame.pts_ns,
             tensors,
@@ -318,6 +330,7 @@ impl Encoder {
             });
         }
         let recon = RefFrame {
+            stream_id: self.stream_id,
             index: frame.index,
             pts_ns: frame.pts_ns,
             tensors,
@@ -356,6 +369,18 @@ fn current_codes(tq: &TensorQuantizer, t: &Tensor) -> Vec<u16> {
         }
     }
     out
+}
+
+/// A per-instance random value from the standard library's randomly seeded hasher keys.
+fn new_stream_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish() as u16
 }
 
 pub(crate) fn desc_of(t: &Tensor) -> TensorDesc {

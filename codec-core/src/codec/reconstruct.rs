@@ -87,6 +87,7 @@ pub(crate) fn dequantize(codes: &[u16], params: &[QuantParams], shape: Shape) ->
 /// A reconstructed frame; the reference of later units.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RefFrame {
+    pub stream_id: u16,
     pub index: u64,
     pub pts_ns: Option<u64>,
     pub tensors: Vec<RefTensor>,
