@@ -5,6 +5,34 @@
 //! Modes are configuration values ([`Structure`], [`crate::entropy::EntropyMode`],
 //! [`crate::quant::QuantizerMode`], [`crate::motion::MvSharing`], ...), never separate code paths
 //! per combination: every structure works with every entropy mode and quantizer.
+//!
+//! ```
+//! use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure};
+//! use codec_core::{FeatureFrame, Shape, Tensor};
+//!
+//! let cfg = CodecConfig { structure: Structure::Bi, ..CodecConfig::default() };
+//! let mut encoder = Encoder::new(cfg)?;
+//! let mut decoder = Decoder::new();
+//! let mut shown = Vec::new();
+//! for i in 0..4u64 {
+//!     let values = (0..2 * 16 * 16).map(|k| ((k + i as usize) % 7) as f32).collect();
+//!     let frame = FeatureFrame::new(
+//!         i,
+//!         Some(i * 33_333_333),
+//!         vec![Tensor::from_f32("feat", Shape::new(2, 16, 16), values)?],
+//!     );
+//!     for unit in encoder.push(&frame)? {
+//!         // `unit.data` is one self-delimiting buffer (one RTP frame).
+//!         shown.extend(decoder.decode(&unit.data)?);
+//!     }
+//! }
+//! for unit in encoder.finish()? {
+//!     shown.extend(decoder.decode(&unit.data)?);
+//! }
+//! shown.extend(decoder.finish());
+//! assert_eq!(shown.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 1, 2, 3]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod bitstream;
 mod config;
