@@ -86,11 +86,63 @@ fn frames() -> impl Strategy<Value = Vec<FeatureFrame>> {
     })
 }
 
+/// u8 frames of an 8-bit model with two tensors, for the Model8bit quantizer.
+fn u8_frames() -> impl Strategy<Value = Vec<FeatureFrame>> {
+    (
+        1usize..4,
+        1usize..9,
+        1usize..9,
+        1usize..6,
+        0.001f32..1.0,
+        0i32..=255,
+    )
+        .prop_flat_map(|(c, h, w, n, scale, zero_point)| {
+            let a = Shape::new(c, h, w);
+            let b = Shape::new(1, w, h);
+            prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), a.len()),
+                    prop::collection::vec(any::<u8>(), b.len()),
+                ),
+                n,
+            )
+            .prop_map(move |planes| {
+                planes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (x, y))| {
+                        FeatureFrame::new(
+                            i as u64,
+                            Some(i as u64),
+                            vec![
+                                Tensor::from_u8("a", a, x, scale, zero_point).unwrap(),
+                                Tensor::from_u8("b", b, y, scale, zero_point).unwrap(),
+                            ],
+                        )
+                    })
+                    .collect()
+            })
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn random_frames_and_configs_round_trip(cfg in config(), frames in frames()) {
+        assert_round_trip(&cfg, &frames);
+    }
+
+    #[test]
+    fn random_u8_frames_round_trip_with_the_model_quantizer(
+        cfg in config(),
+        frames in u8_frames(),
+        model8 in prop::bool::ANY,
+    ) {
+        let cfg = CodecConfig {
+            quantizer: if model8 { QuantizerMode::Model8bit } else { cfg.quantizer.clone() },
+            ..cfg
+        };
         assert_round_trip(&cfg, &frames);
     }
 }
