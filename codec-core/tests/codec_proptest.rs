@@ -69,7 +69,7 @@ fn frames() -> impl Strategy<Value = Vec<FeatureFrame>> {
     (1usize..4, 1usize..9, 1usize..9, 1usize..7).prop_flat_map(|(c, h, w, n)| {
         let shape = Shape::new(c, h, w);
         prop::collection::vec(
-            prop::collection::vec(prop_oneof![Just(0.0f32), -4.0f32..4.0], shape.len()),
+            prop::collection::vec(prop_oneof![8 => -4.0f32..4.0, 2 => Just(0.0f32), 1 => Just(f32::NAN), 1 => Just(f32::INFINITY), 1 => Just(-1e30f32)], shape.len()),
             n,
         )
         .prop_map(move |planes| {
