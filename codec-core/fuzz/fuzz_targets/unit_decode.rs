@@ -1,0 +1,209 @@
+//! `codec_core::Decoder` on hostile coded units. Two input forms, chosen by bit 7 of byte 0:
+//!
+//! * raw (bit 7 clear): a sequence of chunks `[len: u16 LE][op: u8][len bytes]`, each decoded
+//!   as one unit by the same decoder. `op` bit 0 repairs the envelope first (magic, version,
+//!   total_len and CRC-32 made valid, so mutations reach the body parser); bit 1 resets the
+//!   decoder before the chunk.
+//! * structured (bit 7 set): real units from the `Encoder` (structure, entropy mode, bits and
+//!   frame contents taken from the input), then byte mutations `[unit][pos: u16 LE][xor]` with
+//!   the CRC repaired. Without mutations the decoder must output exactly the encoder's
+//!   reconstructions, bit for bit.
+//!
+//! In both forms decoding must never panic, whatever the bytes.
+#![no_main]
+
+use codec_core::codec::DecoderLimits;
+use codec_core::codec::Structure;
+use codec_core::entropy::EntropyMode;
+use codec_core::{CodecConfig, Decoder, Encoder, FeatureFrame, Shape, Tensor};
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+/// Byte offset of total_len and the header length covered by the repair (see BITSTREAM.md).
+const TOTAL_LEN_AT: usize = 8;
+const MIN_REPAIRABLE: usize = 16;
+
+/// Makes the envelope of `unit` valid: magic and version from a real unit, total_len = the
+/// chunk length, and the trailing CRC-32 recomputed.
+fn repair(unit: &mut [u8], template: &[u8]) {
+    if unit.len() < MIN_REPAIRABLE || template.len() < 5 {
+        return;
+    }
+    unit[..5].copy_from_slice(&template[..5]);
+    let len = unit.len() as u32;
+    unit[TOTAL_LEN_AT..TOTAL_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
+    let body_end = unit.len() - 4;
+    let crc = crc32fast::hash(&unit[..body_end]);
+    unit[body_end..].copy_from_slice(&crc.to_le_bytes());
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// A short sequence of time-correlated, ReLU-like frames with two tensors.
+fn frames(seed: u64, count: usize) -> Vec<FeatureFrame> {
+    let mut rng = Rng(seed | 1);
+    let shapes = [("a", Shape::new(2, 8, 8)), ("b", Shape::new(3, 4, 5))];
+    let bases: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|(_, s)| {
+            (0..s.channels * s.height * s.width)
+                .map(|_| {
+                    let v = (rng.next() % 1000) as f32 / 100.0 - 4.0;
+                    v.max(0.0)
+                })
+                .collect()
+        })
+        .collect();
+    (0..count)
+        .map(|t| {
+            let tensors = shapes
+                .iter()
+                .zip(&bases)
+                .map(|((name, shape), base)| {
+                    // Shift by one element per frame: motion the encoder can find.
+                    let n = base.len();
+                    let data = (0..n).map(|i| base[(i + t) % n]).collect();
+                    Tensor::from_f32(*name, *shape, data).expect("valid tensor")
+                })
+                .collect();
+            FeatureFrame::new(t as u64, Some(t as u64 * 100_000_000), tensors)
+        })
+        .collect()
+}
+
+/// A real unit (encoded once) whose magic and version the repair copies.
+fn template_unit() -> &'static [u8] {
+    static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+    TEMPLATE.get_or_init(encode_template)
+}
+
+fn encode_template() -> Vec<u8> {
+    let mut enc = Encoder::new(CodecConfig {
+        structure: Structure::Intra,
+        ..CodecConfig::default()
+    })
+    .expect("intra config");
+    let mut units = enc.push(&frames(1, 1)[0]).expect("encode");
+    units.extend(enc.finish().expect("finish"));
+    units.swap_remove(0).data
+}
+
+/// Small enough that hostile units claiming huge tensors are rejected quickly (fuzzing the
+/// logic, not the allocator), large enough for the structured frames (2*8*8 + 3*4*5).
+const FUZZ_LIMITS: DecoderLimits = DecoderLimits {
+    max_elements: 1 << 16,
+};
+
+fn raw_form(data: &[u8]) {
+    let template = template_unit();
+    let mut dec = Decoder::with_limits(FUZZ_LIMITS);
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+        let op = rest[2];
+        rest = &rest[3..];
+        let len = len.min(rest.len());
+        let mut unit = rest[..len].to_vec();
+        rest = &rest[len..];
+        if op & 2 != 0 {
+            dec.reset();
+        }
+        if op & 1 != 0 {
+            repair(&mut unit, template);
+        }
+        let _ = dec.decode(&unit);
+    }
+    let _ = dec.finish();
+}
+
+fn structured_form(data: &[u8]) {
+    if data.len() < 14 {
+        return;
+    }
+    let structure = [
+        Structure::Intra,
+        Structure::Uni,
+        Structure::Bi,
+        Structure::ClosedLoop,
+    ][usize::from(data[1] % 4)];
+    let entropy = EntropyMode::ALL[usize::from(data[2]) % EntropyMode::ALL.len()];
+    let bits = 1 + data[3] % 8;
+    let count = 1 + usize::from(data[4] % 5);
+    let key_interval = 1 + u32::from(data[5] % 4);
+    let seed = u64::from_le_bytes(data[6..14].try_into().expect("8 bytes"));
+    let mutations = &data[14..];
+
+    let cfg = CodecConfig {
+        structure,
+        entropy,
+        bits,
+        key_interval,
+        ..CodecConfig::default()
+    };
+    let Ok(mut enc) = Encoder::new(cfg) else {
+        return;
+    };
+    let mut units = Vec::new();
+    for frame in frames(seed, count) {
+        units.extend(enc.push(&frame).expect("encoder accepts a valid frame"));
+    }
+    units.extend(enc.finish().expect("encoder finishes"));
+
+    let mut coded: Vec<Vec<u8>> = units.iter().map(|u| u.data.clone()).collect();
+    for m in mutations.chunks_exact(4) {
+        let n = coded.len();
+        let unit = &mut coded[usize::from(m[0]) % n];
+        let pos = usize::from(u16::from_le_bytes([m[1], m[2]])) % unit.len();
+        unit[pos] ^= m[3];
+    }
+    let mutated = mutations.len() >= 4;
+    let template = units[0].data.clone();
+
+    let mut dec = Decoder::with_limits(FUZZ_LIMITS);
+    let mut out = Vec::new();
+    for unit in &mut coded {
+        if mutated {
+            repair(unit, &template);
+            if let Ok(frames) = dec.decode(unit) {
+                out.extend(frames);
+            }
+        } else {
+            out.extend(
+                dec.decode(unit)
+                    .expect("decoder accepts the encoder's units"),
+            );
+        }
+    }
+    out.extend(dec.finish());
+    if mutated {
+        return;
+    }
+    // Unmutated: the decoder's output is exactly the encoder's reconstructions.
+    let raw = |f: &FeatureFrame| (f.index, f.to_raw().expect("serializes"));
+    let mut got: Vec<_> = out.iter().map(raw).collect();
+    let mut want: Vec<_> = units.iter().map(|u| raw(&u.reconstruction)).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), count, "one output frame per input frame");
+    assert!(
+        got == want,
+        "decoder output differs from the encoder's reconstructions"
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    match data.first() {
+        Some(b) if b & 0x80 != 0 => structured_form(data),
+        Some(_) => raw_form(&data[1..]),
+        None => {}
+    }
+});

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fuzz smoke test: builds every cargo-fuzz target of codec-core (codec-core/fuzz) and runs each
+# briefly. Exits non-zero if any target crashes, panics, trips a debug assertion or overflow
+# check, leaks, exceeds the RSS limit, or spends more than 10 s on one input.
+#
+# Only the stable toolchain is available: RUSTC_BOOTSTRAP=1 lets it accept the -Z flags
+# (-Zsanitizer=address) that cargo-fuzz passes. Installs cargo-fuzz from crates.io if missing.
+#
+#   scripts/fuzz-smoke.sh                 # 20 s per target
+#   FMAP_FUZZ_SECONDS=300 scripts/fuzz-smoke.sh
+#
+# Corpora grow in codec-core/fuzz/corpus/<target>, crashes land in codec-core/fuzz/artifacts
+# (both git-ignored); reproduce a crash with
+#   (cd codec-core && RUSTC_BOOTSTRAP=1 cargo fuzz run -O -a <target> <artifact file>)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root/codec-core"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
+export RUSTC_BOOTSTRAP=1
+seconds="${FMAP_FUZZ_SECONDS:-20}"
+targets=(raw_frame entropy_decode unit_decode)
+
+# -O: optimized, -a: with debug assertions and overflow checks.
+cargo fuzz build -O -a
+
+failed=()
+for target in "${targets[@]}"; do
+    printf '\n=== fuzz %s (%ss)\n' "$target" "$seconds"
+    mkdir -p "fuzz/corpus/$target"
+    if cargo fuzz run -O -a "$target" -- \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
+        echo "fuzz $target: ok"
+    else
+        echo "fuzz $target: FAILED (artifacts in codec-core/fuzz/artifacts/$target)"
+        failed+=("$target")
+    fi
+done
+
+if ((${#failed[@]})); then
+    echo "fuzz smoke failed: ${failed[*]}" >&2
+    exit 1
+fi
+echo "fuzz smoke: all ${#targets[@]} targets ran ${seconds}s without a crash"
