@@ -23,6 +23,9 @@
 /// Media type of feature-frame streams.
 pub const MEDIA_TYPE: &str = "application/x-fmap";
 
+/// Media type of detection streams: one JSON line per buffer (see `splitinfer-back`).
+pub const DETECTIONS_MEDIA_TYPE: &str = "application/x-detections";
+
 /// Split name used when the cut is a list of tensor names rather than a named split point.
 pub const SPLIT_CUSTOM: &str = "custom";
 /// Split name of a reference run: the frame holds the network outputs.

@@ -9,11 +9,15 @@ mod detectoverlay;
 pub mod fmapcaps;
 mod fmapdec;
 pub mod fmapenc;
+mod splitinfer_back;
+mod splitinfer_front;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     detectoverlay::register(plugin)?;
     fmapenc::register(plugin)?;
     fmapdec::register(plugin)?;
+    splitinfer_front::register(plugin)?;
+    splitinfer_back::register(plugin)?;
     Ok(())
 }
 

@@ -44,8 +44,7 @@ pub const VIDEO_FORMATS: [gst_video::VideoFormat; 10] = [
     gst_video::VideoFormat::Bgr,
 ];
 
-/// Media type of the detections stream.
-pub const DETECTIONS_MEDIA_TYPE: &str = "application/x-detections";
+use crate::fmapcaps::DETECTIONS_MEDIA_TYPE;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {

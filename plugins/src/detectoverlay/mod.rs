@@ -19,7 +19,7 @@
 //! built-in 5x7 font are drawn. Frames without detections pass through untouched.
 //!
 //! ```text
-//! gst-launch-1.0 filesrc location=vtest.avi ! avidemux ! avdec_msmpeg4v3 ! videoconvert ! \
+//! gst-launch-1.0 filesrc location=vtest.avi ! decodebin ! videoconvert ! \
 //!   video/x-raw,format=BGRx ! tee name=t \
 //!   t. ! queue ! splitinfer-front model=models/nanodet.onnx ! splitinfer-back \
 //!        model=models/nanodet.onnx ! o.detections \

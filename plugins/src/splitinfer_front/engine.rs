@@ -1,0 +1,150 @@
+//! The front half of a split detector as a plain value: video frame in, feature frame out.
+
+use codec_core::FeatureFrame;
+use fmap_infer::onnx::Model;
+use fmap_infer::preprocess::{InputData, Preprocessor, VideoFrameRef};
+use fmap_infer::profile::SplitSpec;
+use fmap_infer::runtime::{Session, TensorValue, split_with_shapes, to_codec_tensor};
+use fmap_infer::split::quant_params_for;
+
+use super::model::{ModelFile, SetupError};
+use crate::fmapcaps::{FmapCaps, ResizeMode};
+
+/// What the front needs to start.
+#[derive(Debug, Clone)]
+pub struct FrontConfig {
+    pub model: String,
+    pub profile: String,
+    pub split_at: String,
+    pub threads: usize,
+}
+
+/// A loaded front: preprocessing, the front part of the model, and the cut description.
+pub struct FrontEngine {
+    pub model: ModelFile,
+    /// `none`, a split point name, or `custom`.
+    pub split_name: String,
+    /// Tensors emitted per frame, in order (the network outputs for `none`).
+    pub cut: Vec<String>,
+    /// Requested tensors the splitter added or dropped (for the log).
+    pub added: Vec<String>,
+    pub dropped: Vec<String>,
+    /// Scale and zero point of each cut tensor of a quantized model.
+    pub quant: Vec<Option<(f32, i32)>>,
+    preprocessor: Preprocessor,
+    session: Session,
+}
+
+impl std::fmt::Debug for FrontEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontEngine")
+            .field("model", &self.model.path)
+            .field("split", &self.split_name)
+            .field("cut", &self.cut)
+            .finish()
+    }
+}
+
+impl FrontEngine {
+    /// Loads the model and profile, loads ONNX Runtime (`ort_library`: "" = search), splits
+    /// the model and creates the session. Returns the engine and the ONNX Runtime library path.
+    pub fn open(
+        cfg: &FrontConfig,
+        ort_library: &str,
+    ) -> Result<(FrontEngine, std::path::PathBuf), SetupError> {
+        let model = ModelFile::load(&cfg.model, &cfg.profile)?;
+        let (split_name, spec) = model.resolve_split(&cfg.split_at)?;
+        let ort_path = super::model::init_runtime(ort_library)?;
+        let preprocessor = Preprocessor::new(&model.profile.input)
+            .map_err(|e| SetupError::from_infer("model profile input", e))?;
+        let threads = cfg.threads.max(1);
+        let (session, cut, added, dropped) = match &spec {
+            SplitSpec::None => {
+                let session = Session::from_memory(&model.bytes, threads)
+                    .map_err(|e| SetupError::from_infer("creating the session", e))?;
+                let cut = session.outputs().iter().map(|o| o.name.clone()).collect();
+                (session, cut, vec![], vec![])
+            }
+            SplitSpec::Tensors(tensors) => {
+                let parts = split_with_shapes(&model.bytes, tensors, threads).map_err(|e| {
+                    let names = model.profile.split_point_names_joined();
+                    let mut err = SetupError::from_infer(
+                        &format!("splitting {} at '{}'", model.path.display(), cfg.split_at),
+                        e,
+                    );
+                    if let SetupError::Settings(m) = &mut err {
+                        m.push_str(&format!(" (named split points: {names})"));
+                    }
+                    err
+                })?;
+                let session = Session::from_memory(&parts.front, threads)
+                    .map_err(|e| SetupError::from_infer("creating the front session", e))?;
+                (session, parts.cut, parts.added, parts.dropped)
+            }
+        };
+        let graph = Model::parse(&model.bytes)
+            .map_err(|e| SetupError::from_infer("reading the model graph", e))?
+            .graph;
+        let quant = cut.iter().map(|t| quant_params_for(&graph, t)).collect();
+        let engine = FrontEngine {
+            model,
+            split_name,
+            cut,
+            added,
+            dropped,
+            quant,
+            preprocessor,
+            session,
+        };
+        Ok((engine, ort_path))
+    }
+
+    /// Caps of the stream this front produces for `width` x `height` video.
+    pub fn caps(&self, width: u32, height: u32, framerate: gst::Fraction) -> FmapCaps {
+        let input = &self.model.profile.input;
+        FmapCaps {
+            model: self.model.hash.clone(),
+            cut: self.cut.clone(),
+            split: self.split_name.clone(),
+            width,
+            height,
+            framerate,
+            resize: match input.resize {
+                fmap_infer::profile::ResizeMode::Stretch => ResizeMode::Stretch,
+                fmap_infer::profile::ResizeMode::Letterbox => ResizeMode::Letterbox,
+            },
+            input_width: input.width,
+            input_height: input.height,
+        }
+    }
+
+    /// Runs the front on one frame.
+    pub fn process(
+        &mut self,
+        frame: &VideoFrameRef,
+        index: u64,
+        pts_ns: Option<u64>,
+    ) -> Result<FeatureFrame, String> {
+        let (input, _mapping) = self
+            .preprocessor
+            .prepare(frame)
+            .map_err(|e| format!("preprocessing: {e}"))?;
+        let value = match input.data {
+            InputData::F32(d) => TensorValue::f32(input.shape, d),
+            InputData::U8(d) => TensorValue::u8(input.shape, d),
+        };
+        let outputs = self
+            .session
+            .run(vec![(input.name, value)])
+            .map_err(|e| format!("front network: {e}"))?;
+        let mut tensors = Vec::with_capacity(self.cut.len());
+        for (name, quant) in self.cut.iter().zip(&self.quant) {
+            let (_, value) = outputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| format!("the front network did not produce '{name}'"))?;
+            tensors.push(to_codec_tensor(name, value, *quant).map_err(|e| e.to_string())?);
+        }
+        Ok(FeatureFrame::new(index, pts_ns, tensors))
+    }
+}
