@@ -599,3 +599,66 @@ fn shape_less_split_is_close_to_the_full_model() {
     eprintln!("shape-less split: max abs difference {max_diff:e}");
     assert!(max_diff < 1e-3, "{max_diff}");
 }
+
+/// An If node whose branches read an outer tensor (`a`) and an outer initializer (`w`): the
+/// outer references are dependencies, so cutting at `a` transmits it and the back part keeps `w`.
+#[test]
+fn if_subgraph_outer_references_cross_the_cut() {
+    use fmap_infer::onnx::encode::*;
+    runtime();
+    let branch = |op: &str| {
+        graph(
+            &format!("{op}_branch"),
+            &[node(op, &format!("inner_{op}"), &["a", "w"], &["r"], &[])],
+            &[],
+            &[],
+            &[value_info("r", Some(elem::FLOAT), Some(&[1, 3]))],
+        )
+    };
+    let (then_branch, else_branch) = (branch("Add"), branch("Sub"));
+    let nodes = vec![
+        node("Relu", "relu", &["x"], &["a"], &[]),
+        node(
+            "If",
+            "if",
+            &["cond"],
+            &["y"],
+            &[
+                ("then_branch", AttrValue::Graph(&then_branch)),
+                ("else_branch", AttrValue::Graph(&else_branch)),
+            ],
+        ),
+    ];
+    let inits = vec![
+        tensor_f32("w", &[1, 3], &[0.5, -1.0, 2.0]),
+        tensor_raw("cond", elem::BOOL, &[], &[1]),
+    ];
+    let model = model(
+        8,
+        17,
+        &graph(
+            "if_model",
+            &nodes,
+            &inits,
+            &[value_info("x", Some(elem::FLOAT), Some(&[1, 3]))],
+            &[value_info("y", Some(elem::FLOAT), Some(&[1, 3]))],
+        ),
+    );
+    let parsed = Model::parse(&model).unwrap();
+    assert_eq!(parsed.graph.nodes[1].outer_refs, s(&["a", "w"]));
+    let x = TensorValue::f32(vec![1, 3], vec![1.0, -2.0, 3.0]);
+    let full = run(&model, vec![("x".into(), x.clone())]);
+    assert_eq!(full[0].1.data, TensorValueData::F32(vec![1.5, -1.0, 5.0]));
+    let split = split_model(&model, &s(&["a"])).unwrap();
+    assert_eq!(split.cut, s(&["a"]));
+    let back_model = Model::parse(&split.back).unwrap();
+    let back_inits: Vec<&str> = back_model
+        .graph
+        .initializers
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(back_inits, ["w", "cond"]);
+    let front = run(&split.front, vec![("x".into(), x)]);
+    assert_eq!(run(&split.back, front), full);
+}
