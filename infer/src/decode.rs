@@ -125,6 +125,11 @@ impl OutputDecoder {
         nms_iou: f32,
         max_detections: usize,
     ) -> Result<Vec<Detection>> {
+        if !(0.0..=1.0).contains(&score_threshold) || !(0.0..=1.0).contains(&nms_iou) {
+            return Err(InferError::Decode(format!(
+                "score threshold {score_threshold} and NMS IoU {nms_iou} must both be in 0..=1"
+            )));
+        }
         let mut cands = self.candidates(outputs, score_threshold)?;
         if cands.len() > MAX_NMS_CANDIDATES {
             let order = score_order(&cands);
@@ -757,6 +762,114 @@ mod tests {
         assert_eq!(got, vec![(1, 0.9), (3, 0.7)]);
     }
 
+    /// xorshift64*: deterministic pseudo-random numbers without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn value(&mut self) -> f32 {
+            match self.below(10) {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                3 => -1e30,
+                4 => 1e30,
+                _ => (self.below(2000) as f32 - 500.0) / 1000.0,
+            }
+        }
+    }
+
+    /// Well-formed outputs for the three test decoders (GFL, separate boxes, packed table).
+    fn valid_outputs(which: usize) -> NamedOutputs {
+        let mut o = NamedOutputs::new();
+        match which {
+            0 => o = gfl_outputs(),
+            1 => {
+                o.insert("b".into(), (vec![1, 20, 4], vec![0.25; 80]));
+                o.insert("s".into(), (vec![1, 20], vec![0.5; 20]));
+                o.insert("c".into(), (vec![1, 20], vec![1.0; 20]));
+                o.insert("n".into(), (vec![1], vec![20.0]));
+            }
+            _ => {
+                o.insert("t".into(), (vec![1, 20, 6], vec![1.0; 120]));
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn garbage_outputs_never_panic() {
+        let decoders = [
+            OutputDecoder::from_profile(&gfl_profile()).unwrap(),
+            OutputDecoder::from_profile(&ssd_like(false)).unwrap(),
+            OutputDecoder::from_profile(&ssd_like(true)).unwrap(),
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let m = ResizeMapping::identity(416, 416);
+        let (mut ok, mut err) = (0, 0);
+        for _ in 0..600 {
+            let which = rng.below(3) as usize;
+            let mut o = valid_outputs(which);
+            let names: Vec<String> = o.keys().cloned().collect();
+            for _ in 0..1 + rng.below(3) {
+                let name = &names[rng.below(names.len() as u64) as usize];
+                match rng.below(10) {
+                    // Drop the output.
+                    0 => {
+                        o.remove(name);
+                    }
+                    // New random shape, data of that size or of a wrong size.
+                    1 | 2 => {
+                        let rank = rng.below(4) as usize;
+                        let shape: Vec<usize> = (0..rank).map(|_| rng.below(30) as usize).collect();
+                        let n: usize = shape.iter().product();
+                        let len = if rng.below(3) == 0 {
+                            rng.below(100) as usize
+                        } else {
+                            n
+                        };
+                        let data = (0..len).map(|_| rng.value()).collect();
+                        o.insert(name.clone(), (shape, data));
+                    }
+                    // Same shape, garbage values (NaN, inf, huge, negative, ...).
+                    _ => {
+                        if let Some(t) = o.get_mut(name) {
+                            let n = t.1.len();
+                            for _ in 0..1 + rng.below(200) {
+                                if n > 0 {
+                                    t.1[rng.below(n as u64) as usize] = rng.value();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let thr = [0.0, 0.35, f32::NAN][rng.below(3) as usize];
+            let d = &decoders[which];
+            match d.decode(&o, &m, thr, 0.6, 20) {
+                Ok(dets) => {
+                    ok += 1;
+                    assert!(dets.len() <= 20);
+                    for det in dets {
+                        assert!(det.bbox.iter().all(|v| v.is_finite()), "{det:?}");
+                        assert!((det.class_id as usize) < d.labels.len());
+                    }
+                }
+                Err(InferError::Decode(_)) => err += 1,
+                Err(e) => panic!("unexpected error kind {e}"),
+            }
+        }
+        // Both paths were exercised.
+        assert!(ok > 100 && err > 50, "ok {ok}, err {err}");
+    }
+
     #[test]
     fn candidate_cap_keeps_best() {
         // Threshold 0 on a real-size NanoDet output: every (cell, class) is a candidate, the
@@ -769,5 +882,13 @@ mod tests {
             .unwrap();
         assert_eq!(dets.len(), 5);
         assert_eq!(dets[0].score, 0.99);
+        // Thresholds outside 0..=1 (or NaN) are errors, not silently "everything"/"nothing".
+        let m = ResizeMapping::identity(416, 416);
+        for (thr, iou) in [(f32::NAN, 0.6), (-0.1, 0.6), (0.3, f32::NAN), (0.3, 1.5)] {
+            assert!(matches!(
+                dec.decode(&o, &m, thr, iou, 5),
+                Err(InferError::Decode(_))
+            ));
+        }
     }
 }
