@@ -456,3 +456,110 @@ fn unreadable_detections_warn_and_pass_through() {
         run.warnings[0]
     );
 }
+
+/// The overlay behind a real split detector: `tee` feeds the video to the overlay and to
+/// splitinfer-front ! splitinfer-back, whose lines come back on the detections pad.
+#[test]
+fn overlay_follows_the_split_detector_on_footage() {
+    init();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let footage = std::env::var_os("FMAP_FOOTAGE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".cache/footage"))
+        .join("vtest.avi");
+    let model = root.join("models/nanodet.onnx");
+    assert!(
+        footage.is_file() && model.is_file(),
+        "needs vtest.avi and the NanoDet model"
+    );
+    let frames = 8u64;
+    let desc = format!(
+        "filesrc location={} ! decodebin ! identity name=limit ! videoconvert ! \
+         video/x-raw,format=BGRx ! tee name=t \
+         t. ! queue ! o.video \
+         t. ! queue ! splitinfer-front model={m} split-at=stage2 ! \
+              splitinfer-back model={m} ! tee name=d \
+         d. ! queue ! o.detections \
+         d. ! queue ! appsink name=lines sync=false \
+         detectoverlay name=o ! appsink name=sink sync=false",
+        footage.display(),
+        m = model.display()
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    // Pass `frames` decoded frames, then stop the source.
+    let seen = std::sync::atomic::AtomicU64::new(0);
+    pipeline
+        .by_name("limit")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < frames {
+                gst::PadProbeReturn::Ok
+            } else {
+                info.flow_res = Err(gst::FlowError::Eos);
+                gst::PadProbeReturn::Drop
+            }
+        });
+    let collect = |name: &str| {
+        let store = Arc::new(Mutex::new(Vec::new()));
+        let s = store.clone();
+        pipeline
+            .by_name(name)
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap()
+            .set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        s.lock().unwrap().push(sample.buffer_owned().unwrap());
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        store
+    };
+    let video = collect("sink");
+    let lines = collect("lines");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(600),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the pipeline finished");
+    pipeline.set_state(gst::State::Null).unwrap();
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!("{} ({:?})", e.error(), e.debug());
+    }
+    let video = video.lock().unwrap();
+    let lines = lines.lock().unwrap();
+    assert_eq!(video.len(), frames as usize);
+    assert_eq!(lines.len(), frames as usize);
+    for (v, l) in video.iter().zip(lines.iter()) {
+        assert_eq!(v.pts(), l.pts());
+        let text = String::from_utf8(l.map_readable().unwrap().to_vec()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let dets = line["detections"].as_array().unwrap();
+        let r = rois(v);
+        // Every detection of the frame is attached (all vtest boxes lie inside the frame).
+        assert_eq!(r.len(), dets.len(), "frame {:?}", v.pts());
+        for ((label, _, params), d) in r.iter().zip(dets) {
+            assert_eq!(label, d["label"].as_str().unwrap());
+            assert_eq!(
+                params.get::<u32>("class-id").unwrap() as u64,
+                d["class_id"].as_u64().unwrap()
+            );
+        }
+        assert!(r.iter().filter(|(l, _, _)| l == "person").count() >= 2);
+    }
+}
