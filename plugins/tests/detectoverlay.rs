@@ -25,8 +25,8 @@ fn init() {
     });
 }
 
-fn video_caps() -> String {
-    format!("video/x-raw,format=RGBx,width={WIDTH},height={HEIGHT},framerate=10/1")
+fn video_caps(format: &str) -> String {
+    format!("video/x-raw,format={format},width={WIDTH},height={HEIGHT},framerate=10/1")
 }
 
 /// One JSON line as splitinfer-back writes it.
@@ -61,6 +61,7 @@ fn run_overlay(
     live: bool,
     overlay_props: &str,
     src_props: &str,
+    format: &str,
 ) -> Run {
     init();
     let desc = format!(
@@ -68,7 +69,7 @@ fn run_overlay(
          detectoverlay name=o {overlay_props} ! appsink name=sink sync=false \
          appsrc name=det format=time is-live={live} min-latency=0 \
          caps=application/x-detections ! o.detections",
-        video_caps()
+        video_caps(format)
     );
     let pipeline = gst::parse::launch(&desc)
         .unwrap()
@@ -137,10 +138,14 @@ fn run_overlay(
 
 /// The frames videotestsrc produces without the overlay.
 fn reference_frames(num_frames: u32) -> Vec<Vec<u8>> {
+    reference_frames_in(num_frames, "RGBx")
+}
+
+fn reference_frames_in(num_frames: u32, format: &str) -> Vec<Vec<u8>> {
     init();
     let desc = format!(
         "videotestsrc num-buffers={num_frames} pattern=smpte ! {} ! appsink name=sink sync=false",
-        video_caps()
+        video_caps(format)
     );
     let pipeline = gst::parse::launch(&desc)
         .unwrap()
@@ -216,7 +221,7 @@ fn boxes_are_drawn_at_the_right_pixels_and_rois_attached() {
             ),
         ),
     ];
-    let run = run_overlay(5, &dets, true, false, "", "");
+    let run = run_overlay(5, &dets, true, false, "", "", "RGBx");
     assert_eq!(run.buffers.len(), 5);
     assert!(run.warnings.is_empty(), "{:?}", run.warnings);
 
@@ -312,7 +317,7 @@ fn draw_false_attaches_metas_and_leaves_pixels() {
         1,
         line(1, 160, 120, &[("dog", 16, 0.9, [10.0, 10.0, 50.0, 50.0])]),
     )];
-    let run = run_overlay(3, &dets, true, false, "draw=false", "");
+    let run = run_overlay(3, &dets, true, false, "draw=false", "", "RGBx");
     assert_eq!(run.buffers.len(), 3);
     for (i, b) in run.buffers.iter().enumerate() {
         assert_eq!(bytes(b), reference[i], "frame {i}");
@@ -336,7 +341,7 @@ fn detections_eos_early_keeps_video_flowing() {
             line(1, 160, 120, &[("person", 0, 0.8, [0.0, 0.0, 20.0, 20.0])]),
         ),
     ];
-    let run = run_overlay(20, &dets, true, false, "", "");
+    let run = run_overlay(20, &dets, true, false, "", "", "RGBx");
     assert_eq!(run.buffers.len(), 20, "every video frame comes out");
     assert_eq!(rois(&run.buffers[0]).len(), 1);
     assert_eq!(rois(&run.buffers[1]).len(), 1);
@@ -358,7 +363,7 @@ fn frames_without_detections_and_near_timestamps() {
         (6 * FRAME_NS + 70_000_000, one(7).into_bytes()),
         det_at(9, one(9)),
     ];
-    let run = run_overlay(10, &dets, true, false, "", "");
+    let run = run_overlay(10, &dets, true, false, "", "", "RGBx");
     assert_eq!(run.buffers.len(), 10);
     let with: Vec<usize> = (0..10)
         .filter(|&i| !rois(&run.buffers[i]).is_empty())
@@ -382,6 +387,7 @@ fn stale_detections_are_dropped() {
         false,
         "",
         &format!("timestamp-offset={FRAME_NS}"),
+        "RGBx",
     );
     assert_eq!(run.buffers.len(), 4);
     let pts: Vec<u64> = run
@@ -407,7 +413,7 @@ fn video_eos_ends_the_stream_while_detections_stay_open() {
         det_at(4, line(4, 160, 120, &[])),
     ];
     // No EOS on the detections pad: the stream must still end when the video does.
-    let run = run_overlay(5, &dets, false, false, "", "");
+    let run = run_overlay(5, &dets, false, false, "", "", "RGBx");
     assert_eq!(run.buffers.len(), 5);
 }
 
@@ -419,7 +425,7 @@ fn live_late_detections_do_not_stall() {
         0,
         line(0, 160, 120, &[("person", 0, 0.9, [0.0, 0.0, 30.0, 30.0])]),
     )];
-    let run = run_overlay(10, &dets, false, true, "latency=50000000", "");
+    let run = run_overlay(10, &dets, false, true, "latency=50000000", "", "RGBx");
     assert_eq!(run.buffers.len(), 10);
     assert!(rois(&run.buffers[9]).is_empty());
 }
@@ -435,7 +441,7 @@ fn unreadable_detections_warn_and_pass_through() {
             line(2, 160, 120, &[("kite", 38, 0.4, [1.0, 1.0, 9.0, 9.0])]),
         ),
     ];
-    let run = run_overlay(3, &dets, true, false, "", "");
+    let run = run_overlay(3, &dets, true, false, "", "", "RGBx");
     assert_eq!(run.buffers.len(), 3);
     assert_eq!(bytes(&run.buffers[0]), reference[0]);
     assert_eq!(bytes(&run.buffers[1]), reference[1]);
@@ -455,6 +461,34 @@ fn unreadable_detections_warn_and_pass_through() {
         "{}",
         run.warnings[0]
     );
+}
+
+#[test]
+fn i420_frames_get_boxes_too() {
+    let reference = reference_frames_in(2, "I420");
+    let dets = vec![det_at(
+        1,
+        line(
+            1,
+            160,
+            120,
+            &[("person", 0, 0.9, [40.0, 50.0, 100.0, 110.0])],
+        ),
+    )];
+    let run = run_overlay(2, &dets, true, false, "", "", "I420");
+    assert_eq!(run.buffers.len(), 2);
+    assert_eq!(bytes(&run.buffers[0]), reference[0]);
+    assert_eq!(rois(&run.buffers[1]).len(), 1);
+    let f = bytes(&run.buffers[1]);
+    let r = &reference[1];
+    // Luma plane first, WIDTH bytes per row: class 0's colour (255, 56, 56) is Y = 115.
+    let luma = |frame: &[u8], x: usize, y: usize| frame[y * WIDTH + x];
+    for (x, y) in [(40, 80), (41, 80), (100, 80), (70, 110)] {
+        assert_eq!(luma(&f, x, y), 115, "outline ({x},{y})");
+    }
+    for (x, y) in [(42, 80), (70, 108), (38, 80), (70, 112)] {
+        assert_eq!(luma(&f, x, y), luma(r, x, y), "unchanged ({x},{y})");
+    }
 }
 
 /// The overlay behind a real split detector: `tee` feeds the video to the overlay and to
@@ -503,8 +537,11 @@ fn overlay_follows_the_split_detector_on_footage() {
             if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < frames {
                 gst::PadProbeReturn::Ok
             } else {
+                // Handled (not Drop, which always answers OK upstream): consume the buffer
+                // and return EOS so the source stops.
+                drop(info.take_buffer());
                 info.flow_res = Err(gst::FlowError::Eos);
-                gst::PadProbeReturn::Drop
+                gst::PadProbeReturn::Handled
             }
         });
     let collect = |name: &str| {

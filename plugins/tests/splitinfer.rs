@@ -168,8 +168,11 @@ fn limit_frames(pipeline: &gst::Pipeline) {
             if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < max {
                 gst::PadProbeReturn::Ok
             } else {
+                // Handled (not Drop, which always answers OK upstream): consume the buffer
+                // and return EOS so the source stops.
+                drop(info.take_buffer());
                 info.flow_res = Err(gst::FlowError::Eos);
-                gst::PadProbeReturn::Drop
+                gst::PadProbeReturn::Handled
             }
         });
 }

@@ -18,7 +18,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::detections::{self, DetectionsLine, Pairing};
-use super::render::{self, Canvas, PixelBox, PixelLayout};
+use super::render::{self, Canvas, I420Canvas, PixelBox, PixelLayout, Surface};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -30,8 +30,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_DRAW: bool = true;
 
-/// Packed RGB formats the overlay draws into.
-pub const VIDEO_FORMATS: [gst_video::VideoFormat; 10] = [
+/// Formats the overlay draws into: packed RGB, and I420.
+pub const VIDEO_FORMATS: [gst_video::VideoFormat; 11] = [
     gst_video::VideoFormat::Rgbx,
     gst_video::VideoFormat::Bgrx,
     gst_video::VideoFormat::Xrgb,
@@ -42,6 +42,7 @@ pub const VIDEO_FORMATS: [gst_video::VideoFormat; 10] = [
     gst_video::VideoFormat::Abgr,
     gst_video::VideoFormat::Rgb,
     gst_video::VideoFormat::Bgr,
+    gst_video::VideoFormat::I420,
 ];
 
 use crate::fmapcaps::DETECTIONS_MEDIA_TYPE;
@@ -218,6 +219,40 @@ fn pixel_layout(info: &gst_video::VideoInfo) -> Option<PixelLayout> {
     })
 }
 
+/// Draws labelled boxes into a mapped frame of any supported format.
+fn draw_into(
+    buf: &mut gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    labels: &[(PixelBox, String, render::Rgb)],
+) -> Result<(), String> {
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let scale = 1 + h / 720;
+    let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, info)
+        .map_err(|e| format!("cannot map the frame: {e}"))?;
+    let strides: Vec<usize> = frame.plane_stride().iter().map(|&s| s as usize).collect();
+    let draw = |surface: &mut dyn Surface| {
+        for (b, text, colour) in labels {
+            surface.draw_labelled_box(*b, text, *colour, scale);
+        }
+    };
+    if info.format() == gst_video::VideoFormat::I420 {
+        let [y, u, v, _] = frame.planes_data_mut();
+        let mut canvas = I420Canvas::new([y, u, v], [strides[0], strides[1], strides[2]], w, h)
+            .ok_or("I420 planes smaller than the caps say")?;
+        draw(&mut canvas);
+    } else {
+        let layout =
+            pixel_layout(info).ok_or_else(|| format!("cannot draw into {:?}", info.format()))?;
+        let data = frame
+            .plane_data_mut(0)
+            .map_err(|e| format!("cannot map the plane: {e}"))?;
+        let mut canvas = Canvas::new(data, strides[0], w, h, layout)
+            .ok_or("frame plane smaller than the caps say")?;
+        draw(&mut canvas);
+    }
+    Ok(())
+}
+
 impl DetectOverlay {
     /// Half a frame duration, from the buffer or the negotiated frame rate; 0 when unknown
     /// (then only exact timestamps pair).
@@ -306,32 +341,19 @@ impl DetectOverlay {
             );
         }
         if draw {
-            let Some(layout) = pixel_layout(&info) else {
-                gst::warning!(CAT, imp = self, "cannot draw into {:?}", info.format());
-                return buffer;
-            };
             let buf = buffer.make_mut();
-            match gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info) {
-                Ok(mut frame) => {
-                    let stride = frame.plane_stride()[0] as usize;
-                    match frame.plane_data_mut(0) {
-                        Ok(data) => {
-                            if let Some(mut canvas) = Canvas::new(data, stride, w, h, layout) {
-                                let scale = 1 + h / 720;
-                                for (b, d) in &boxes {
-                                    canvas.draw_labelled_box(
-                                        *b,
-                                        &render::label_text(&d.label, d.score),
-                                        render::class_colour(d.class_id),
-                                        scale,
-                                    );
-                                }
-                            }
-                        }
-                        Err(err) => gst::warning!(CAT, imp = self, "cannot map plane: {err}"),
-                    }
-                }
-                Err(err) => gst::warning!(CAT, imp = self, "cannot map video frame: {err}"),
+            let labels: Vec<(PixelBox, String, render::Rgb)> = boxes
+                .iter()
+                .map(|(b, d)| {
+                    (
+                        *b,
+                        render::label_text(&d.label, d.score),
+                        render::class_colour(d.class_id),
+                    )
+                })
+                .collect();
+            if let Err(err) = draw_into(buf, &info, &labels) {
+                gst::warning!(CAT, imp = self, "not drawn: {err}");
             }
         }
         buffer

@@ -1,7 +1,8 @@
 //! `detectoverlay`: draws detections onto the video they were computed from.
 //!
 //! Two always sink pads: `video` (packed RGB: RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR,
-//! RGB, BGR) and `detections` (`application/x-detections`: one buffer per frame holding one JSON
+//! RGB, BGR; and I420, where the colours are drawn as BT.601 YUV and the 2x2-subsampled chroma
+//! of the pixels next to a line takes its tint) and `detections` (`application/x-detections`: one buffer per frame holding one JSON
 //! line `{"pts_ns":..,"frame":..,"width":W,"height":H,"detections":[{"label":"person",
 //! "class_id":0,"score":0.87,"box":[x1,y1,x2,y2]}]}`, with the PTS of its video frame, as
 //! written by `splitinfer-back`). The src pad outputs the video.

@@ -101,22 +101,17 @@ impl<'a> Canvas<'a> {
             px[a] = 255;
         }
     }
+}
 
-    /// Fills `[x0, x1) x [y0, y1)`, clipped to the canvas.
-    pub fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb) {
-        let cx0 = x0.clamp(0, self.width as i64) as usize;
-        let cx1 = x1.clamp(0, self.width as i64) as usize;
-        let cy0 = y0.clamp(0, self.height as i64) as usize;
-        let cy1 = y1.clamp(0, self.height as i64) as usize;
-        for y in cy0..cy1 {
-            for x in cx0..cx1 {
-                self.put(x, y, c);
-            }
-        }
-    }
+/// Something boxes and labels can be drawn on; only `fill_rect` differs between formats.
+pub trait Surface {
+    fn width(&self) -> usize;
+
+    /// Fills `[x0, x1) x [y0, y1)`, clipped to the surface.
+    fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb);
 
     /// Draws `text` with its top-left corner at (`x`, `y`), each font pixel `scale` wide.
-    pub fn draw_text(&mut self, x: i64, y: i64, text: &str, scale: usize, c: Rgb) {
+    fn draw_text(&mut self, x: i64, y: i64, text: &str, scale: usize, c: Rgb) {
         let s = scale.max(1) as i64;
         for (i, ch) in text.chars().enumerate() {
             let gx = x + (i * font::ADVANCE) as i64 * s;
@@ -135,7 +130,7 @@ impl<'a> Canvas<'a> {
     /// Draws a box outline (`OUTLINE` pixels wide, inside `[x1, x2] x [y1, y2]`, both ends
     /// inclusive, clipped to the canvas) and a label bar above it (inside the box when there
     /// is no room above).
-    pub fn draw_labelled_box(&mut self, bbox: PixelBox, label: &str, colour: Rgb, scale: usize) {
+    fn draw_labelled_box(&mut self, bbox: PixelBox, label: &str, colour: Rgb, scale: usize) {
         let PixelBox { x1, y1, x2, y2 } = bbox;
         let t = OUTLINE as i64;
         self.fill_rect(x1, y1, x2 + 1, y1 + t, colour);
@@ -150,9 +145,111 @@ impl<'a> Canvas<'a> {
         let bar_h = (font::GLYPH_HEIGHT as i64 + 2) * s;
         let bar_y = if y1 >= bar_h { y1 - bar_h } else { y1 };
         // Keep the label on screen when the box touches the right edge.
-        let bar_x = x1.min(self.width as i64 - bar_w).max(0);
+        let bar_x = x1.min(self.width() as i64 - bar_w).max(0);
         self.fill_rect(bar_x, bar_y, bar_x + bar_w, bar_y + bar_h, colour);
         self.draw_text(bar_x + s, bar_y + s, label, scale, colour.contrasting());
+    }
+}
+
+impl Surface for Canvas<'_> {
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb) {
+        let cx0 = x0.clamp(0, self.width as i64) as usize;
+        let cx1 = x1.clamp(0, self.width as i64) as usize;
+        let cy0 = y0.clamp(0, self.height as i64) as usize;
+        let cy1 = y1.clamp(0, self.height as i64) as usize;
+        for y in cy0..cy1 {
+            for x in cx0..cx1 {
+                self.put(x, y, c);
+            }
+        }
+    }
+}
+
+/// Clipped `[v0, v1)` as indices into `0..len`.
+fn clip_span(v0: i64, v1: i64, len: usize) -> std::ops::Range<usize> {
+    let a = v0.clamp(0, len as i64) as usize;
+    let b = v1.clamp(0, len as i64) as usize;
+    a..b.max(a)
+}
+
+/// The three planes of an I420 frame (chroma subsampled 2x2).
+pub struct I420Canvas<'a> {
+    planes: [&'a mut [u8]; 3],
+    strides: [usize; 3],
+    width: usize,
+    height: usize,
+}
+
+impl<'a> I420Canvas<'a> {
+    /// `None` when a plane is too small for the geometry.
+    pub fn new(
+        planes: [&'a mut [u8]; 3],
+        strides: [usize; 3],
+        width: usize,
+        height: usize,
+    ) -> Option<Self> {
+        let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+        for (i, (w, h)) in [(width, height), (cw, ch), (cw, ch)]
+            .into_iter()
+            .enumerate()
+        {
+            if h > 0 && w > 0 {
+                let needed = strides[i].checked_mul(h - 1)?.checked_add(w)?;
+                if strides[i] < w || planes[i].len() < needed {
+                    return None;
+                }
+            }
+        }
+        Some(I420Canvas {
+            planes,
+            strides,
+            width,
+            height,
+        })
+    }
+}
+
+impl Rgb {
+    /// BT.601 limited-range Y, U, V.
+    pub fn to_yuv(self) -> (u8, u8, u8) {
+        let (r, g, b) = (self.0 as f32, self.1 as f32, self.2 as f32);
+        let y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0;
+        let u = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0;
+        let v = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0;
+        let q = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+        (q(y), q(u), q(v))
+    }
+}
+
+impl Surface for I420Canvas<'_> {
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn fill_rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb) {
+        let (y, u, v) = c.to_yuv();
+        let xs = clip_span(x0, x1, self.width);
+        let ys = clip_span(y0, y1, self.height);
+        if xs.is_empty() || ys.is_empty() {
+            return;
+        }
+        for row in ys.clone() {
+            let o = row * self.strides[0];
+            self.planes[0][o + xs.start..o + xs.end].fill(y);
+        }
+        // Every chroma sample touched by a filled luma pixel takes the colour.
+        let cxs = xs.start / 2..xs.end.div_ceil(2);
+        let cys = ys.start / 2..ys.end.div_ceil(2);
+        for (plane, value) in [(1usize, u), (2, v)] {
+            for row in cys.clone() {
+                let o = row * self.strides[plane];
+                self.planes[plane][o + cxs.start..o + cxs.end].fill(value);
+            }
+        }
     }
 }
 
@@ -295,6 +392,51 @@ mod tests {
         assert!(PixelBox::from_float([20.0, 0.0, 30.0, 5.0], w, h).is_none());
         assert!(PixelBox::from_float([f64::NAN, 0.0, 3.0, 5.0], w, h).is_none());
         assert!(Canvas::new(&mut [0u8; 10], 3, 4, 4, layout).is_none());
+    }
+
+    #[test]
+    fn i420_fills_luma_and_the_chroma_it_touches() {
+        let (w, h) = (8usize, 6usize);
+        let mut y = vec![0u8; 10 * h];
+        let mut u = vec![128u8; 5 * 3];
+        let mut v = vec![128u8; 5 * 3];
+        let white = Rgb(255, 255, 255);
+        assert_eq!(white.to_yuv(), (235, 128, 128));
+        let red = Rgb(255, 0, 0);
+        let (ry, ru, rv) = red.to_yuv();
+        assert_eq!((ry, ru, rv), (81, 90, 240));
+        {
+            let mut c = I420Canvas::new([&mut y, &mut u, &mut v], [10, 5, 5], w, h).unwrap();
+            c.fill_rect(3, 1, 5, 3, red);
+            c.fill_rect(-5, -5, 0, 100, white);
+        }
+        for row in 0..h {
+            for col in 0..10 {
+                let inside = (3..5).contains(&col) && (1..3).contains(&row);
+                assert_eq!(
+                    y[row * 10 + col],
+                    if inside { ry } else { 0 },
+                    "({col},{row})"
+                );
+            }
+        }
+        // Luma columns 3..5 and rows 1..3 touch chroma columns 1..3 and rows 0..2.
+        for row in 0..3 {
+            for col in 0..5 {
+                let inside = (1..3).contains(&col) && (0..2).contains(&row);
+                assert_eq!(u[row * 5 + col], if inside { ru } else { 128 });
+                assert_eq!(v[row * 5 + col], if inside { rv } else { 128 });
+            }
+        }
+        assert!(
+            I420Canvas::new(
+                [&mut [0u8; 47], &mut [0; 12], &mut [0; 12]],
+                [8, 4, 4],
+                w,
+                h
+            )
+            .is_none()
+        );
     }
 
     #[test]
