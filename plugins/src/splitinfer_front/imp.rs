@@ -113,8 +113,9 @@ impl ObjectImpl for SplitInferFront {
                         "Where to cut the network: empty = the profile's default_split; 'none' = \
                          run the whole network and emit its outputs (reference run); a split \
                          point named in the profile (e.g. stage1, stage2, backbone for NanoDet); \
-                         or comma-separated tensor names (crossing tensors are added). An \
-                         unknown name fails at start with the list of valid names",
+                         or comma-separated tensor names (crossing tensors are added; a single \
+                         tensor name without ':' or '/' needs a trailing ','). An unknown name \
+                         fails at start with the list of valid names",
                     )
                     .mutable_ready()
                     .build(),
