@@ -22,5 +22,8 @@ cargo build --workspace --release
 export GST_PLUGIN_PATH="$root/target/release${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
 export FMAP_ROOT="$root"
 
+step "fuzz smoke (cargo-fuzz targets of the codec-core decoders, briefly)"
+"$root/scripts/fuzz-smoke.sh"
+
 step "cargo test (unit, property, element and end-to-end tests)"
 cargo test --workspace --release

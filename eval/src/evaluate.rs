@@ -16,6 +16,7 @@ use std::time::Duration;
 use codec_core::FeatureFrame;
 
 use crate::map::{ImageEval, MapSummary, ScoredBox, summarize};
+use crate::runner::limiter;
 use crate::stream::{Recording, run_recording};
 
 /// Score threshold of the detections that are scored (COCO evaluates down to 0.05).
@@ -35,19 +36,16 @@ pub struct Clip {
 }
 
 impl Clip {
-    fn source(&self) -> String {
-        let limit = if self.frames > 0 {
-            format!("identity eos-after={} ! ", self.frames)
-        } else {
-            String::new()
-        };
+    /// The decoded clip, ending in the frame limiter (see [`limiter`]).
+    pub fn source(&self) -> String {
         format!(
-            "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! {limit}",
-            self.video.display()
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! {}",
+            self.video.display(),
+            limiter(self.frames)
         )
     }
 
-    fn model(&self) -> String {
+    pub fn model(&self) -> String {
         format!(
             "model=\"{}\" threads={}",
             self.model.display(),
@@ -354,7 +352,7 @@ pub fn source_kbit_per_s(video: &Path) -> Result<f64, String> {
 }
 
 /// Detections of `splitinfer-back` on feature frames (raw or decoded).
-fn detect(clip: &Clip, frames: &Recording) -> Result<Vec<FrameDetections>, String> {
+pub fn detect(clip: &Clip, frames: &Recording) -> Result<Vec<FrameDetections>, String> {
     let desc = format!(
         "appsrc name=src ! splitinfer-back {} score-threshold={EVAL_SCORE_THRESHOLD} ! appsink name=sink",
         clip.model()

@@ -36,23 +36,84 @@ pub fn count_src_pad(pipeline: &gst::Pipeline, element: &str) -> Result<Arc<PadC
         .ok_or_else(|| format!("element '{element}' has no src pad"))?;
     let counter = Arc::new(PadCounter::default());
     let c = counter.clone();
-    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(buffer) = info.buffer() {
-            c.buffers.fetch_add(1, Ordering::Relaxed);
-            c.bytes.fetch_add(buffer.size() as u64, Ordering::Relaxed);
-        }
-        gst::PadProbeReturn::Ok
-    });
+    // Payloaders push buffer lists; count each buffer of a list.
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let add = |b: &gst::BufferRef| {
+                c.buffers.fetch_add(1, Ordering::Relaxed);
+                c.bytes.fetch_add(b.size() as u64, Ordering::Relaxed);
+            };
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => add(b),
+                Some(gst::PadProbeData::BufferList(list)) => list.iter().for_each(add),
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
     Ok(counter)
 }
 
-/// Parses a `gst-launch-1.0` description into a pipeline.
+/// Prefix of the name of an `identity` that [`parse_pipeline`] turns into a frame limiter.
+pub const LIMITER_PREFIX: &str = "limit-";
+
+/// `identity name=limit-N ! ` when `frames` > 0 (a pipeline from [`parse_pipeline`] then ends
+/// after N frames there); else nothing.
+pub fn limiter(frames: u64) -> String {
+    if frames > 0 {
+        format!("identity name={LIMITER_PREFIX}{frames} ! ")
+    } else {
+        String::new()
+    }
+}
+
+/// Lets the first N buffers through every element named `limit-N`, then returns EOS upstream so
+/// the stream ends there. (identity's own `eos-after` is unreliable after a threaded decoder: in
+/// GStreamer 1.22 it lets a late-drained frame from seconds later through.)
+fn install_limiters(pipeline: &gst::Pipeline) {
+    for element in pipeline
+        .iterate_all_by_element_factory_name("identity")
+        .into_iter()
+        .flatten()
+    {
+        let name = element.name();
+        let Some(frames) = name
+            .strip_prefix(LIMITER_PREFIX)
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let Some(pad) = element.static_pad("sink") else {
+            continue;
+        };
+        let seen = AtomicU64::new(0);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let n = seen.fetch_add(1, Ordering::Relaxed);
+            if n < frames {
+                return gst::PadProbeReturn::Ok;
+            }
+            // The first surplus frame ends the stream here. Surplus frames are taken and
+            // released by the probe ("handled"), and upstream is told EOS so it stops.
+            if n == frames {
+                pad.send_event(gst::event::Eos::new());
+            }
+            drop(info.data.take());
+            info.flow_res = Err(gst::FlowError::Eos);
+            gst::PadProbeReturn::Handled
+        });
+    }
+}
+
+/// Parses a `gst-launch-1.0` description into a pipeline, with its `limit-N` limiters installed.
 pub fn parse_pipeline(description: &str) -> Result<gst::Pipeline, String> {
     let element = gst::parse::launch(description)
         .map_err(|e| format!("cannot build pipeline: {e}\n  pipeline: {description}"))?;
-    element
+    let pipeline = element
         .downcast::<gst::Pipeline>()
-        .map_err(|_| "description is not a pipeline".to_string())
+        .map_err(|_| "description is not a pipeline".to_string())?;
+    install_limiters(&pipeline);
+    Ok(pipeline)
 }
 
 /// What ended a pipeline run.

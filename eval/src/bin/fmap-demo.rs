@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fmap_eval::runner::{count_src_pad, parse_pipeline, run_to_end};
+use fmap_eval::runner::{count_src_pad, limiter, parse_pipeline, run_to_end};
 use gst::prelude::*;
 
 const STATS_PREFIX: &str = "FMAP-STATS ";
@@ -93,14 +93,6 @@ fn parse_args() -> Options {
 
 fn quoted(p: &Path) -> String {
     format!("\"{}\"", p.display())
-}
-
-fn limiter(frames: u64) -> String {
-    if frames > 0 {
-        format!("identity eos-after={frames} ! ")
-    } else {
-        String::new()
-    }
 }
 
 /// The edge pipeline: what a camera-side device runs.
