@@ -151,6 +151,28 @@ pub fn quick_settings() -> Vec<Setting> {
     ]
 }
 
+/// The settings named on a command line: `quick`, `full`, or one or more `fmapenc` property
+/// lists separated by `;` (measured after raw float, the lossless reference point).
+pub fn settings_by_name(name: &str) -> Result<Vec<Setting>, String> {
+    match name {
+        "quick" => Ok(quick_settings()),
+        "full" => Ok(full_settings()),
+        custom if custom.contains('=') => Ok(std::iter::once(Setting::raw())
+            .chain(
+                custom
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Setting::coded("custom", p)),
+            )
+            .collect()),
+        other => Err(format!(
+            "--settings '{other}' is not quick, full, or fmapenc properties such as \
+             \"mode=closed-loop bits=4; mode=bi bits=6\""
+        )),
+    }
+}
+
 /// One line of `splitinfer-back` output, reduced to what scoring needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameDetections {

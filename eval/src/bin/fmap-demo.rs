@@ -19,7 +19,7 @@ use fmap_eval::runner::{count_src_pad, limiter, parse_pipeline, run_to_end};
 use gst::prelude::*;
 
 const STATS_PREFIX: &str = "FMAP-STATS ";
-const DEFAULT_ENCODER: &str = "mode=closed-loop bits=6 entropy=zvc-huffman";
+const DEFAULT_ENCODER: &str = "mode=closed-loop bits=4 dead-zone=1 entropy=zvc-huffman";
 const RTP_CAPS: &str =
     "application/x-rtp,media=(string)application,clock-rate=(int)90000,encoding-name=(string)X-GST";
 
