@@ -417,9 +417,10 @@ impl FeatureFrame {
             let n = shape.len();
             let data = match dtype {
                 0 => {
-                    let raw = r.take(n.checked_mul(4).ok_or(FrameError::Invalid(
-                        "tensor size overflows".into(),
-                    ))?)?;
+                    let raw = r.take(
+                        n.checked_mul(4)
+                            .ok_or(FrameError::Invalid("tensor size overflows".into()))?,
+                    )?;
                     TensorData::F32(
                         raw.chunks_exact(4)
                             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -509,8 +510,12 @@ mod tests {
             7,
             Some(700_000_000),
             vec![
-                Tensor::from_f32("a", Shape::new(2, 3, 4), (0..24).map(|i| i as f32 * 0.5).collect())
-                    .unwrap(),
+                Tensor::from_f32(
+                    "a",
+                    Shape::new(2, 3, 4),
+                    (0..24).map(|i| i as f32 * 0.5).collect(),
+                )
+                .unwrap(),
                 Tensor::from_u8("b", Shape::new(1, 2, 2), vec![0, 3, 255, 41], 0.024894, 41)
                     .unwrap(),
             ],
@@ -529,7 +534,10 @@ mod tests {
     fn every_truncation_is_an_error() {
         let raw = sample().to_raw().unwrap();
         for n in 0..raw.len() {
-            assert!(FeatureFrame::from_raw(&raw[..n]).is_err(), "prefix {n} parsed");
+            assert!(
+                FeatureFrame::from_raw(&raw[..n]).is_err(),
+                "prefix {n} parsed"
+            );
         }
     }
 
@@ -541,10 +549,16 @@ mod tests {
         assert_eq!(FeatureFrame::from_raw(&bad), Err(FrameError::BadMagic));
         let mut bad = raw.clone();
         bad[4] = 9;
-        assert_eq!(FeatureFrame::from_raw(&bad), Err(FrameError::UnsupportedVersion(9)));
+        assert_eq!(
+            FeatureFrame::from_raw(&bad),
+            Err(FrameError::UnsupportedVersion(9))
+        );
         let mut long = raw.clone();
         long.push(0);
-        assert_eq!(FeatureFrame::from_raw(&long), Err(FrameError::TrailingBytes(1)));
+        assert_eq!(
+            FeatureFrame::from_raw(&long),
+            Err(FrameError::TrailingBytes(1))
+        );
         // A header that claims a huge tensor must fail on the missing bytes, not allocate.
         let mut huge = raw[..24].to_vec();
         huge.extend_from_slice(&1u16.to_le_bytes());
