@@ -28,11 +28,15 @@ RTP_CAPS="application/x-rtp,media=application,clock-rate=90000,encoding-name=X-G
 # Flags for gst-launch-1.0; -e turns Ctrl-C into EOS, so files are finished properly.
 GST_LAUNCH_FLAGS="${GST_LAUNCH_FLAGS:--e}"
 
-# The splitinfer elements' model/split properties.
-split_props() {
+# splitinfer-front's properties: the model and where to cut it (splitinfer-back learns the
+# cut from the caps and only needs the same model file).
+front_props() {
     local props="model=\"$MODEL\""
-    [[ -n "$SPLIT" ]] && props+=" split=$SPLIT"
+    [[ -n "$SPLIT" ]] && props+=" split-at=$SPLIT"
     printf '%s' "$props"
+}
+back_props() {
+    printf '%s' "model=\"$MODEL\""
 }
 
 # launch <pipeline>: prints the command a user can copy, then runs it in this process.

@@ -31,11 +31,11 @@ limit=""
 launch "filesrc location=\"$SOURCE\" ! decodebin ! videoconvert$limit ! video/x-raw,format=BGRx \
  ! tee name=video \
  video. ! queue max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! overlay.video \
- video. ! queue ! splitinfer-front $(split_props) \
+ video. ! queue ! splitinfer-front $(front_props) \
  ! fmapenc name=enc mode=$MODE bits=$BITS entropy=$ENTROPY key-interval=$KEY_INTERVAL $FMAPENC_EXTRA \
  ! rtpgstpay mtu=$MTU ! rtpgstdepay ! fmapdec name=dec \
- ! splitinfer-back $(split_props) ! tee name=detections \
- detections. ! queue ! filesink location=\"$OUT\" \
+ ! splitinfer-back $(back_props) ! tee name=detections \
+ detections. ! queue ! filesink location=\"$OUT\" buffer-mode=unbuffered \
  detections. ! queue ! overlay.detections \
  detectoverlay name=overlay ! videoconvert ! x264enc speed-preset=ultrafast ! mp4mux \
  ! filesink location=\"$VIDEO_OUT\""

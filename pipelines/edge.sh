@@ -35,7 +35,7 @@ drop=""
 [[ "$LOSS" != "0" ]] && drop=" ! identity drop-probability=$LOSS"
 
 pipeline="$src$limit ! video/x-raw,format=BGRx \
- ! splitinfer-front $(split_props) \
+ ! splitinfer-front $(front_props) \
  ! fmapenc name=enc mode=$MODE bits=$BITS entropy=$ENTROPY key-interval=$KEY_INTERVAL $FMAPENC_EXTRA \
  ! rtpgstpay config-interval=1 mtu=$MTU$drop \
  ! udpsink host=$SERVER_HOST port=$PORT"
@@ -49,9 +49,9 @@ fi
 RETURN_FILE="${RETURN_FILE:-detections-returned.jsonl}"
 RETURN_IDLE="${RETURN_IDLE:-5}"
 receiver="udpsrc port=$RETURN_PORT caps=\"$RTP_CAPS\" ! rtpjitterbuffer ! rtpgstdepay \
- ! filesink location=\"$RETURN_FILE\" sync=false"
+ ! filesink location=\"$RETURN_FILE\" buffer-mode=unbuffered sync=false"
 echo "gst-launch-1.0 -e $receiver" >&2
-eval "gst-launch-1.0 -e $receiver" &
+eval "exec gst-launch-1.0 -e $receiver" &
 receiver_pid=$!
 trap 'kill -INT $receiver_pid 2>/dev/null || true' EXIT
 echo "gst-launch-1.0 $GST_LAUNCH_FLAGS $pipeline" >&2

@@ -6,7 +6,7 @@
 #   pipelines/server.sh
 #
 # Environment (defaults in brackets): PORT [5000] (where the edge sends), MODEL
-# [models/nanodet.onnx], SPLIT [the profile's default; must match the edge], OUT
+# [models/nanodet.onnx], OUT
 # [detections.jsonl], RETURN_HOST [unset: no return stream] and RETURN_PORT [5002] (where to
 # send detections over RTP), JITTER_MS [200] (rtpjitterbuffer latency), LOSS [0] (drop this
 # fraction of received RTP packets, to try lossy links).
@@ -26,8 +26,8 @@ drop=""
 pipeline="udpsrc port=$PORT buffer-size=4194304 caps=\"$RTP_CAPS\"$drop \
  ! rtpjitterbuffer latency=$JITTER_MS ! rtpgstdepay \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
- ! fmapdec name=dec ! splitinfer-back $(split_props) ! tee name=detections \
- detections. ! queue ! filesink location=\"$OUT\""
+ ! fmapdec name=dec ! splitinfer-back $(back_props) ! tee name=detections \
+ detections. ! queue ! filesink location=\"$OUT\" buffer-mode=unbuffered"
 if [[ -n "$RETURN_HOST" ]]; then
     pipeline+=" detections. ! queue ! rtpgstpay config-interval=1 \
  ! udpsink host=$RETURN_HOST port=$RETURN_PORT sync=false"
