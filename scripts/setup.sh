@@ -48,6 +48,10 @@ if ! "$venv/bin/python" -c "import pycocotools, numpy" 2>/dev/null; then
   say "installing pycocotools into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check pycocotools numpy
 fi
+# matplotlib: the rate-accuracy plots of scripts/eval-report.sh (eval/plot.py).
+if ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check matplotlib
+fi
 ORT_LIB="$(ort_lib)"
 [ -n "$ORT_LIB" ] || { say "onnxruntime wheel has no libonnxruntime.so"; exit 1; }
 

@@ -2,31 +2,39 @@
 //!
 //! ```text
 //! fmap-eval [--video FILE] [--model FILE] [--split NAME]... [--frames N] [--settings quick|full]
-//!           [--threads N] [--out DIR]
+//!           [--threads N] [--out DIR] [--tiling] [--anchors quick|full]
 //! ```
 //!
 //! Writes `results.json` (every field) and `results.csv` to `--out` and prints one line per
-//! setting as it finishes.
+//! setting as it finishes. `--tiling` adds the tiled-mosaic method of Choi & Bajić on every split;
+//! `--anchors` codes the input video at a ladder (cloud-only anchors) and writes `anchors.json`;
+//! with both, `summary.json` holds the BD-rates and the lowest rates meeting the accuracy bars.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use fmap_eval::anchors::{evaluate_anchors, ladder};
+use fmap_eval::bdrate::{bd_rate_table, headline_table};
 use fmap_eval::evaluate::{
-    Clip, SettingResult, evaluate_split, full_settings, quick_settings, record_split,
+    Clip, SettingResult, evaluate_split, record_split, settings_by_name,
     reference_detections, to_csv,
 };
+use fmap_eval::tiling::{default_codecs, evaluate_tiling};
 
 struct Options {
     clip: Clip,
     splits: Vec<String>,
     settings: String,
     out: PathBuf,
+    tiling: bool,
+    anchors: Option<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: fmap-eval [--video FILE] [--model FILE] [--split NAME]... [--frames N]\n\
          \x20                [--settings quick|full] [--threads N] [--out DIR]\n\
+         \x20                [--tiling] [--anchors quick|full]\n\
          defaults: --video $FMAP_FOOTAGE/vtest.avi --model models/nanodet.onnx --split stage2\n\
          \x20         --frames 0 (all) --settings full --threads 2 --out out/eval"
     );
@@ -50,6 +58,8 @@ fn parse_args() -> Options {
         splits: Vec::new(),
         settings: "full".into(),
         out: PathBuf::from("out/eval"),
+        tiling: false,
+        anchors: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -62,6 +72,8 @@ fn parse_args() -> Options {
             "--threads" => o.clip.threads = value().parse().unwrap_or_else(|_| usage()),
             "--settings" => o.settings = value(),
             "--out" => o.out = value().into(),
+            "--tiling" => o.tiling = true,
+            "--anchors" => o.anchors = Some(value()),
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("fmap-eval: unknown argument '{other}'");
@@ -93,11 +105,7 @@ fn print_result(r: &SettingResult) {
 }
 
 fn run(o: &Options) -> Result<(), String> {
-    let settings = match o.settings.as_str() {
-        "quick" => quick_settings(),
-        "full" => full_settings(),
-        other => return Err(format!("--settings '{other}' is not one of quick, full")),
-    };
+    let settings = settings_by_name(&o.settings)?;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let start = Instant::now();
     eprintln!("reference: unsplit model on {} ...", o.clip.video.display());
@@ -127,7 +135,45 @@ fn run(o: &Options) -> Result<(), String> {
             );
         })?;
         all.extend(results);
+        if o.tiling {
+            eprintln!("{split}: tiled mosaics (Choi & Bajić) ...");
+            all.extend(evaluate_tiling(
+                &o.clip,
+                &run,
+                &reference,
+                &default_codecs(),
+                print_result,
+            )?);
+        }
     }
+    let mut anchor_results = Vec::new();
+    if let Some(name) = &o.anchors {
+        eprintln!("anchors: coding the input video ({name} ladder) ...");
+        anchor_results = evaluate_anchors(&o.clip, &reference, &ladder(name)?, |a| {
+            println!(
+                "{:<9} {:<34} {:<52} {:>10.1} {:>10} {:>8} {:>8}",
+                "input",
+                a.method,
+                a.encoder.split(" ! ").next().unwrap_or(""),
+                a.kbit_per_s,
+                "",
+                opt(a.person_ap50),
+                opt(a.accuracy.map50_robust),
+            );
+            eprintln!(
+                "  [anchors, {:.0} s elapsed]",
+                start.elapsed().as_secs_f64()
+            );
+        })?;
+        let json = serde_json::to_string_pretty(&anchor_results).map_err(|e| e.to_string())?;
+        std::fs::write(o.out.join("anchors.json"), json).map_err(|e| e.to_string())?;
+    }
+    let summary = serde_json::json!({
+        "bd_rate_vs_anchors": bd_rate_table(&all, &anchor_results),
+        "headline": headline_table(&all, &anchor_results),
+    });
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+    std::fs::write(o.out.join("summary.json"), json).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
     std::fs::write(o.out.join("results.json"), json).map_err(|e| e.to_string())?;
     std::fs::write(o.out.join("results.csv"), to_csv(&all)).map_err(|e| e.to_string())?;
