@@ -16,6 +16,7 @@ use std::time::Duration;
 use codec_core::FeatureFrame;
 
 use crate::map::{ImageEval, MapSummary, ScoredBox, summarize};
+use crate::runner::limiter;
 use crate::stream::{Recording, run_recording};
 
 /// Score threshold of the detections that are scored (COCO evaluates down to 0.05).
@@ -35,15 +36,12 @@ pub struct Clip {
 }
 
 impl Clip {
+    /// The decoded clip, ending in the frame limiter (see [`limiter`]).
     pub fn source(&self) -> String {
-        let limit = if self.frames > 0 {
-            format!("identity eos-after={} ! ", self.frames)
-        } else {
-            String::new()
-        };
         format!(
-            "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! {limit}",
-            self.video.display()
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! {}",
+            self.video.display(),
+            limiter(self.frames)
         )
     }
 
@@ -151,6 +149,28 @@ pub fn quick_settings() -> Vec<Setting> {
             "mode=closed-loop bits=6 entropy=zvc-huffman",
         ),
     ]
+}
+
+/// The settings named on a command line: `quick`, `full`, or one or more `fmapenc` property
+/// lists separated by `;` (measured after raw float, the lossless reference point).
+pub fn settings_by_name(name: &str) -> Result<Vec<Setting>, String> {
+    match name {
+        "quick" => Ok(quick_settings()),
+        "full" => Ok(full_settings()),
+        custom if custom.contains('=') => Ok(std::iter::once(Setting::raw())
+            .chain(
+                custom
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Setting::coded("custom", p)),
+            )
+            .collect()),
+        other => Err(format!(
+            "--settings '{other}' is not quick, full, or fmapenc properties such as \
+             \"mode=closed-loop bits=4; mode=bi bits=6\""
+        )),
+    }
 }
 
 /// One line of `splitinfer-back` output, reduced to what scoring needs.
