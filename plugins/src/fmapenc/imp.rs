@@ -428,9 +428,9 @@ impl ObjectImpl for FmapEnc {
                     .build(),
                 glib::ParamSpecUInt::builder("block-size")
                     .nick("Block size")
-                    .blurb("Motion block edge in feature-map cells")
-                    .minimum(1)
-                    .maximum(256)
+                    .blurb("Motion block edge in feature-map cells: 4, 8 or 16")
+                    .minimum(4)
+                    .maximum(16)
                     .default_value(d.block_size)
                     .mutable_ready()
                     .build(),

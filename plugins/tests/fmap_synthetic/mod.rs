@@ -95,3 +95,12 @@ pub fn reference_units(cfg: &CodecConfig, frames: &[FeatureFrame]) -> Vec<CodedU
     units.extend(enc.finish().unwrap());
     units
 }
+
+/// Whether two coded units are the same apart from what legitimately differs between two
+/// encoder instances: the random stream id (header bytes 42..44) and hence the CRC (last 4).
+pub fn same_unit(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.len() >= 48
+        && a[..42] == b[..42]
+        && a[44..a.len() - 4] == b[44..b.len() - 4]
+}
