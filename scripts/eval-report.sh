@@ -73,4 +73,11 @@ fi
 
 .venv/bin/python eval/plot.py --runs "$OUT/nanodet" "$OUT/ssd" --env "$OUT/env.txt" \
   --commands "$OUT/commands.txt" --plots docs/results --markdown docs/results.md
+# The raw numbers behind the tables, next to the plots ($OUT is not versioned).
+for run in nanodet ssd; do
+  for f in results.json results.csv anchors.json summary.json; do
+    [ -f "$OUT/$run/$f" ] && cp "$OUT/$run/$f" "docs/results/${run}_$f"
+  done
+done
+cp "$OUT/env.txt" "$OUT/commands.txt" docs/results/
 say "wrote docs/results.md"
