@@ -246,6 +246,32 @@ impl Launch {
         }
     }
 
+    /// Waits until the process's stdout contains `text` (e.g. gst-launch-1.0's "Setting pipeline
+    /// to PLAYING"). Errors if the process exits first or `timeout` passes.
+    pub fn wait_for_stdout(&mut self, text: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if read_lossy(&self.stdout_path).contains(text) {
+                return Ok(());
+            }
+            if !self.running() {
+                return Err(format!(
+                    "{} exited before printing {text:?}\n{}",
+                    self.name,
+                    self.log_tail()
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not print {text:?} within {timeout:?}\n{}",
+                    self.name,
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The last lines of both logs, for failure messages.
     pub fn log_tail(&self) -> String {
         format!(
