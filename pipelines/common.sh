@@ -44,3 +44,17 @@ launch() {
     echo "gst-launch-1.0 $GST_LAUNCH_FLAGS $1" >&2
     eval "exec gst-launch-1.0 $GST_LAUNCH_FLAGS $1"
 }
+
+# file_source <file> [frames]: decoded video from a file, optionally only its first <frames>
+# frames. The limit acts on the parsed (still compressed) stream, before the threaded decoder:
+# there `identity eos-after` is exact — it passes N-1 buffers and turns the N-th into EOS,
+# hence +1 — whereas after the decoder it can let a late-drained frame through. The limited
+# form expects a file whose only stream is video (as surveillance recordings usually are).
+file_source() {
+    if [[ -n "${2:-}" ]]; then
+        printf 'filesrc location="%s" ! parsebin ! identity eos-after=%d ! decodebin ! videoconvert' \
+            "$1" "$(($2 + 1))"
+    else
+        printf 'filesrc location="%s" ! decodebin ! videoconvert' "$1"
+    fi
+}

@@ -23,12 +23,12 @@ FRAMES="${FRAMES:-100}"
 OUT="${OUT:-demo-detections.jsonl}"
 VIDEO_OUT="${VIDEO_OUT:-demo-annotated.mp4}"
 [[ -f "$SOURCE" ]] || { echo "no such video: $SOURCE" >&2; exit 1; }
-limit=""
-[[ "$FRAMES" != "all" ]] && limit=" ! identity eos-after=$FRAMES"
+frames=""
+[[ "$FRAMES" != "all" ]] && frames="$FRAMES"
 
 # The video queue holds the frames that wait for their detections (the detection branch lags by
 # the inference time, plus one frame with MODE=bi).
-launch "filesrc location=\"$SOURCE\" ! decodebin ! videoconvert$limit ! video/x-raw,format=BGRx \
+launch "$(file_source "$SOURCE" "$frames") ! video/x-raw,format=BGRx \
  ! tee name=video \
  video. ! queue max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! overlay.video \
  video. ! queue ! splitinfer-front $(front_props) \

@@ -24,17 +24,15 @@ LOSS="${LOSS:-0}"
 RETURN_PORT="${RETURN_PORT:-}"
 
 if [[ "$SOURCE" == /dev/video* ]]; then
-    src="v4l2src device=$SOURCE ! videoconvert"
+    src="v4l2src device=$SOURCE${FRAMES:+ num-buffers=$FRAMES} ! videoconvert"
 else
     [[ -f "$SOURCE" ]] || { echo "no such video: $SOURCE" >&2; exit 1; }
-    src="filesrc location=\"$SOURCE\" ! decodebin ! videoconvert"
+    src="$(file_source "$SOURCE" "$FRAMES")"
 fi
-limit=""
-[[ -n "$FRAMES" ]] && limit=" ! identity eos-after=$FRAMES"
 drop=""
 [[ "$LOSS" != "0" ]] && drop=" ! identity drop-probability=$LOSS"
 
-pipeline="$src$limit ! video/x-raw,format=BGRx \
+pipeline="$src ! video/x-raw,format=BGRx \
  ! splitinfer-front $(front_props) \
  ! fmapenc name=enc mode=$MODE bits=$BITS entropy=$ENTROPY key-interval=$KEY_INTERVAL $FMAPENC_EXTRA \
  ! rtpgstpay config-interval=1 mtu=$MTU$drop \
