@@ -16,8 +16,8 @@ use std::time::Instant;
 use fmap_eval::anchors::{evaluate_anchors, ladder};
 use fmap_eval::bdrate::{bd_rate_table, headline_table};
 use fmap_eval::evaluate::{
-    Clip, SettingResult, evaluate_split, record_split, settings_by_name,
-    reference_detections, to_csv,
+    Clip, SettingResult, evaluate_split, record_split, reference_detections, settings_by_name,
+    to_csv,
 };
 use fmap_eval::tiling::{default_codecs, evaluate_tiling};
 
