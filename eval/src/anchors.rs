@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::evaluate::{
-    Clip, EVAL_SCORE_THRESHOLD, FrameDetections, ROBUST_MIN_INSTANCES, pair_frames,
-    parse_detections,
+    Clip, EVAL_SCORE_THRESHOLD, FrameDetections, ROBUST_MIN_INSTANCES, discover, pair_frames,
+    parse_detections, person_class,
 };
 use crate::map::{MapSummary, summarize};
 use crate::stream::run_recording;
@@ -105,13 +105,7 @@ pub fn model_input_size(model: &Path) -> Result<(u32, u32), String> {
 
 /// Width, height and frame rate of the video's first video stream.
 pub fn video_format(video: &Path) -> Result<(u32, u32, f64), String> {
-    let uri = gst::glib::filename_to_uri(video.canonicalize().map_err(|e| e.to_string())?, None)
-        .map_err(|e| e.to_string())?;
-    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30))
-        .map_err(|e| e.to_string())?;
-    let info = discoverer
-        .discover_uri(&uri)
-        .map_err(|e| format!("cannot read {}: {e}", video.display()))?;
+    let info = discover(video)?;
     let v = info
         .video_streams()
         .into_iter()
@@ -179,11 +173,7 @@ pub fn evaluate_anchors(
     let (src_w, src_h, fps) = video_format(&clip.video)?;
     let (model_w, model_h) = model_input_size(&clip.model)?;
     let key_int = (GOP_SECONDS * fps).round().max(1.0) as u32;
-    let person = reference
-        .iter()
-        .flat_map(|f| f.labels.iter())
-        .find(|(_, l)| l.as_str() == "person")
-        .map(|(id, _)| *id);
+    let person = person_class(reference);
     let mut results = Vec::new();
     for (w, h) in [(src_w, src_h), (model_w, model_h)] {
         let scale = if (w, h) == (src_w, src_h) {

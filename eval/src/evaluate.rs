@@ -353,18 +353,31 @@ pub fn record_split(clip: &Clip, split: &str) -> Result<SplitRun, String> {
     })
 }
 
+/// The class id the reference detections label "person", if any.
+pub fn person_class(reference: &[FrameDetections]) -> Option<u32> {
+    reference
+        .iter()
+        .flat_map(|f| f.labels.iter())
+        .find(|(_, l)| l.as_str() == "person")
+        .map(|(id, _)| *id)
+}
+
+/// What GStreamer's discoverer finds in a video file (streams, duration).
+pub fn discover(video: &Path) -> Result<gst_pbutils::DiscovererInfo, String> {
+    let uri = gst::glib::filename_to_uri(video.canonicalize().map_err(|e| e.to_string())?, None)
+        .map_err(|e| e.to_string())?;
+    gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30))
+        .map_err(|e| e.to_string())?
+        .discover_uri(&uri)
+        .map_err(|e| format!("cannot read {}: {e}", video.display()))
+}
+
 /// Bit rate of the source video file over its whole duration.
 pub fn source_kbit_per_s(video: &Path) -> Result<f64, String> {
     let bytes = std::fs::metadata(video)
         .map_err(|e| format!("{}: {e}", video.display()))?
         .len();
-    let uri = gst::glib::filename_to_uri(video.canonicalize().map_err(|e| e.to_string())?, None)
-        .map_err(|e| e.to_string())?;
-    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30))
-        .map_err(|e| e.to_string())?;
-    let info = discoverer
-        .discover_uri(&uri)
-        .map_err(|e| format!("cannot read {}: {e}", video.display()))?;
+    let info = discover(video)?;
     let secs = info
         .duration()
         .map(|d| d.nseconds() as f64 / 1e9)
@@ -398,11 +411,7 @@ pub fn evaluate_split(
     settings: &[Setting],
     mut progress: impl FnMut(&SettingResult),
 ) -> Result<Vec<SettingResult>, String> {
-    let person = reference
-        .iter()
-        .flat_map(|f| f.labels.iter())
-        .find(|(_, l)| l.as_str() == "person")
-        .map(|(id, _)| *id);
+    let person = person_class(reference);
     let frames = run.features.buffers.len();
     // Detections per distinct reconstruction (entropy coders are lossless).
     let mut detections_by_key: BTreeMap<String, Vec<FrameDetections>> = BTreeMap::new();

@@ -14,7 +14,7 @@ use codec_core::{FeatureFrame, Tensor, TensorData};
 
 use crate::evaluate::{
     Clip, FrameDetections, ROBUST_MIN_INSTANCES, SettingResult, SplitRun, detect, distortion,
-    pair_frames,
+    pair_frames, person_class,
 };
 use crate::map::summarize;
 use crate::stream::{Recording, run_recording};
@@ -397,11 +397,7 @@ pub fn evaluate_tiling(
     codecs: &[MosaicCodec],
     mut progress: impl FnMut(&SettingResult),
 ) -> Result<Vec<SettingResult>, String> {
-    let person = reference
-        .iter()
-        .flat_map(|f| f.labels.iter())
-        .find(|(_, l)| l.as_str() == "person")
-        .map(|(id, _)| *id);
+    let person = person_class(reference);
     let mut results = Vec::new();
     for &codec in codecs {
         let (decoded, sizes, enc_t, dec_t) = code_features(run, codec)?;
