@@ -678,7 +678,7 @@ fn back_decodes_a_reference_stream_in_a_harness() {
 }
 
 #[test]
-fn back_rejects_untrusted_bytes_without_panicking() {
+fn back_drops_damaged_frames_and_rejects_foreign_ones_without_panicking() {
     init();
     let m = model(NANODET);
     let tensors = synthetic_nanodet_outputs();
@@ -686,7 +686,7 @@ fn back_rejects_untrusted_bytes_without_panicking() {
     let valid = codec_core::FeatureFrame::new(0, None, tensors)
         .to_raw()
         .unwrap();
-    let mut cases: Vec<Vec<u8>> = vec![
+    let damaged: Vec<Vec<u8>> = vec![
         b"garbage".to_vec(),
         Vec::new(),
         valid[..valid.len() / 2].to_vec(),
@@ -696,8 +696,25 @@ fn back_rejects_untrusted_bytes_without_panicking() {
             v
         },
     ];
-    // A well-formed frame whose tensors are not the announced cut.
-    cases.push(
+    // A damaged frame is dropped with a warning; the next good frame still gets its line.
+    for (i, bytes) in damaged.into_iter().enumerate() {
+        let mut h = gst_check::Harness::new_parse(&format!("splitinfer-back model={m}"));
+        h.set_src_caps(none_split_caps(&m, cut.clone()));
+        assert_eq!(
+            h.push(gst::Buffer::from_mut_slice(bytes)),
+            Ok(gst::FlowSuccess::Ok),
+            "damaged case {i}"
+        );
+        assert!(h.try_pull().is_none(), "damaged case {i} produced output");
+        let out = h
+            .push_and_pull(gst::Buffer::from_slice(valid.clone()))
+            .unwrap_or_else(|e| panic!("damaged case {i}: the stream stopped: {e:?}"));
+        let text = String::from_utf8(out.map_readable().unwrap().to_vec()).unwrap();
+        parse_detections_line(&text).unwrap();
+    }
+    // A well-formed frame whose tensors are not the announced cut cannot be fixed by waiting:
+    // an element error.
+    let cases = vec![
         codec_core::FeatureFrame::new(
             0,
             None,
@@ -708,7 +725,7 @@ fn back_rejects_untrusted_bytes_without_panicking() {
         )
         .to_raw()
         .unwrap(),
-    );
+    ];
     for (i, bytes) in cases.into_iter().enumerate() {
         let mut h = gst_check::Harness::new_parse(&format!("splitinfer-back model={m}"));
         h.set_src_caps(none_split_caps(&m, cut.clone()));

@@ -167,7 +167,7 @@ impl BackEngine {
     }
 
     /// Runs the back part (if any) and the decoder on one raw feature frame.
-    pub fn process(&mut self, raw: &[u8]) -> Result<DecodedFrame, String> {
+    pub fn process(&mut self, raw: &[u8]) -> Result<DecodedFrame, ProcessError> {
         let thresholds = self.thresholds;
         let profile = &self.model.profile;
         let score = thresholds.score.unwrap_or(profile.score_threshold);
@@ -177,18 +177,19 @@ impl BackEngine {
             .stream
             .as_mut()
             .ok_or_else(|| "no stream caps received before the first frame".to_string())?;
-        let frame = FeatureFrame::from_raw(raw).map_err(|e| format!("bad feature frame: {e}"))?;
+        let frame = FeatureFrame::from_raw(raw)
+            .map_err(|e| ProcessError::Corrupt(format!("bad feature frame: {e}")))?;
         let mut names: Vec<&str> = frame.tensors.iter().map(|t| t.name.as_str()).collect();
         let mut want: Vec<&str> = stream.caps.cut.iter().map(String::as_str).collect();
         names.sort_unstable();
         want.sort_unstable();
         if names != want {
-            return Err(format!(
+            return Err(ProcessError::Fatal(format!(
                 "frame {} carries the tensors [{}] but the stream caps announce [{}]",
                 frame.index,
                 names.join(", "),
                 want.join(", ")
-            ));
+            )));
         }
         let outputs: NamedOutputs = match stream.session.as_mut() {
             None => frame
@@ -229,6 +230,21 @@ impl BackEngine {
             pts_ns: frame.pts_ns,
             detections,
         })
+    }
+}
+
+/// Why a frame produced no detections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessError {
+    /// The bytes are not a feature frame (damaged on the way): drop this frame, keep going.
+    Corrupt(String),
+    /// The frame or the stream does not fit the loaded model: nothing later can work either.
+    Fatal(String),
+}
+
+impl From<String> for ProcessError {
+    fn from(msg: String) -> Self {
+        ProcessError::Fatal(msg)
     }
 }
 

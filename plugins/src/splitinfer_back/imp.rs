@@ -11,7 +11,7 @@ use gst_base::subclass::prelude::*;
 
 use fmap_infer::detection::detections_json_line;
 
-use super::engine::{BackEngine, Thresholds};
+use super::engine::{BackEngine, ProcessError, Thresholds};
 use crate::fmapcaps::{self, DETECTIONS_MEDIA_TYPE, FmapCaps};
 use crate::splitinfer_front::setup_error_message;
 
@@ -68,6 +68,8 @@ struct State {
     engine: BackEngine,
     frames: u64,
     detections: u64,
+    /// Damaged frames dropped.
+    dropped: u64,
     busy: Duration,
 }
 
@@ -255,6 +257,7 @@ impl BaseTransformImpl for SplitInferBack {
             engine,
             frames: 0,
             detections: 0,
+            dropped: 0,
             busy: Duration::ZERO,
         });
         Ok(())
@@ -267,10 +270,12 @@ impl BaseTransformImpl for SplitInferBack {
             gst::info!(
                 CAT,
                 imp = self,
-                "{} frames, {:.1} ms/frame (back network + decoding), {:.2} detections/frame",
+                "{} frames, {:.1} ms/frame (back network + decoding), {:.2} detections/frame, \
+                 {} damaged frames dropped",
                 st.frames,
                 st.busy.as_secs_f64() * 1e3 / st.frames as f64,
-                st.detections as f64 / st.frames as f64
+                st.detections as f64 / st.frames as f64,
+                st.dropped
             );
         }
         Ok(())
@@ -346,7 +351,19 @@ impl BaseTransformImpl for SplitInferBack {
         let started = Instant::now();
         let decoded = match st.engine.process(&map) {
             Ok(d) => d,
-            Err(msg) => {
+            Err(ProcessError::Corrupt(msg)) => {
+                // One damaged frame loses that frame's detections, not the stream.
+                st.dropped += 1;
+                gst::warning!(CAT, imp = self, "dropped frame {:?}: {msg}", inbuf.pts());
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Decode,
+                    ("Dropped a damaged feature frame: {msg}"),
+                    ["pts {:?}, {} bytes", inbuf.pts(), map.len()]
+                );
+                return Ok(GenerateOutputSuccess::NoOutput);
+            }
+            Err(ProcessError::Fatal(msg)) => {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Decode,

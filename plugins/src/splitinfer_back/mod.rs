@@ -13,7 +13,8 @@
 //! writes a JSON-lines file. The element checks that the stream was made from the same model
 //! file (SHA-256 prefix in the caps), with the same input size and resize mode, and that its
 //! model can be cut where the stream was cut; otherwise it posts an element error naming both
-//! sides. A `split=none` stream (the front ran the whole network) is only decoded, without
+//! sides. A buffer that is not a valid feature frame (damaged on the way) is dropped with a
+//! warning — that frame gets no detection line — and the stream goes on. A `split=none` stream (the front ran the whole network) is only decoded, without
 //! ONNX Runtime. Thresholds default to the model profile's values.
 //!
 //! ```text
