@@ -66,6 +66,24 @@ pub struct FmapEnc {
 }
 
 impl FmapEnc {
+    /// Counts the units in the statistics and wraps each in a buffer.
+    fn coded_buffers(
+        &self,
+        coding: &mut Coding,
+        stats: &mut Stats,
+        units: Vec<CodedUnit>,
+    ) -> Vec<gst::Buffer> {
+        units
+            .into_iter()
+            .map(|u| {
+                stats.units_out += 1;
+                stats.bytes_out += u.data.len() as u64;
+                stats.sync_units += u64::from(u.kind.is_sync_point());
+                self.coded_buffer(coding, u)
+            })
+            .collect()
+    }
+
     fn coded_buffer(&self, coding: &mut Coding, unit: CodedUnit) -> gst::Buffer {
         let delay_ns = coding
             .frame_duration
@@ -185,15 +203,7 @@ impl FmapEnc {
                 );
                 gst::FlowError::Error
             })?;
-            units
-                .into_iter()
-                .map(|u| {
-                    stats.units_out += 1;
-                    stats.bytes_out += u.data.len() as u64;
-                    stats.sync_units += u64::from(u.kind.is_sync_point());
-                    self.coded_buffer(coding, u)
-                })
-                .collect::<Vec<_>>()
+            self.coded_buffers(coding, stats, units)
         };
         self.push_units(buffers)
     }
@@ -214,15 +224,7 @@ impl FmapEnc {
                 );
                 gst::FlowError::Error
             })?;
-            units
-                .into_iter()
-                .map(|u| {
-                    stats.units_out += 1;
-                    stats.bytes_out += u.data.len() as u64;
-                    stats.sync_units += u64::from(u.kind.is_sync_point());
-                    self.coded_buffer(coding, u)
-                })
-                .collect::<Vec<_>>()
+            self.coded_buffers(coding, stats, units)
         };
         self.push_units(buffers)
     }
