@@ -52,6 +52,11 @@ fi
 if ! "$venv/bin/python" -c "import matplotlib" 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check matplotlib
 fi
+# scikit-image: the reference the SSIM of the temporal-correlation analysis is tested against.
+if ! "$venv/bin/python" -c "import skimage" 2>/dev/null; then
+  say "installing scikit-image into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check scikit-image
+fi
 ORT_LIB="$(ort_lib)"
 [ -n "$ORT_LIB" ] || { say "onnxruntime wheel has no libonnxruntime.so"; exit 1; }
 

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::anchors::AnchorResult;
+use crate::anchors::{AnchorCodec, AnchorResult};
 use crate::evaluate::SettingResult;
 use crate::map::MapSummary;
 
@@ -174,7 +174,10 @@ pub struct HeadlineRow {
 /// BD-rates of every feature method of every split against the x264/x265 anchor curves.
 pub fn bd_rate_table(features: &[SettingResult], anchors: &[AnchorResult]) -> Vec<BdRateRow> {
     let mut anchor_curves: BTreeMap<&str, Vec<RatePoint>> = BTreeMap::new();
-    for a in anchors.iter().filter(|a| a.codec != "JPEG") {
+    for a in anchors
+        .iter()
+        .filter(|a| a.codec == "x264" || a.codec == "x265")
+    {
         if let Some(acc) = a.accuracy.map50_robust {
             anchor_curves.entry(&a.method).or_default().push(RatePoint {
                 kbit_per_s: a.kbit_per_s,
@@ -223,7 +226,12 @@ pub fn headline_table(features: &[SettingResult], anchors: &[AnchorResult]) -> V
         }),
     ];
     let splits: BTreeSet<&str> = features.iter().map(|r| r.split.as_str()).collect();
-    let anchor_methods: BTreeSet<&str> = anchors.iter().map(|a| a.method.as_str()).collect();
+    // Coded anchors only: the uncoded I420 point is a ceiling, not a way of sending.
+    let anchor_methods: BTreeSet<&str> = anchors
+        .iter()
+        .filter(|a| a.codec != AnchorCodec::Uncoded.name())
+        .map(|a| a.method.as_str())
+        .collect();
     let mut rows = Vec::new();
     for split in splits {
         let here: Vec<&SettingResult> = features.iter().filter(|r| r.split == split).collect();

@@ -7,13 +7,18 @@
 //! evaluation does) and score its detections against the reference.
 //!
 //! Settings that differ only in their entropy coder decode to identical feature maps (entropy
-//! coding is lossless), so the back network runs once per distinct reconstruction.
+//! coding is lossless), and many frames of different settings decode identically (e.g. the
+//! anchors of prediction groups and intra frames at the same bit depth): the back network runs
+//! once per distinct decoded frame ([`DetectionCache`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use codec_core::FeatureFrame;
+use codec_core::{FeatureFrame, TensorData};
 
 use crate::map::{ImageEval, MapSummary, ScoredBox, summarize};
 use crate::runner::limiter;
@@ -36,10 +41,15 @@ pub struct Clip {
 }
 
 impl Clip {
-    /// The decoded clip, ending in the frame limiter (see [`limiter`]).
+    /// The decoded clip as BGRx, ending in the frame limiter (see [`limiter`]).
     pub fn source(&self) -> String {
+        self.source_as("BGRx")
+    }
+
+    /// The decoded clip in a raw video format, ending in the frame limiter.
+    pub fn source_as(&self, format: &str) -> String {
         format!(
-            "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! {}",
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format={format} ! {}",
             self.video.display(),
             limiter(self.frames)
         )
@@ -90,7 +100,9 @@ impl Setting {
     }
 }
 
-/// The settings of the thesis's experiments on one split, and the closed-loop mode beyond it.
+/// The settings of the thesis's experiments on one split (Figs. 4.14–4.21: quantization alone,
+/// with ZVC, with Huffman, with both, at 2..8 bits; uni and bi prediction with TSS alone, with
+/// ZVC, with Huffman), and the closed-loop mode beyond it.
 pub fn full_settings() -> Vec<Setting> {
     let mut s = vec![Setting::raw()];
     for bits in 2..=8 {
@@ -115,12 +127,15 @@ pub fn full_settings() -> Vec<Setting> {
                 ));
             }
         }
-        for dz in [0, 1] {
-            s.push(Setting::coded(
-                &format!("closed-loop dz{dz} + ZVC + Huffman"),
-                &format!("mode=closed-loop bits={bits} dead-zone={dz} entropy=zvc-huffman"),
-            ));
-        }
+    }
+    for (bits, dz) in [(4, 0), (6, 0), (8, 0), (4, 1), (6, 1)] {
+        s.push(Setting::coded(
+            &format!(
+                "closed-loop{} + ZVC + Huffman",
+                if dz > 0 { " dz1" } else { "" }
+            ),
+            &format!("mode=closed-loop bits={bits} dead-zone={dz} entropy=zvc-huffman"),
+        ));
     }
     s
 }
@@ -253,17 +268,27 @@ pub fn distortion(original: &Recording, decoded: &Recording) -> Result<Distortio
         .map(|b| (b.pts().map(|p| p.nseconds()), b))
         .collect();
     let (mut err, mut power, mut n) = (0f64, 0f64, 0u64);
+    let mut add = |x: f32, y: f32| {
+        let (x, y) = (x as f64, y as f64);
+        err += (x - y) * (x - y);
+        power += x * x;
+        n += 1;
+    };
     for b in &original.buffers {
         let Some(d) = decoded.get(&b.pts().map(|p| p.nseconds())) else {
             continue;
         };
         let (o, d) = (parse(b)?, parse(d)?);
         for (to, td) in o.tensors.iter().zip(&d.tensors) {
-            for (x, y) in to.to_f32().iter().zip(td.to_f32()) {
-                let (x, y) = (*x as f64, y as f64);
-                err += (x - y) * (x - y);
-                power += x * x;
-                n += 1;
+            match (&to.data, &td.data) {
+                (TensorData::F32(x), TensorData::F32(y)) => {
+                    x.iter().zip(y).for_each(|(&x, &y)| add(x, y));
+                }
+                _ => to
+                    .to_f32()
+                    .into_iter()
+                    .zip(td.to_f32())
+                    .for_each(|(x, y)| add(x, y)),
             }
         }
     }
@@ -287,7 +312,13 @@ pub struct SettingResult {
     pub split: String,
     pub method: String,
     pub encoder: Option<String>,
+    /// Quantizer bits (`None` for raw float).
+    pub bits: Option<u32>,
     pub frames: usize,
+    /// Frames with a detections line (fewer than `frames` only if some could not be decoded).
+    pub frames_detected: usize,
+    /// Frames the back network actually ran on (the others were known, see [`DetectionCache`]).
+    pub network_frames: usize,
     pub bytes_per_frame_mean: f64,
     pub bytes_per_frame_p95: u64,
     pub bytes_per_frame_max: u64,
@@ -309,6 +340,8 @@ pub struct SplitRun {
     /// Raw float32 bytes of the cut tensors per frame (4 bytes an element).
     pub raw_float_bytes_per_frame: f64,
     pub source_kbit_per_s: f64,
+    /// The cut is an 8-bit model's codes (its uncompressed form is 1 byte an element).
+    pub eight_bit: bool,
 }
 
 /// Runs the unsplit model on the clip: the reference detections.
@@ -348,6 +381,10 @@ pub fn record_split(clip: &Clip, split: &str) -> Result<SplitRun, String> {
         split: split.into(),
         raw_float_bytes_per_frame: elements as f64 * 4.0,
         source_kbit_per_s: source_kbit_per_s(&clip.video)?,
+        eight_bit: frame
+            .tensors
+            .iter()
+            .all(|t| matches!(t.data, TensorData::U8 { .. })),
         features,
         fps,
     })
@@ -386,16 +423,130 @@ pub fn source_kbit_per_s(video: &Path) -> Result<f64, String> {
     Ok(bytes as f64 * 8.0 / secs / 1000.0)
 }
 
-/// Detections of `splitinfer-back` on feature frames (raw or decoded).
-pub fn detect(clip: &Clip, frames: &Recording) -> Result<Vec<FrameDetections>, String> {
-    let desc = format!(
-        "appsrc name=src ! splitinfer-back {} score-threshold={EVAL_SCORE_THRESHOLD} ! appsink name=sink",
-        clip.model()
-    );
-    parse_detections(&run_recording(&desc, Some(frames), RUN_LIMIT)?.0)
+/// Detections already computed, per decoded frame. `splitinfer-back` is a function of the frame
+/// it is given (one ONNX Runtime session, one intra-op thread, no state between frames), so a
+/// frame whose raw bytes (header with index and timestamp, and every tensor value) equal a frame
+/// seen before gets the same detections without running the network again. Settings that differ
+/// only in their entropy coder decode to identical frames, and so do, for example, the anchors of
+/// a `uni` group and the same frames coded `intra` at the same bit depth. The feature-map
+/// distortion of a whole decoded sequence is kept the same way.
+///
+/// Frames are keyed by a 64-bit SipHash of their bytes and their length (with ~10^5 distinct
+/// frames in a report the chance of any collision is ~10^-9).
+#[derive(Debug, Default)]
+pub struct DetectionCache {
+    frames: Mutex<HashMap<FrameKey, FrameDetections>>,
+    distortions: Mutex<HashMap<u64, Distortion>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+/// Hash and length of a frame's bytes.
+type FrameKey = (u64, usize);
+
+impl DetectionCache {
+    /// Frames answered from the cache, and frames the network ran on.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The distortion of the sequence with these frame keys, computed by `compute` only the
+    /// first time.
+    fn distortion(
+        &self,
+        keys: &[FrameKey],
+        compute: impl FnOnce() -> Result<Distortion, String>,
+    ) -> Result<Distortion, String> {
+        let mut h = std::hash::DefaultHasher::new();
+        keys.hash(&mut h);
+        let seq = h.finish();
+        if let Some(d) = self.distortions.lock().expect("distortion cache").get(&seq) {
+            return Ok(*d);
+        }
+        let d = compute()?;
+        self.distortions
+            .lock()
+            .expect("distortion cache")
+            .insert(seq, d);
+        Ok(d)
+    }
+}
+
+fn frame_keys(rec: &Recording) -> Result<Vec<FrameKey>, String> {
+    rec.buffers
+        .iter()
+        .map(|b| {
+            let map = b.map_readable().map_err(|_| "unreadable buffer")?;
+            let mut h = std::hash::DefaultHasher::new();
+            h.write(&map);
+            Ok((h.finish(), map.len()))
+        })
+        .collect()
+}
+
+/// Detections of `splitinfer-back` (score threshold [`EVAL_SCORE_THRESHOLD`]) on feature frames
+/// (raw or decoded), in frame order; the network runs only on frames `cache` has not seen.
+/// A frame the element drops (undecodable) has no entry. Also returns how many frames the
+/// network ran on.
+pub fn detect(
+    clip: &Clip,
+    frames: &Recording,
+    cache: &DetectionCache,
+) -> Result<(Vec<FrameDetections>, usize), String> {
+    detect_keyed(clip, frames, &frame_keys(frames)?, cache)
+}
+
+fn detect_keyed(
+    clip: &Clip,
+    frames: &Recording,
+    keys: &[FrameKey],
+    cache: &DetectionCache,
+) -> Result<(Vec<FrameDetections>, usize), String> {
+    let missing: Vec<usize> = {
+        let known = cache.frames.lock().expect("detection cache");
+        let mut queued = HashSet::new();
+        (0..keys.len())
+            .filter(|&i| !known.contains_key(&keys[i]) && queued.insert(keys[i]))
+            .collect()
+    };
+    if !missing.is_empty() {
+        let input = Recording {
+            caps: frames.caps.clone(),
+            buffers: missing.iter().map(|&i| frames.buffers[i].clone()).collect(),
+        };
+        let desc = format!(
+            "appsrc name=src ! splitinfer-back {} score-threshold={EVAL_SCORE_THRESHOLD} ! appsink name=sink",
+            clip.model()
+        );
+        let out = parse_detections(&run_recording(&desc, Some(&input), RUN_LIMIT)?.0)?;
+        let by_pts: HashMap<Option<u64>, FrameDetections> =
+            out.into_iter().map(|f| (f.pts_ns, f)).collect();
+        let mut known = cache.frames.lock().expect("detection cache");
+        for &i in &missing {
+            let pts = frames.buffers[i].pts().map(|p| p.nseconds());
+            if let Some(d) = by_pts.get(&pts) {
+                known.insert(keys[i], d.clone());
+            }
+        }
+    }
+    cache
+        .misses
+        .fetch_add(missing.len() as u64, Ordering::Relaxed);
+    cache
+        .hits
+        .fetch_add((keys.len() - missing.len()) as u64, Ordering::Relaxed);
+    let known = cache.frames.lock().expect("detection cache");
+    Ok((
+        keys.iter().filter_map(|k| known.get(k).cloned()).collect(),
+        missing.len(),
+    ))
+}
+
+/// Nearest-rank percentile of sorted values (`p` in 0..=1).
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -403,104 +554,157 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Measures every setting on one recorded split. `progress` is told each finished setting.
-pub fn evaluate_split(
+/// The quantizer bit depth of a setting: `bits=N` of fmapenc properties (8, fmapenc's
+/// default, when coded without it), `None` for raw float.
+pub fn setting_bits(encoder: Option<&str>) -> Option<u32> {
+    let props = encoder?;
+    Some(
+        props
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix("bits=")?.parse().ok())
+            .unwrap_or(8),
+    )
+}
+
+/// What one coded (or raw) run of a split produced, before scoring.
+pub struct Measured<'a> {
+    pub method: String,
+    pub encoder: Option<String>,
+    pub bits: Option<u32>,
+    /// Coded bytes of each frame.
+    pub sizes: Vec<u64>,
+    pub encode: Option<Duration>,
+    pub decode: Option<Duration>,
+    /// The frames `splitinfer-back` received (`None`: the recording itself, uncoded).
+    pub decoded: Option<&'a Recording>,
+}
+
+/// Scores a measured run: rate statistics, distortion against the recording, detections (through
+/// `cache`) and accuracy against `reference`.
+pub fn score(
     clip: &Clip,
     run: &SplitRun,
     reference: &[FrameDetections],
-    settings: &[Setting],
-    mut progress: impl FnMut(&SettingResult),
-) -> Result<Vec<SettingResult>, String> {
-    let person = person_class(reference);
+    m: Measured<'_>,
+    cache: &DetectionCache,
+) -> Result<SettingResult, String> {
     let frames = run.features.buffers.len();
-    // Detections per distinct reconstruction (entropy coders are lossless).
-    let mut detections_by_key: BTreeMap<String, Vec<FrameDetections>> = BTreeMap::new();
-    let mut results = Vec::new();
-    for setting in settings {
-        let (sizes, encode_s, decoded, decode_s) = match &setting.encoder {
-            None => (
-                run.features
-                    .buffers
-                    .iter()
-                    .map(|b| b.size() as u64)
-                    .collect::<Vec<_>>(),
-                None,
-                None,
-                None,
-            ),
-            Some(props) => {
-                let (coded, enc_t) = run_recording(
-                    &format!("appsrc name=src ! fmapenc {props} ! appsink name=sink"),
-                    Some(&run.features),
-                    RUN_LIMIT,
-                )?;
-                let (decoded, dec_t) = run_recording(
-                    "appsrc name=src ! fmapdec ! appsink name=sink",
-                    Some(&coded),
-                    RUN_LIMIT,
-                )?;
-                (
-                    coded.buffers.iter().map(|b| b.size() as u64).collect(),
-                    Some(enc_t),
-                    Some(decoded),
-                    Some(dec_t),
-                )
-            }
+    let input = m.decoded.unwrap_or(&run.features);
+    let keys = frame_keys(input)?;
+    let (test, network_frames) = detect_keyed(clip, input, &keys, cache)?;
+    let accuracy = summarize(&pair_frames(reference, &test), ROBUST_MIN_INSTANCES);
+    let mut sorted = m.sizes.clone();
+    sorted.sort_unstable();
+    let mean = m.sizes.iter().sum::<u64>() as f64 / m.sizes.len().max(1) as f64;
+    let kbit_per_s = mean * 8.0 * run.fps / 1000.0;
+    let per_frame_ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0 / frames as f64);
+    Ok(SettingResult {
+        split: run.split.clone(),
+        method: m.method,
+        encoder: m.encoder,
+        bits: m.bits,
+        frames,
+        frames_detected: test.len(),
+        network_frames,
+        bytes_per_frame_mean: mean,
+        bytes_per_frame_p95: percentile(&sorted, 0.95),
+        bytes_per_frame_max: sorted.last().copied().unwrap_or(0),
+        kbit_per_s,
+        ratio_vs_raw_float: run.raw_float_bytes_per_frame / mean,
+        ratio_vs_source_video: run.source_kbit_per_s / kbit_per_s,
+        encode_ms_per_frame: per_frame_ms(m.encode),
+        decode_ms_per_frame: per_frame_ms(m.decode),
+        distortion: m
+            .decoded
+            .map(|d| cache.distortion(&keys, || distortion(&run.features, d)))
+            .transpose()?,
+        person_ap50: person_class(reference).and_then(|p| accuracy.ap50_per_class.get(&p).copied()),
+        accuracy,
+    })
+}
+
+/// Measures one setting on a recorded split: the recording through the real `fmapenc` and
+/// `fmapdec` (coded sizes, wall times), then [`score`].
+pub fn evaluate_setting(
+    clip: &Clip,
+    run: &SplitRun,
+    reference: &[FrameDetections],
+    setting: &Setting,
+    cache: &DetectionCache,
+) -> Result<SettingResult, String> {
+    let Some(props) = &setting.encoder else {
+        let m = Measured {
+            // An 8-bit model's cut is sent as its codes (and scale/zero point), not as floats.
+            method: if run.eight_bit && setting.method == Setting::raw().method {
+                "raw 8-bit".into()
+            } else {
+                setting.method.clone()
+            },
+            encoder: None,
+            bits: None,
+            sizes: run
+                .features
+                .buffers
+                .iter()
+                .map(|b| b.size() as u64)
+                .collect(),
+            encode: None,
+            decode: None,
+            decoded: None,
         };
-        let key = setting.reconstruction_key();
-        if !detections_by_key.contains_key(&key) {
-            let frames_in = decoded.as_ref().unwrap_or(&run.features);
-            detections_by_key.insert(key.clone(), detect(clip, frames_in)?);
+        return score(clip, run, reference, m, cache);
+    };
+    let (coded, enc_t) = run_recording(
+        &format!("appsrc name=src ! fmapenc {props} ! appsink name=sink"),
+        Some(&run.features),
+        RUN_LIMIT,
+    )?;
+    let (decoded, dec_t) = run_recording(
+        "appsrc name=src ! fmapdec ! appsink name=sink",
+        Some(&coded),
+        RUN_LIMIT,
+    )?;
+    let m = Measured {
+        method: setting.method.clone(),
+        encoder: setting.encoder.clone(),
+        bits: setting_bits(Some(props)),
+        sizes: coded.buffers.iter().map(|b| b.size() as u64).collect(),
+        encode: Some(enc_t),
+        decode: Some(dec_t),
+        decoded: Some(&decoded),
+    };
+    score(clip, run, reference, m, cache)
+}
+
+/// Settings grouped by the reconstruction they decode to (entropy coders are lossless), in order
+/// of first appearance: a group is measured in one job, so its back network runs once.
+pub fn group_by_reconstruction(settings: &[Setting]) -> Vec<Vec<Setting>> {
+    let mut groups: Vec<(String, Vec<Setting>)> = Vec::new();
+    for s in settings {
+        let key = s.reconstruction_key();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(s.clone()),
+            None => groups.push((key, vec![s.clone()])),
         }
-        let test = &detections_by_key[&key];
-        let images = pair_frames(reference, test);
-        let accuracy = summarize(&images, ROBUST_MIN_INSTANCES);
-        let mut sorted = sizes.clone();
-        sorted.sort_unstable();
-        let mean = sizes.iter().sum::<u64>() as f64 / sizes.len().max(1) as f64;
-        let kbit_per_s = mean * 8.0 * run.fps / 1000.0;
-        let per_frame_ms =
-            |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0 / frames as f64);
-        let result = SettingResult {
-            split: run.split.clone(),
-            method: setting.method.clone(),
-            encoder: setting.encoder.clone(),
-            frames,
-            bytes_per_frame_mean: mean,
-            bytes_per_frame_p95: percentile(&sorted, 0.95),
-            bytes_per_frame_max: sorted.last().copied().unwrap_or(0),
-            kbit_per_s,
-            ratio_vs_raw_float: run.raw_float_bytes_per_frame / mean,
-            ratio_vs_source_video: run.source_kbit_per_s / kbit_per_s,
-            encode_ms_per_frame: per_frame_ms(encode_s),
-            decode_ms_per_frame: per_frame_ms(decode_s),
-            distortion: decoded
-                .as_ref()
-                .map(|d| distortion(&run.features, d))
-                .transpose()?,
-            person_ap50: person.and_then(|p| accuracy.ap50_per_class.get(&p).copied()),
-            accuracy,
-        };
-        progress(&result);
-        results.push(result);
     }
-    Ok(results)
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 /// CSV with one row per result (the JSON output has every field).
 pub fn to_csv(results: &[SettingResult]) -> String {
     let mut out = String::from(
-        "split,method,encoder,frames,bytes_per_frame_mean,bytes_per_frame_p95,bytes_per_frame_max,\
+        "split,method,encoder,bits,frames,bytes_per_frame_mean,bytes_per_frame_p95,bytes_per_frame_max,\
          kbit_per_s,ratio_vs_raw_float,ratio_vs_source_video,encode_ms_per_frame,decode_ms_per_frame,\
          feature_mse,feature_snr_db,person_ap50,map50_robust,map50_all,map50_95_all\n",
     );
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
     for r in results {
         out.push_str(&format!(
-            "{},{},\"{}\",{},{:.1},{},{},{:.3},{:.2},{:.3},{},{},{},{},{},{},{},{}\n",
+            "{},{},\"{}\",{},{},{:.1},{},{},{:.3},{:.2},{:.3},{},{},{},{},{},{},{},{}\n",
             r.split,
             r.method,
             r.encoder.as_deref().unwrap_or("raw"),
+            r.bits.map(|b| b.to_string()).unwrap_or_default(),
             r.frames,
             r.bytes_per_frame_mean,
             r.bytes_per_frame_p95,

@@ -3,8 +3,11 @@
 
 pub mod anchors;
 pub mod bdrate;
+pub mod correlation;
 pub mod evaluate;
+pub mod jobs;
 pub mod map;
 pub mod runner;
 pub mod stream;
+pub mod temporal;
 pub mod tiling;
