@@ -128,7 +128,7 @@ pub fn full_settings() -> Vec<Setting> {
             }
         }
     }
-    for (bits, dz) in [(4, 0), (6, 0), (8, 0), (4, 1), (6, 1)] {
+    for (bits, dz) in [(4, 0), (6, 0), (4, 1), (6, 1)] {
         s.push(Setting::coded(
             &format!(
                 "closed-loop{} + ZVC + Huffman",
@@ -723,4 +723,85 @@ pub fn to_csv(results: &[SettingResult]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_group_by_what_they_decode_to() {
+        let groups = group_by_reconstruction(&full_settings());
+        // raw, 7 intra bit depths, uni and bi at 3 depths, 4 closed-loop settings.
+        assert_eq!(groups.len(), 1 + 7 + 6 + 4);
+        for g in &groups {
+            let key = g[0].reconstruction_key();
+            assert!(g.iter().all(|s| s.reconstruction_key() == key), "{g:?}");
+        }
+        let intra5: Vec<&str> = groups
+            .iter()
+            .find(|g| g[0].encoder.as_deref() == Some("mode=intra bits=5 entropy=none"))
+            .unwrap()
+            .iter()
+            .map(|s| s.encoder.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            intra5,
+            [
+                "mode=intra bits=5 entropy=none",
+                "mode=intra bits=5 entropy=zvc",
+                "mode=intra bits=5 entropy=huffman",
+                "mode=intra bits=5 entropy=zvc-huffman"
+            ]
+        );
+        // Different structures or bit depths never share a group.
+        assert_ne!(
+            Setting::coded("", "mode=uni bits=6 entropy=none").reconstruction_key(),
+            Setting::coded("", "mode=bi bits=6 entropy=none").reconstruction_key()
+        );
+    }
+
+    #[test]
+    fn bits_come_from_the_properties() {
+        assert_eq!(setting_bits(None), None);
+        assert_eq!(
+            setting_bits(Some("mode=intra bits=3 entropy=none")),
+            Some(3)
+        );
+        assert_eq!(
+            setting_bits(Some("mode=closed-loop")),
+            Some(8),
+            "fmapenc's default"
+        );
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=20).collect();
+        assert_eq!(percentile(&v, 0.95), 19);
+        assert_eq!(percentile(&v, 1.0), 20);
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&[7], 0.95), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn settings_by_name_knows_its_names_and_property_lists() {
+        assert_eq!(settings_by_name("quick").unwrap(), quick_settings());
+        let custom = settings_by_name("mode=uni bits=4; mode=bi bits=6 ;").unwrap();
+        assert_eq!(custom.len(), 3, "raw first, then each list");
+        assert_eq!(custom[0], Setting::raw());
+        assert_eq!(custom[2].encoder.as_deref(), Some("mode=bi bits=6"));
+        let err = settings_by_name("fast").unwrap_err();
+        assert!(err.contains("quick, full"), "{err}");
+        // Every full setting names its bit depth and a known entropy coder.
+        for s in full_settings().iter().skip(1) {
+            let e = s.encoder.as_deref().unwrap();
+            assert!(
+                setting_bits(Some(e)).is_some_and(|b| (2..=8).contains(&b)),
+                "{e}"
+            );
+            assert!(e.contains("entropy="), "{e}");
+        }
+    }
 }

@@ -247,11 +247,13 @@ fn feature_job<'a>(
     } * run.raw_float_bytes_per_frame.max(1.0).log10()
         / 6.0;
     Job::new(name, cost, move || {
-        let own = DetectionCache::default();
-        let cache = if use_cache { &m.cache } else { &own };
         group
             .iter()
-            .map(|s| evaluate_setting(&m.clip, run, &m.reference, s, cache))
+            .map(|s| {
+                let own = DetectionCache::default();
+                let cache = if use_cache { &m.cache } else { &own };
+                evaluate_setting(&m.clip, run, &m.reference, s, cache)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(|r| Measured::Features(mi, r))
     })
@@ -272,11 +274,13 @@ fn tiling_jobs<'a>(
         .map(|group| {
             let name = format!("{} {}: tiled {}", m.name, run.split, group[0].setting());
             Job::new(name, 4.0, move || {
-                let own = DetectionCache::default();
-                let cache = if use_cache { &m.cache } else { &own };
                 group
                     .iter()
-                    .map(|&c| evaluate_tiling(&m.clip, run, &m.reference, c, cache))
+                    .map(|&c| {
+                        let own = DetectionCache::default();
+                        let cache = if use_cache { &m.cache } else { &own };
+                        evaluate_tiling(&m.clip, run, &m.reference, c, cache)
+                    })
                     .collect::<Result<Vec<_>, _>>()
                     .map(|r| Measured::Features(mi, r))
             })
