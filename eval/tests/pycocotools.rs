@@ -4,23 +4,10 @@
 //! scenarios are generated deterministically: jittered, dropped, duplicated and false
 //! detections over several classes and frames, including score ties.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use common::{Lcg, python_reference};
 use fmap_eval::map::{COCO_MAX_DETS, ImageEval, ScoredBox, coco_iou_thresholds, evaluate};
-
-/// A small deterministic generator (64-bit LCG) so the test needs no extra crates.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn scenario(seed: u64, frames: usize) -> Vec<ImageEval> {
     let mut rng = Lcg(seed);
@@ -76,13 +63,6 @@ fn scenario(seed: u64, frames: usize) -> Vec<ImageEval> {
         .collect()
 }
 
-fn venv_python() -> PathBuf {
-    let root = std::env::var_os("FMAP_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
-    root.join(".venv/bin/python")
-}
-
 fn pycocotools_ap(images: &[ImageEval]) -> serde_json::Map<String, serde_json::Value> {
     let doc = serde_json::json!({
         "images": images.iter().map(|im| serde_json::json!({
@@ -92,28 +72,10 @@ fn pycocotools_ap(images: &[ImageEval]) -> serde_json::Map<String, serde_json::V
                 [b.class_id, b.score, b.bbox[0], b.bbox[1], b.bbox[2], b.bbox[3]])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>()
     });
-    let dir = std::env::temp_dir().join(format!("fmap-eval-pycoco-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("scenario-{}.json", images.len()));
-    std::fs::write(&path, doc.to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/pycoco_reference.py");
-    let python = venv_python();
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (run scripts/setup.sh)",
-                python.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "pycocotools failed (run scripts/setup.sh): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("pycocotools output is JSON")
+    match python_reference("pycoco_reference.py", &doc) {
+        serde_json::Value::Object(m) => m,
+        other => panic!("pycocotools printed {other}, not a JSON object"),
+    }
 }
 
 #[test]

@@ -6,25 +6,13 @@
 //! with shifts, gains, sparse ReLU-like maps and large offsets, float and 8-bit tensors with one
 //! data range over their channels, and 8-bit grey frames (one at 768x576).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use codec_core::{Shape, Tensor};
 use fmap_eval::correlation::{PairStats, gray_pair, mse, ssim_plane, tensor_pair};
 use serde_json::{Value, json};
 
-/// A small deterministic generator (64-bit LCG) so the test needs no extra crates.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use common::{Lcg, python_reference};
 
 /// A smooth pattern with texture, values in about [0, 1].
 fn pattern(rng: &mut Lcg, n: usize, width: usize) -> Vec<f64> {
@@ -154,37 +142,11 @@ fn cases() -> (Vec<Value>, Vec<(String, PairStats)>) {
     (doc, ours)
 }
 
-fn venv_python() -> PathBuf {
-    let root = std::env::var_os("FMAP_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
-    root.join(".venv/bin/python")
-}
-
 fn skimage_reference(cases: Vec<Value>) -> Vec<Value> {
-    let dir = std::env::temp_dir().join(format!("fmap-eval-skimage-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("cases.json");
-    std::fs::write(&path, json!({ "cases": cases }).to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ssim_reference.py");
-    let python = venv_python();
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (run scripts/setup.sh)",
-                python.display()
-            )
-        });
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "scikit-image reference failed (run scripts/setup.sh): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("scikit-image output is a JSON list")
+    match python_reference("ssim_reference.py", &json!({ "cases": cases })) {
+        Value::Array(v) => v,
+        other => panic!("scikit-image reference printed {other}, not a JSON list"),
+    }
 }
 
 #[test]

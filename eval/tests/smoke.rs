@@ -5,18 +5,15 @@
 //! consistent. Needs the release plugin on GST_PLUGIN_PATH, ONNX Runtime and the project venv
 //! (scripts/test.sh provides all three).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::{venv_python, workspace};
 use serde_json::Value;
 
 const FRAMES: u64 = 60;
-
-fn workspace() -> PathBuf {
-    std::env::var_os("FMAP_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-}
 
 fn read(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -331,7 +328,7 @@ fn short_report_is_produced_and_consistent() {
     }
 
     // The report: markdown with the headline, and every plot it links to.
-    let python = root.join(".venv/bin/python");
+    let python = venv_python();
     let md = out.join("results.md");
     let plots = out.join("plots");
     let status = Command::new(&python)
