@@ -25,6 +25,7 @@ from collections import OrderedDict
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "fmap"  # stable element ids in the SVGs
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
@@ -332,7 +333,7 @@ def save(fig, plots_dir, stem):
     os.makedirs(plots_dir, exist_ok=True)
     base = os.path.join(plots_dir, stem)
     fig.savefig(base + ".png", dpi=DPI)
-    fig.savefig(base + ".svg")
+    fig.savefig(base + ".svg", metadata={"Date": None})  # no date: unchanged plots, unchanged files
     plt.close(fig)
     return base
 
@@ -703,6 +704,16 @@ def headline_cells(run, split, criterion, key, bar):
     return cells
 
 
+def at_ladder_floor(run, col, point):
+    """Whether `point` is the cheapest coded point of its anchor curve: the ladder ends there,
+    so the rate that just keeps the bar is lower than the one shown."""
+    if point is None:
+        return False
+    m = anchor_method(run, *col)
+    rates = [a["kbit_per_s"] for a in run["anchors"] if a["method"] == m]
+    return bool(rates) and point["kbit_per_s"] <= min(rates)
+
+
 def ceiling_misses(run, role, key, bar):
     c = ceiling(run, run["sizes"].get(role))
     return c is not None and key(c) is not None and key(c) < bar
@@ -718,7 +729,10 @@ def headline_row(run, split, crit, cells):
         if v is None:
             missed = col != FEATURES and ceiling_misses(run, col[1], key, bar)
             return "–*" if missed else "–"
-        return f"**{fmt_rate(v)}**" if v == low else fmt_rate(v)
+        text = fmt_rate(v)
+        if col != FEATURES and at_ladder_floor(run, col, cells[col][1]):
+            text = "≤ " + text
+        return f"**{text}**" if v == low else text
 
     best = cells[FEATURES][1]
     who = setting_label(best) if best else "–"
@@ -763,7 +777,8 @@ def headline_section(runs):
         "x265 and JPEG on the input video need for the same (at the source size and at the model's "
         "input size; then the unsplit model on the decoded frames). The cheapest cell of each row is "
         "**bold**. `–` = no measured point reaches the bar (the ladders are finite; this says nothing "
-        "about rates above the ladder); `–*` = not even the uncoded I420 frames at that size reach it, "
+        "about rates above the ladder); `≤` = already the cheapest point of that ladder, so the video needs "
+        "less than that; `–*` = not even the uncoded I420 frames at that size reach it, "
         "so no video rate can (see the ceilings below).\n")
     header = ["model", "split", "bar", "features kbit/s", "feature setting that achieves it"]
     header += [size_header(runs, c, r) for c, r in HEADLINE_ANCHORS]
