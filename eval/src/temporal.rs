@@ -2,100 +2,48 @@
 //! frames `lag` apart, for the decoded video (grey) and for every tensor of a recorded cut.
 //! The measures themselves are in [`crate::correlation`].
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use codec_core::FeatureFrame;
 
-use crate::correlation::{PairStats, SeriesSummary, gray_pair, summarize, tensor_pair};
+use crate::correlation::{
+    CorrelationError, FeatureSeriesAnalyzer, LagAnalyzer, SeriesSummary, gray_pair, summarize,
+};
 use crate::evaluate::Clip;
 use crate::stream::{Recording, run_recording};
 
 const RUN_LIMIT: Duration = Duration::from_secs(3600);
 
-/// Compares every item with the ones `lags` later, keeping only `max(lags)` + 1 items decoded at
-/// a time. `pair` returns one statistic per component (tensor) of the two items.
-fn lagged<T>(
-    n: usize,
-    lags: &[usize],
-    components: usize,
-    item: impl Fn(usize) -> Result<T, String>,
-    pair: impl Fn(&T, &T) -> Result<Vec<PairStats>, String>,
-) -> Result<Vec<Vec<Vec<PairStats>>>, String> {
-    if lags.contains(&0) {
-        return Err("a correlation lag must be at least 1 frame".into());
-    }
-    let max_lag = lags.iter().copied().max().unwrap_or(1);
-    // out[lag index][component] = pairs in time order
-    let mut out = vec![vec![Vec::new(); components]; lags.len()];
-    let mut window: VecDeque<T> = VecDeque::with_capacity(max_lag + 1);
-    for t in 0..n {
-        window.push_back(item(t)?);
-        if window.len() > max_lag + 1 {
-            window.pop_front();
-        }
-        let newest = window.back().expect("just pushed");
-        for (li, &lag) in lags.iter().enumerate() {
-            if lag < window.len() {
-                let older = &window[window.len() - 1 - lag];
-                for (ci, s) in pair(older, newest)?.into_iter().enumerate() {
-                    if let Some(v) = out[li].get_mut(ci) {
-                        v.push(s);
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// SSIM/MSE between feature frames `lag` apart, one series per tensor of the cut, named
-/// `<split> <tensor name>`.
+/// `<split> <tensor name>` (every frame must carry the first frame's tensors).
 pub fn feature_series(
     split: &str,
     features: &Recording,
     lags: &[usize],
 ) -> Result<Vec<SeriesSummary>, String> {
-    let parse = |i: usize| -> Result<FeatureFrame, String> {
-        let b = &features.buffers[i];
-        let map = b.map_readable().map_err(|_| "unreadable feature frame")?;
-        FeatureFrame::from_raw(&map).map_err(|e| e.to_string())
-    };
+    let err = |e: CorrelationError| format!("{split}: {e}");
+    let mut analyzers = lags
+        .iter()
+        .map(|&lag| FeatureSeriesAnalyzer::new(lag).map_err(err))
+        .collect::<Result<Vec<_>, _>>()?;
     if features.buffers.is_empty() {
         return Err(format!("{split}: no feature frames recorded"));
     }
-    let first = parse(0)?;
-    let pairs = lagged(
-        features.buffers.len(),
-        lags,
-        first.tensors.len(),
-        parse,
-        |a, b| {
-            if a.tensors.len() != b.tensors.len() {
-                return Err(format!(
-                    "{split}: the number of cut tensors changes mid-stream"
-                ));
-            }
-            a.tensors
-                .iter()
-                .zip(&b.tensors)
-                .map(|(x, y)| tensor_pair(x, y).map_err(|e| format!("{split} {}: {e}", x.name)))
-                .collect()
-        },
-    )?;
-    let mut out = Vec::new();
-    for (li, &lag) in lags.iter().enumerate() {
-        for (t, p) in first.tensors.iter().zip(&pairs[li]) {
-            let s = t.shape;
-            out.push(summarize(
-                &format!("{split} {}", t.name),
-                &format!("{}x{}x{}", s.channels, s.height, s.width),
-                lag,
-                p,
-            ));
+    for b in &features.buffers {
+        let map = b.map_readable().map_err(|_| "unreadable feature frame")?;
+        let frame = FeatureFrame::from_raw(&map).map_err(|e| e.to_string())?;
+        for a in &mut analyzers {
+            a.push(frame.clone()).map_err(err)?;
         }
     }
-    Ok(out)
+    Ok(analyzers
+        .iter()
+        .flat_map(|a| a.summaries())
+        .map(|mut s| {
+            s.name = format!("{split} {}", s.name);
+            s
+        })
+        .collect())
 }
 
 /// SSIM/MSE between decoded video frames `lag` apart, in grey levels (series name `video`).
@@ -112,71 +60,61 @@ pub fn video_series(clip: &Clip, lags: &[usize]) -> Result<Vec<SeriesSummary>, S
             .map_err(|e| e.to_string())
     };
     let (w, h) = (dim("width")?, dim("height")?);
-    // GStreamer's GRAY8 rows start at multiples of 4 bytes.
-    let stride = w.div_ceil(4) * 4;
-    let plane = |i: usize| -> Result<Vec<u8>, String> {
-        let map = rec.buffers[i]
-            .map_readable()
-            .map_err(|_| "unreadable frame")?;
-        if map.len() < stride * h {
-            return Err(format!(
-                "frame {i} has {} bytes, {w}x{h} GRAY8 needs {}",
-                map.len(),
-                stride * h
-            ));
-        }
-        Ok(map
-            .chunks_exact(stride)
-            .take(h)
-            .flat_map(|row| &row[..w])
-            .copied()
-            .collect())
-    };
-    let pairs = lagged(rec.buffers.len(), lags, 1, plane, |a, b| {
-        Ok(vec![gray_pair(a, b, w, h).map_err(|e| e.to_string())?])
-    })?;
-    Ok(lags
+    let mut analyzers = lags
         .iter()
-        .zip(&pairs)
-        .map(|(&lag, p)| summarize("video", &format!("{w}x{h} grey"), lag, &p[0]))
+        .map(|&lag| LagAnalyzer::new(lag).map(|a| (a, Vec::new())))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    for (i, b) in rec.buffers.iter().enumerate() {
+        let map = b.map_readable().map_err(|_| "unreadable frame")?;
+        let plane = gray_plane(&map, w, h).ok_or_else(|| {
+            format!(
+                "frame {i} has {} bytes, too few for {w}x{h} GRAY8",
+                map.len()
+            )
+        })?;
+        for (a, pairs) in &mut analyzers {
+            if let Some(p) = a
+                .push(plane.clone(), |x, y| gray_pair(x, y, w, h))
+                .map_err(|e| e.to_string())?
+            {
+                pairs.push(p);
+            }
+        }
+    }
+    Ok(analyzers
+        .iter()
+        .map(|(a, pairs)| summarize("video", &format!("{w}x{h} grey"), a.lag(), pairs))
         .collect())
+}
+
+/// The `width`·`height` grey levels of a GRAY8 frame, whose rows GStreamer starts at multiples
+/// of 4 bytes; `None` when the frame is too small.
+fn gray_plane(data: &[u8], width: usize, height: usize) -> Option<Vec<u8>> {
+    let stride = width.div_ceil(4) * 4;
+    if height > 0 && data.len() < stride * (height - 1) + width {
+        return None;
+    }
+    Some(
+        (0..height)
+            .flat_map(|y| &data[y * stride..y * stride + width])
+            .copied()
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn stats(v: f64) -> PairStats {
-        PairStats {
-            ssim: v,
-            mse: v,
-            nmse: Some(v),
-        }
-    }
-
     #[test]
-    fn lagged_pairs_every_item_with_the_ones_lag_later() {
-        // Items are numbers; a pair's statistic is (later - earlier).
-        let out = lagged(
-            6,
-            &[1, 2, 5],
-            1,
-            |i| Ok(i as f64),
-            |a, b| Ok(vec![stats(b - a)]),
-        )
-        .unwrap();
-        let lens: Vec<usize> = out.iter().map(|l| l[0].len()).collect();
-        assert_eq!(lens, vec![5, 4, 1]);
-        assert!(out[0][0].iter().all(|p| p.ssim == 1.0));
-        assert!(out[1][0].iter().all(|p| p.ssim == 2.0));
-        assert_eq!(out[2][0][0].ssim, 5.0);
-    }
-
-    #[test]
-    fn lag_zero_is_an_error_and_short_clips_give_no_pairs() {
-        let err = lagged(3, &[0], 1, Ok, |_, _| Ok(vec![])).unwrap_err();
-        assert!(err.contains("at least 1"), "{err}");
-        let out = lagged(2, &[5], 1, Ok, |_, _| Ok(vec![stats(0.0)])).unwrap();
-        assert!(out[0][0].is_empty());
+    fn gray_rows_drop_their_padding() {
+        // 3 pixels a row, rows 4 bytes apart.
+        let data = [1, 2, 3, 0, 4, 5, 6, 0];
+        assert_eq!(gray_plane(&data, 3, 2), Some(vec![1, 2, 3, 4, 5, 6]));
+        // The last row needs no padding.
+        assert_eq!(gray_plane(&data[..7], 3, 2), Some(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(gray_plane(&data[..6], 3, 2), None);
+        assert_eq!(gray_plane(&[9, 8, 7, 6], 4, 1), Some(vec![9, 8, 7, 6]));
     }
 }
