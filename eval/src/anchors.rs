@@ -15,7 +15,7 @@
 //! An `uncoded` point per size sends raw I420 frames: the accuracy ceiling of the 4:2:0 video
 //! path, whatever the codec.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,23 +102,6 @@ pub fn ladder(name: &str) -> Result<Vec<AnchorCodec>, String> {
             .map(|&quality| AnchorCodec::Jpeg { quality }),
     );
     Ok(l)
-}
-
-/// Input width and height of a model, from `<model>.profile.json` next to `<model>.onnx`.
-pub fn model_input_size(model: &Path) -> Result<(u32, u32), String> {
-    let profile: PathBuf = model.with_extension("profile.json");
-    let text = std::fs::read_to_string(&profile)
-        .map_err(|e| format!("model profile {}: {e}", profile.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("model profile {}: {e}", profile.display()))?;
-    let dim = |k: &str| {
-        v["input"][k]
-            .as_u64()
-            .filter(|&d| d > 0 && d <= 8192)
-            .map(|d| d as u32)
-            .ok_or_else(|| format!("model profile {} has no input.{k}", profile.display()))
-    };
-    Ok((dim("width")?, dim("height")?))
 }
 
 /// Width, height and frame rate of the video's first video stream.
@@ -299,6 +282,8 @@ pub struct CodedAnchor {
     pub encoder: String,
     pub coded: Recording,
     pub encode_time: Duration,
+    /// The source video's width, height and frame rate (boxes and rates are given in them).
+    pub source: (u32, u32, f64),
 }
 
 /// Codes the clip (`input`: the decoded source, or frames scaled to a model's size) with one
@@ -308,8 +293,8 @@ pub fn encode_anchor(
     input: &AnchorInput,
     codec: AnchorCodec,
 ) -> Result<CodedAnchor, String> {
-    let (_, _, fps) = video_format(&clip.video)?;
-    let key_int = (GOP_SECONDS * fps).round().max(1.0) as u32;
+    let source = video_format(&clip.video)?;
+    let key_int = (GOP_SECONDS * source.2).round().max(1.0) as u32;
     let encoder = codec.encoder(key_int);
     let to_i420 = format!("videoconvert ! video/x-raw,format=I420 ! {encoder} ! appsink name=sink");
     let (coded, encode_time) = match &input.scaled {
@@ -330,6 +315,7 @@ pub fn encode_anchor(
         },
         coded,
         encode_time,
+        source,
     })
 }
 
@@ -340,7 +326,7 @@ pub fn detect_anchor(
     reference: &[FrameDetections],
     anchor: &CodedAnchor,
 ) -> Result<AnchorResult, String> {
-    let (src_w, src_h, fps) = video_format(&clip.video)?;
+    let (src_w, src_h, fps) = anchor.source;
     let (w, h) = (anchor.width, anchor.height);
     let (out, det_t) = run_recording(
         &format!(
@@ -389,6 +375,7 @@ pub fn detect_anchor(
 mod tests {
     use super::*;
     use crate::map::ScoredBox;
+    use std::path::PathBuf;
 
     fn workspace() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -397,15 +384,15 @@ mod tests {
     #[test]
     fn model_input_sizes_come_from_the_profiles() {
         let models = workspace().join("models");
-        assert_eq!(
-            model_input_size(&models.join("nanodet.onnx")).unwrap(),
-            (416, 416)
-        );
-        assert_eq!(
-            model_input_size(&models.join("ssd_mobilenet_v2_coco_quant.onnx")).unwrap(),
-            (300, 300)
-        );
-        let err = model_input_size(&models.join("missing.onnx")).unwrap_err();
+        let size = |m: &str| {
+            let s = CameraScaler::for_model(&models.join(m)).unwrap();
+            (s.width, s.height)
+        };
+        assert_eq!(size("nanodet.onnx"), (416, 416));
+        assert_eq!(size("ssd_mobilenet_v2_coco_quant.onnx"), (300, 300));
+        let err = CameraScaler::for_model(&models.join("missing.onnx"))
+            .err()
+            .unwrap();
         assert!(err.contains("missing.profile.json"), "{err}");
     }
 
