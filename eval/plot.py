@@ -32,7 +32,11 @@ from matplotlib import colormaps  # noqa: E402
 
 MODEL_NAMES = {"nanodet": "NanoDet-416", "ssd": "SSD MobileNetV2 (8-bit)"}
 FULL_CLIP_FRAMES = 795
-ROBUST_MIN_BOXES = 100
+ROBUST_MIN_BOXES = 100  # fallback for runs written before run.json carried robust_min_boxes
+
+
+def min_boxes(run):
+    return run.get("info", {}).get("robust_min_boxes", ROBUST_MIN_BOXES)
 EVAL_THRESHOLD = 0.05
 DPI = 110
 FEATURES = "features (any method)"
@@ -208,11 +212,19 @@ def splits_of(run):
     return list(OrderedDict.fromkeys(p["split"] for p in run["results"]))
 
 
+def robust_labels(run):
+    """The robust mAP's class labels, as fmap-eval defined them (run.json)."""
+    return (run.get("info", {}).get("robust_labels")
+            or ["person", "bicycle", "car", "motorcycle", "bus", "truck"])
+
+
 def robust_classes(run):
-    """Class ids with at least ROBUST_MIN_BOXES reference boxes (the robust mAP's classes)."""
+    """The robust mAP's class ids: person and vehicle labels (robust_labels) with at least
+    ROBUST_MIN_BOXES reference boxes."""
     counts = next((acc(p, "reference_counts") for p in run["results"] + run["anchors"]
                    if acc(p, "reference_counts")), {}) or {}
-    ids = [c for c, n in counts.items() if n >= ROBUST_MIN_BOXES]
+    labels = set(robust_labels(run))
+    ids = [c for c, n in counts.items() if n >= min_boxes(run) and class_name(run, c) in labels]
     return sorted(ids, key=lambda c: int(c) if str(c).isdigit() else c), counts
 
 
@@ -264,6 +276,9 @@ def short_setting(p):
         parts.append("lossless")
     if "dead-zone" in tok and "dz" in p.get("method", ""):
         implied.add("dead-zone")
+    if not p.get("method", "").startswith("adaptive"):
+        # The thesis modes' motion settings, fixed for the whole report.
+        implied |= {"block-size", "search-range", "key-interval"}
     parts += [f"{k}={v}" for k, v in tok.items() if k not in implied and "/" not in k]
     return ", ".join(parts) or enc.split()[0]
 
@@ -282,6 +297,7 @@ def md_table(header, rows):
 # Styles: one hue per method family, marker and line style by entropy coder inside a family.
 
 FAMILIES = [  # (method prefix, colormap); first match wins
+    ("adaptive", "copper"),
     ("closed-loop", "Reds"),
     ("uni TSS", "Greens"),
     ("bi TSS", "Oranges"),
@@ -651,8 +667,10 @@ def accuracy_paragraph(runs):
         f"(reference at the model profile's default score threshold{threshold_text(runs)}), not against "
         f"human ground truth; the tested detections are taken at score threshold {EVAL_THRESHOLD}. AP is "
         "COCO's 101-point interpolated average precision (pycocotools-equivalent, checked against it). "
-        "Person AP@0.5 is the person class at IoU 0.5; robust mAP@0.5 averages AP@0.5 over the classes "
-        f"with at least {ROBUST_MIN_BOXES} reference boxes in the measured frames{which}.\n")
+        "Person AP@0.5 is the person class at IoU 0.5; robust mAP@0.5 averages AP@0.5 over the person "
+        f"and vehicle classes ({', '.join(robust_labels(runs[0]))}) with at least "
+        f"{min_boxes(runs[0])} reference boxes in the measured frames{which}: the detector's rare "
+        "spurious classes (traffic light, bird, …) are left out.\n")
 
 
 def threshold_text(runs):
@@ -845,17 +863,17 @@ def ceiling_section(runs):
                          "robust mAP@0.5 (bar 0.95)", "mAP@0.5 (all classes)"], rows)
 
 
-def bd_section(runs):
-    L = ["## BD-rate against the video anchors (equal robust mAP@0.5)\n",
+def bd_section(runs, accuracy="robust mAP50", title="robust mAP@0.5"):
+    L = [f"## BD-rate against the video anchors (equal {title})\n",
          "Bjøntegaard delta rate (PCHIP through each curve's Pareto front, averaged over the overlapping "
-         "robust-mAP interval; eval/src/bdrate.rs). Negative = the feature method needs fewer bits than "
+         f"{title} interval; eval/src/bdrate.rs). Negative = the feature method needs fewer bits than "
          "the anchor at the same accuracy. Only curves with at least one finite BD-rate are listed; "
          "`n/a` = no overlap with that anchor's accuracy range or too few distinct points.\n"]
     cols = bd_columns(runs)
     header = ["model", "split", "method"] + [f"vs {size_header(runs, c, r)}" for c, r in cols]
     rows, skipped = [], OrderedDict()
     for r in runs:
-        for (split, method), by_anchor in bd_table(r):
+        for (split, method), by_anchor in bd_table(r, accuracy):
             vals = [bd_cell(by_anchor.get(anchor_method(r, c, role))) for c, role in cols]
             if all(v in ("n/a", "") for v in vals):
                 note = next((b.get("note") for b in by_anchor.values() if b.get("note")), "no finite BD-rate")
@@ -879,10 +897,13 @@ def bd_columns(runs):
     return [c for c in cands if any((r["name"], anchor_method(r, *c)) in have for r in runs)]
 
 
-def bd_table(run):
-    """[((split, method), {anchor: row})] in the order of the splits and methods in results.json."""
+def bd_table(run, accuracy="robust mAP50"):
+    """[((split, method), {anchor: row})] at one accuracy, in the order of the splits and methods in
+    results.json (rows without an accuracy field are from runs before person-AP BD-rates)."""
     table = {}
     for b in run["summary"].get("bd_rate_vs_anchors", []):
+        if b.get("accuracy", "robust mAP50") != accuracy:
+            continue
         table.setdefault((b["split"], b["method"]), {})[b["anchor"]] = b
     splits = splits_of(run)
     methods = list(OrderedDict.fromkeys(p["method"] for p in run["results"]))
@@ -1129,6 +1150,7 @@ def main():
     md_dir = os.path.dirname(os.path.abspath(a.markdown))
     L = scope_section(runs)
     L += headline_section(runs)
+    L += bd_section(runs, "person AP50", "person AP@0.5")
     L += bd_section(runs)
     L += plots_section(runs, a.plots, md_dir)
     L += correlation_section(runs, a.plots, md_dir)

@@ -7,17 +7,19 @@
 #   pipelines/demo.sh [VIDEO_FILE]                         (default: the sample vtest.avi)
 #
 # Environment (defaults in brackets): MODEL [models/nanodet.onnx], SPLIT [the profile's
-# default], MODE [closed-loop], BITS [6], ENTROPY [zvc-huffman], KEY_INTERVAL [10],
+# default], MODE, BITS, ENTROPY, KEY_INTERVAL [fmapenc's defaults],
 # FMAPENC_EXTRA [], FRAMES [100; "all" for the whole video], MTU [1400], OUT
 # [demo-detections.jsonl], VIDEO_OUT [demo-annotated.mp4].
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SOURCE="${1:-${FMAP_FOOTAGE:-$FMAP_ROOT/.cache/footage}/vtest.avi}"
-MODE="${MODE:-closed-loop}"
-BITS="${BITS:-6}"
-ENTROPY="${ENTROPY:-zvc-huffman}"
-KEY_INTERVAL="${KEY_INTERVAL:-10}"
+# fmapenc's own defaults unless a setting is given.
+enc_props=""
+[[ -n "${MODE:-}" ]] && enc_props+=" mode=$MODE"
+[[ -n "${BITS:-}" ]] && enc_props+=" bits=$BITS"
+[[ -n "${ENTROPY:-}" ]] && enc_props+=" entropy=$ENTROPY"
+[[ -n "${KEY_INTERVAL:-}" ]] && enc_props+=" key-interval=$KEY_INTERVAL"
 FMAPENC_EXTRA="${FMAPENC_EXTRA:-}"
 FRAMES="${FRAMES:-100}"
 OUT="${OUT:-demo-detections.jsonl}"
@@ -32,7 +34,7 @@ launch "$(file_source "$SOURCE" "$frames") ! video/x-raw,format=BGRx \
  ! tee name=video \
  video. ! queue max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! overlay.video \
  video. ! queue ! splitinfer-front $(front_props) \
- ! fmapenc name=enc mode=$MODE bits=$BITS entropy=$ENTROPY key-interval=$KEY_INTERVAL $FMAPENC_EXTRA \
+ ! fmapenc name=enc$enc_props $FMAPENC_EXTRA \
  ! rtpgstpay mtu=$MTU ! rtpgstdepay ! fmapdec name=dec \
  ! splitinfer-back $(back_props) ! tee name=detections \
  detections. ! queue ! filesink location=\"$OUT\" buffer-mode=unbuffered \

@@ -4,8 +4,9 @@
 #   pipelines/edge.sh [VIDEO_FILE | /dev/videoN]          (default: the sample vtest.avi)
 #
 # Environment (defaults in brackets): SERVER_HOST [127.0.0.1], PORT [5000], MODEL
-# [models/nanodet.onnx], SPLIT [the profile's default], MODE [closed-loop], BITS [6],
-# ENTROPY [zvc-huffman], KEY_INTERVAL [10], FMAPENC_EXTRA [] (more fmapenc properties),
+# [models/nanodet.onnx], SPLIT [the profile's default], MODE, BITS, ENTROPY,
+# KEY_INTERVAL [fmapenc's defaults], FMAPENC_EXTRA [] (more fmapenc properties, e.g.
+# "quality=2" or "bitrate=200"),
 # FRAMES [all] (stop after this many frames), MTU [1400], LOSS [0] (drop this fraction of RTP
 # packets before sending, to try lossy links), RETURN_PORT [unset: detections are not received
 # back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
@@ -14,10 +15,12 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SOURCE="${1:-${FMAP_FOOTAGE:-$FMAP_ROOT/.cache/footage}/vtest.avi}"
-MODE="${MODE:-closed-loop}"
-BITS="${BITS:-6}"
-ENTROPY="${ENTROPY:-zvc-huffman}"
-KEY_INTERVAL="${KEY_INTERVAL:-10}"
+# fmapenc's own defaults unless a setting is given.
+enc_props=""
+[[ -n "${MODE:-}" ]] && enc_props+=" mode=$MODE"
+[[ -n "${BITS:-}" ]] && enc_props+=" bits=$BITS"
+[[ -n "${ENTROPY:-}" ]] && enc_props+=" entropy=$ENTROPY"
+[[ -n "${KEY_INTERVAL:-}" ]] && enc_props+=" key-interval=$KEY_INTERVAL"
 FMAPENC_EXTRA="${FMAPENC_EXTRA:-}"
 FRAMES="${FRAMES:-}"
 LOSS="${LOSS:-0}"
@@ -34,7 +37,7 @@ drop=""
 
 pipeline="$src ! video/x-raw,format=BGRx \
  ! splitinfer-front $(front_props) \
- ! fmapenc name=enc mode=$MODE bits=$BITS entropy=$ENTROPY key-interval=$KEY_INTERVAL $FMAPENC_EXTRA \
+ ! fmapenc name=enc$enc_props $FMAPENC_EXTRA \
  ! rtpgstpay config-interval=1 mtu=$MTU$drop \
  ! udpsink host=$SERVER_HOST port=$PORT"
 

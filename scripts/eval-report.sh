@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Regenerates the rate–accuracy report docs/results.md (and its plots and raw numbers in
 # docs/results/): builds the elements and fmap-eval in release, runs fmap-eval once on NanoDet
-# (splits stage2 and backbone) and SSD (its profile's default split) with the thesis's settings,
+# (split stage2; SPLITS adds more) and SSD (its profile's default split) with the thesis's
+# settings and the adaptive mode's ladder,
 # the tiled-mosaic method, the cloud-only video anchors and the correlation analysis (all jobs
 # on one queue, one per CPU; the source-size video anchors are coded once for both models),
 # then plots and writes the tables (BD-rates, lowest rates meeting the bars).
 #
 # Environment knobs (defaults in brackets):
 #   FRAMES    frames from the start of vtest.avi, 0 = all 795        [0]
-#   SETTINGS  fmapenc settings: quick | full                         [full]
+#   SETTINGS  fmapenc settings: quick | full | ablation              [full]
+#   SPLITS    NanoDet splits, space-separated (e.g. "stage2 backbone") [stage2]
 #   ANCHORS   anchor ladder: quick | full                            [full]
 #   JOBS      measurements run in parallel                           [number of CPUs]
 #   OUT       directory of the raw results                           [out/report]
@@ -39,7 +41,9 @@ eval_bin="$EVAL_TARGET/release/fmap-eval"
 
 if [ "${REPORT_ONLY:-0}" != 1 ]; then
   mkdir -p "$OUT"
-  cmd=("$eval_bin" --model models/nanodet.onnx --split stage2 --split backbone
+  split_args=()
+  for s in ${SPLITS:-stage2}; do split_args+=(--split "$s"); done
+  cmd=("$eval_bin" --model models/nanodet.onnx "${split_args[@]}"
     --model models/ssd_mobilenet_v2_coco_quant.onnx
     --frames "$FRAMES" --settings "$SETTINGS" --tiling --anchors "$ANCHORS" --correlation
     --jobs "$JOBS" --threads 1 --out "$OUT")

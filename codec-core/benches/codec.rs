@@ -9,6 +9,9 @@
 //! frame differs by position in a group (bi: the first push of a group only holds the frame);
 //! frames/s = frames per iteration / time per iteration.
 //!
+//! The `recorded/...` group codes real NanoDet stage-2 maps recorded from the sample video
+//! (`scripts/record-maps.sh`) in the default setting; its throughput is in frames.
+//!
 //! Kept short on purpose (10 samples, short warm-up and measurement) so the whole run takes a
 //! few minutes on a 2-core machine: `cargo bench -p codec-core`. Compressed sizes per mode are
 //! printed by `cargo run --release -p codec-core --example sizes`.
@@ -176,6 +179,11 @@ fn bench_motion(c: &mut Criterion, size: &Size) {
 fn modes(large: bool) -> Vec<(Structure, EntropyMode)> {
     let mut v = Vec::new();
     for s in Structure::ALL {
+        if s == Structure::Adaptive {
+            // One coder of its own: the entropy setting does not apply.
+            v.push((s, EntropyMode::None));
+            continue;
+        }
         for e in EntropyMode::ALL {
             if !large
                 || e == EntropyMode::Huffman
@@ -256,7 +264,85 @@ fn bench_codec(c: &mut Criterion, size: &mut Size) {
     group.finish();
 }
 
+/// Recorded NanoDet stage-2 maps (one `splitinfer-front` buffer per file), as
+/// `scripts/record-maps.sh` writes them: `$FMAP_MAPS`, else `.cache/maps/nanodet-stage2`.
+fn recorded_frames() -> Option<(String, Vec<FeatureFrame>)> {
+    let dir = std::env::var("FMAP_MAPS").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/maps/nanodet-stage2").to_string()
+    });
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    paths.sort();
+    let frames: Vec<_> = paths
+        .iter()
+        .take(RECORDED_FRAMES)
+        .filter_map(|p| FeatureFrame::from_raw(&std::fs::read(p).ok()?).ok())
+        .collect();
+    (!frames.is_empty()).then_some((dir, frames))
+}
+
+/// Frames of the recorded clip coded per iteration (the cost per frame varies with content).
+const RECORDED_FRAMES: usize = 50;
+
+/// The default setting (fmapenc with no properties) on real feature maps: encode and decode time
+/// per clip of `RECORDED_FRAMES` frames (divide by it for the time per frame).
+fn bench_recorded(c: &mut Criterion) {
+    let Some((dir, mut frames)) = recorded_frames() else {
+        eprintln!(
+            "recorded maps: none found (run scripts/record-maps.sh or set FMAP_MAPS); skipped"
+        );
+        return;
+    };
+    let shape = frames[0].tensors[0].shape;
+    let label = format!(
+        "recorded/{}x{}x{}",
+        shape.channels, shape.height, shape.width
+    );
+    eprintln!("{label}: {} frames from {dir}", frames.len());
+    let cfg = CodecConfig::default();
+    let mut group = c.benchmark_group(&label);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(3));
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function("encode-default", |b| {
+        let mut enc = Encoder::new(cfg.clone()).expect("valid config");
+        let mut i = 0u64;
+        b.iter(|| {
+            for f in frames.iter_mut() {
+                f.index = i;
+                i += 1;
+                black_box(enc.push(f).expect("encode"));
+            }
+        })
+    });
+    let mut enc = Encoder::new(cfg).expect("valid config");
+    let units: Vec<Vec<u8>> = frames
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(i, f)| {
+            f.index = i as u64;
+            enc.push(f).expect("encode")
+        })
+        .map(|u| u.data)
+        .collect();
+    group.bench_function("decode-default", |b| {
+        let mut dec = Decoder::new();
+        b.iter(|| {
+            dec.reset();
+            for u in &units {
+                black_box(dec.decode(u).expect("decode"));
+            }
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_recorded(c);
     for mut size in sizes() {
         bench_quant(c, &size);
         bench_motion(c, &size);

@@ -102,7 +102,7 @@ fn every_truncation_is_an_error() {
 #[test]
 fn wrong_version_is_unsupported() {
     let (_, unit) = sample_units().remove(0);
-    for v in [0u8, 2, 255] {
+    for v in [0u8, 3, 255] {
         let mut bad = unit.data.clone();
         bad[4] = v;
         assert_eq!(
@@ -110,6 +110,15 @@ fn wrong_version_is_unsupported() {
             Err(CodecError::UnsupportedVersion(v))
         );
     }
+    // Version 2 is the adaptive mode's syntax: a thesis-mode unit relabelled as version 2 is
+    // refused by kind.
+    let mut relabelled = unit.data.clone();
+    relabelled[4] = 2;
+    fix_crc(&mut relabelled);
+    assert!(matches!(
+        Decoder::new().decode(&relabelled),
+        Err(CodecError::Invalid(_))
+    ));
     let mut bad = unit.data.clone();
     bad[0] = b'X';
     assert_eq!(Decoder::new().decode(&bad), Err(CodecError::BadMagic));

@@ -23,6 +23,11 @@ fn config() -> impl Strategy<Value = CodecConfig> {
         prop::bool::ANY,
         prop::bool::ANY,
         prop::sample::select(EntropyMode::ALL.to_vec()),
+        (
+            prop::sample::select(vec![0.05f32, 0.5, 2.0]),
+            prop::sample::select(vec![0.0f32, 0.3]),
+            prop::sample::select(vec![0.2f32, 0.5]),
+        ),
     )
         .prop_map(
             |(
@@ -36,6 +41,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                 shared,
                 per_channel,
                 entropy,
+                (quality, lambda, rounding),
             )| {
                 CodecConfig {
                     structure,
@@ -60,6 +66,9 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                         QuantizerMode::PerTensorMinMax
                     },
                     entropy,
+                    quality,
+                    lambda,
+                    rounding,
                 }
             },
         )

@@ -54,7 +54,7 @@ fn every_structure_entropy_and_quantizer_round_trips_bit_exactly() {
             }
         }
     }
-    assert_eq!(combos, 4 * 5 * 4 * 2 * 2);
+    assert_eq!(combos, Structure::ALL.len() * 5 * 4 * 2 * 2);
 }
 
 #[test]
@@ -107,7 +107,7 @@ fn unit_kinds_follow_the_structure() {
         for u in encode_all(&cfg(s), &frames) {
             assert_eq!(
                 u.kind.is_sync_point(),
-                matches!(u.kind, Intra | Anchor | ClosedLoopKey)
+                matches!(u.kind, Intra | Anchor | ClosedLoopKey | AdaptiveKey)
             );
         }
     }
@@ -491,10 +491,10 @@ fn encoder_rejects_bad_configs_and_out_of_order_frames() {
         enc.push(&moving_frame(5, shape, (0.0, 0.0))),
         Err(CodecError::Invalid(_))
     ));
-    // Model8bit needs u8 tensors.
+    // Model8bit needs u8 tensors (the adaptive mode has no N-bit quantizer).
     let mut enc = Encoder::new(CodecConfig {
         quantizer: QuantizerMode::Model8bit,
-        ..CodecConfig::default()
+        ..cfg(Structure::ClosedLoop)
     })
     .unwrap();
     assert!(matches!(

@@ -23,8 +23,8 @@ use fmap_infer::preprocess::{InputData, PixelFormat, Preprocessor, VideoFrameRef
 use fmap_infer::profile::{ChannelOrder, InputDType, Layout, Profile, ResizeMode};
 
 use crate::evaluate::{
-    Clip, EVAL_SCORE_THRESHOLD, FrameDetections, ROBUST_MIN_INSTANCES, discover, pair_frames,
-    parse_detections, person_class,
+    Clip, EVAL_SCORE_THRESHOLD, FrameDetections, discover, pair_frames, parse_detections,
+    person_class, robust_filter,
 };
 use crate::map::{MapSummary, summarize};
 use crate::stream::{Recording, run_recording};
@@ -346,7 +346,7 @@ pub fn detect_anchor(
         src_w as f64 / w as f64,
         src_h as f64 / h as f64,
     );
-    let accuracy = summarize(&pair_frames(reference, &test), ROBUST_MIN_INSTANCES);
+    let accuracy = summarize(&pair_frames(reference, &test), robust_filter(reference));
     let frames = reference.len();
     let bytes_total = match anchor.codec {
         // The pixels, not GStreamer's row padding (I420 rows start at multiples of 4 bytes).

@@ -148,12 +148,14 @@ pub const PERSON_AP50_BAR: f64 = 0.98;
 /// Robust mAP@0.5 a setting must keep in the headline table.
 pub const MAP50_ROBUST_BAR: f64 = 0.95;
 
-/// BD-rate of one feature method at one split against one anchor curve, at equal robust mAP@0.5.
+/// BD-rate of one feature method at one split against one anchor curve, at equal accuracy.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BdRateRow {
     pub split: String,
     pub method: String,
     pub anchor: String,
+    /// Which accuracy the curves are compared at: "person AP50" or "robust mAP50".
+    pub accuracy: String,
     /// Percent (−50 = half the anchor's rate); `None` with `note` when it cannot be computed.
     pub bd_rate_percent: Option<f64>,
     pub note: Option<String>,
@@ -171,43 +173,53 @@ pub struct HeadlineRow {
     pub achieved_by: Option<String>,
 }
 
-/// BD-rates of every feature method of every split against the x264/x265 anchor curves.
+/// The accuracies BD-rates are computed at: name, and how to read it from a point.
+const BD_ACCURACIES: [(&str, Accuracy); 2] = [
+    ("person AP50", |_, p| p),
+    ("robust mAP50", |m, _| m.map50_robust),
+];
+
+/// BD-rates of every feature method of every split against the x264/x265 anchor curves, at
+/// equal person AP@0.5 and at equal robust mAP@0.5.
 pub fn bd_rate_table(features: &[SettingResult], anchors: &[AnchorResult]) -> Vec<BdRateRow> {
-    let mut anchor_curves: BTreeMap<&str, Vec<RatePoint>> = BTreeMap::new();
-    for a in anchors
-        .iter()
-        .filter(|a| a.codec == "x264" || a.codec == "x265")
-    {
-        if let Some(acc) = a.accuracy.map50_robust {
-            anchor_curves.entry(&a.method).or_default().push(RatePoint {
-                kbit_per_s: a.kbit_per_s,
-                accuracy: acc,
-            });
-        }
-    }
-    let mut curves: BTreeMap<(&str, &str), Vec<RatePoint>> = BTreeMap::new();
-    for r in features {
-        if let Some(acc) = r.accuracy.map50_robust {
-            curves
-                .entry((&r.split, &r.method))
-                .or_default()
-                .push(RatePoint {
-                    kbit_per_s: r.kbit_per_s,
+    let mut rows = Vec::new();
+    for (accuracy_name, accuracy) in BD_ACCURACIES {
+        let mut anchor_curves: BTreeMap<&str, Vec<RatePoint>> = BTreeMap::new();
+        for a in anchors
+            .iter()
+            .filter(|a| a.codec == "x264" || a.codec == "x265")
+        {
+            if let Some(acc) = accuracy(&a.accuracy, a.person_ap50) {
+                anchor_curves.entry(&a.method).or_default().push(RatePoint {
+                    kbit_per_s: a.kbit_per_s,
                     accuracy: acc,
                 });
+            }
         }
-    }
-    let mut rows = Vec::new();
-    for ((split, method), points) in &curves {
-        for (anchor, a) in &anchor_curves {
-            let bd = bd_rate(a, points);
-            rows.push(BdRateRow {
-                split: split.to_string(),
-                method: method.to_string(),
-                anchor: anchor.to_string(),
-                bd_rate_percent: bd.as_ref().ok().map(|b| b * 100.0),
-                note: bd.err().map(|e| e.to_string()),
-            });
+        let mut curves: BTreeMap<(&str, &str), Vec<RatePoint>> = BTreeMap::new();
+        for r in features {
+            if let Some(acc) = accuracy(&r.accuracy, r.person_ap50) {
+                curves
+                    .entry((&r.split, &r.method))
+                    .or_default()
+                    .push(RatePoint {
+                        kbit_per_s: r.kbit_per_s,
+                        accuracy: acc,
+                    });
+            }
+        }
+        for ((split, method), points) in &curves {
+            for (anchor, a) in &anchor_curves {
+                let bd = bd_rate(a, points);
+                rows.push(BdRateRow {
+                    split: split.to_string(),
+                    method: method.to_string(),
+                    anchor: anchor.to_string(),
+                    accuracy: accuracy_name.to_string(),
+                    bd_rate_percent: bd.as_ref().ok().map(|b| b * 100.0),
+                    note: bd.err().map(|e| e.to_string()),
+                });
+            }
         }
     }
     rows

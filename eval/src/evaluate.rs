@@ -11,7 +11,7 @@
 //! anchors of prediction groups and intra frames at the same bit depth): the back network runs
 //! once per distinct decoded frame ([`DetectionCache`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,6 +28,22 @@ use crate::stream::{Recording, run_recording};
 pub const EVAL_SCORE_THRESHOLD: f64 = 0.05;
 /// Classes need this many reference boxes to count in the robust mAP.
 pub const ROBUST_MIN_INSTANCES: usize = 100;
+/// The classes the robust mAP averages (COCO labels): people and vehicles, what surveillance
+/// looks for. Over a whole clip, a detector's rare spurious classes (traffic light, bird, …)
+/// would otherwise enter and leave the average from one setting to the next.
+pub const ROBUST_LABELS: [&str; 6] = ["person", "bicycle", "car", "motorcycle", "bus", "truck"];
+
+/// The robust mAP's class filter for a reference: a class counts when its label is one of
+/// [`ROBUST_LABELS`] and the reference has at least [`ROBUST_MIN_INSTANCES`] boxes of it.
+pub fn robust_filter(reference: &[FrameDetections]) -> impl Fn(u32, usize) -> bool + use<> {
+    let ids: BTreeSet<u32> = reference
+        .iter()
+        .flat_map(|f| f.labels.iter())
+        .filter(|(_, l)| ROBUST_LABELS.contains(&l.as_str()))
+        .map(|(id, _)| *id)
+        .collect();
+    move |id, boxes| ids.contains(&id) && boxes >= ROBUST_MIN_INSTANCES
+}
 const RUN_LIMIT: Duration = Duration::from_secs(3600);
 
 /// What to evaluate on.
@@ -123,7 +139,9 @@ pub fn full_settings() -> Vec<Setting> {
             for (suffix, entropy) in [("", "none"), (" + ZVC", "zvc"), (" + Huffman", "huffman")] {
                 s.push(Setting::coded(
                     &format!("{mode} TSS{suffix}"),
-                    &format!("mode={mode} search=tss bits={bits} entropy={entropy}"),
+                    &format!(
+                        "mode={mode} search=tss bits={bits} entropy={entropy} {THESIS_MOTION}"
+                    ),
                 ));
             }
         }
@@ -134,8 +152,66 @@ pub fn full_settings() -> Vec<Setting> {
                 "closed-loop{} + ZVC + Huffman",
                 if dz > 0 { " dz1" } else { "" }
             ),
-            &format!("mode=closed-loop bits={bits} dead-zone={dz} entropy=zvc-huffman"),
+            &format!(
+                "mode=closed-loop bits={bits} dead-zone={dz} entropy=zvc-huffman \
+                 {THESIS_MOTION} key-interval=30"
+            ),
         ));
+    }
+    s.extend(adaptive_settings());
+    s
+}
+
+/// Motion settings of the thesis's modes and of closed loop as first measured (fmapenc's
+/// defaults before the adaptive mode), so their numbers stay comparable.
+const THESIS_MOTION: &str = "block-size=8 search-range=7";
+
+/// Quality ladder of the adaptive mode in the full report.
+const ADAPTIVE_LADDER: [&str; 6] = ["0.7", "1", "1.5", "2", "3", "4"];
+
+/// Rate-control targets of the adaptive mode in the full report, kbit/s.
+const RATE_TARGETS: [u32; 3] = [100, 200, 400];
+
+/// The adaptive mode's quality ladder at the defaults, and rate control at a few targets.
+pub fn adaptive_settings() -> Vec<Setting> {
+    ADAPTIVE_LADDER
+        .iter()
+        .map(|q| Setting::coded("adaptive", &format!("mode=adaptive quality={q}")))
+        .chain(RATE_TARGETS.iter().map(|kbps| {
+            Setting::coded(
+                "adaptive, rate control",
+                &format!("mode=adaptive bitrate={kbps}"),
+            )
+        }))
+        .collect()
+}
+
+/// The levers of the adaptive mode, each turned off in turn: (method name, properties).
+pub const ADAPTIVE_LEVERS: [(&str, &str); 4] = [
+    ("adaptive, no RD decisions", "lambda=0"),
+    ("adaptive, no motion", "search-range=0"),
+    ("adaptive, key every 30", "key-interval=30"),
+    ("adaptive, block 8", "block-size=8"),
+];
+
+/// `--settings ablation`: the adaptive ladder (minus its ends) with every lever on, then with
+/// each lever off, so that each lever gets a curve and a BD-rate.
+pub fn ablation_settings() -> Vec<Setting> {
+    let ladder = &ADAPTIVE_LADDER[1..5];
+    let mut s = vec![Setting::raw()];
+    for q in ladder {
+        s.push(Setting::coded(
+            "adaptive",
+            &format!("mode=adaptive quality={q}"),
+        ));
+    }
+    for (method, off) in ADAPTIVE_LEVERS {
+        for q in ladder {
+            s.push(Setting::coded(
+                method,
+                &format!("mode=adaptive quality={q} {off}"),
+            ));
+        }
     }
     s
 }
@@ -163,6 +239,7 @@ pub fn quick_settings() -> Vec<Setting> {
             "closed-loop + ZVC + Huffman",
             "mode=closed-loop bits=6 entropy=zvc-huffman",
         ),
+        Setting::coded("adaptive", "mode=adaptive quality=1"),
     ]
 }
 
@@ -172,6 +249,7 @@ pub fn settings_by_name(name: &str) -> Result<Vec<Setting>, String> {
     match name {
         "quick" => Ok(quick_settings()),
         "full" => Ok(full_settings()),
+        "ablation" => Ok(ablation_settings()),
         custom if custom.contains('=') => Ok(std::iter::once(Setting::raw())
             .chain(
                 custom
@@ -182,7 +260,7 @@ pub fn settings_by_name(name: &str) -> Result<Vec<Setting>, String> {
             )
             .collect()),
         other => Err(format!(
-            "--settings '{other}' is not quick, full, or fmapenc properties such as \
+            "--settings '{other}' is not quick, full, ablation, or fmapenc properties such as \
              \"mode=closed-loop bits=4; mode=bi bits=6\""
         )),
     }
@@ -306,6 +384,24 @@ pub fn distortion(original: &Recording, decoded: &Recording) -> Result<Distortio
     })
 }
 
+/// Length of the windows of [`SettingResult::kbit_per_s_10s_range`], seconds.
+const RATE_WINDOW_S: f64 = 10.0;
+
+/// Lowest and highest kbit/s over consecutive, non-overlapping windows of `window_s` seconds.
+pub fn window_rates(sizes: &[u64], fps: f64, window_s: f64) -> Option<(f64, f64)> {
+    let n = (fps * window_s).round() as usize;
+    if n == 0 || sizes.len() < n {
+        return None;
+    }
+    let rates: Vec<f64> = sizes
+        .chunks_exact(n)
+        .map(|w| w.iter().sum::<u64>() as f64 * 8.0 / 1000.0 / window_s)
+        .collect();
+    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rates.iter().copied().fold(0.0, f64::max);
+    Some((lo, hi))
+}
+
 /// Everything measured for one setting at one split point.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SettingResult {
@@ -323,6 +419,9 @@ pub struct SettingResult {
     pub bytes_per_frame_p95: u64,
     pub bytes_per_frame_max: u64,
     pub kbit_per_s: f64,
+    /// Lowest and highest rate over consecutive 10 s windows of the clip (`None` when the clip
+    /// is shorter than one window): how steady the rate is on the wire.
+    pub kbit_per_s_10s_range: Option<(f64, f64)>,
     pub ratio_vs_raw_float: f64,
     pub ratio_vs_source_video: f64,
     pub encode_ms_per_frame: Option<f64>,
@@ -558,6 +657,11 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// default, when coded without it), `None` for raw float.
 pub fn setting_bits(encoder: Option<&str>) -> Option<u32> {
     let props = encoder?;
+    // The adaptive mode (fmapenc's default) has a step, not a bit depth.
+    if !props.split_whitespace().any(|p| p.starts_with("mode=")) || props.contains("mode=adaptive")
+    {
+        return None;
+    }
     Some(
         props
             .split_whitespace()
@@ -592,7 +696,7 @@ pub fn score(
     let input = m.decoded.unwrap_or(&run.features);
     let keys = frame_keys(input)?;
     let (test, network_frames) = detect_keyed(clip, input, &keys, cache)?;
-    let accuracy = summarize(&pair_frames(reference, &test), ROBUST_MIN_INSTANCES);
+    let accuracy = summarize(&pair_frames(reference, &test), robust_filter(reference));
     let mut sorted = m.sizes.clone();
     sorted.sort_unstable();
     let mean = m.sizes.iter().sum::<u64>() as f64 / m.sizes.len().max(1) as f64;
@@ -610,6 +714,7 @@ pub fn score(
         bytes_per_frame_p95: percentile(&sorted, 0.95),
         bytes_per_frame_max: sorted.last().copied().unwrap_or(0),
         kbit_per_s,
+        kbit_per_s_10s_range: window_rates(&m.sizes, run.fps, RATE_WINDOW_S),
         ratio_vs_raw_float: run.raw_float_bytes_per_frame / mean,
         ratio_vs_source_video: run.source_kbit_per_s / kbit_per_s,
         encode_ms_per_frame: per_frame_ms(m.encode),
@@ -732,8 +837,12 @@ mod tests {
     #[test]
     fn settings_group_by_what_they_decode_to() {
         let groups = group_by_reconstruction(&full_settings());
-        // raw, 7 intra bit depths, uni and bi at 3 depths, 4 closed-loop settings.
-        assert_eq!(groups.len(), 1 + 7 + 6 + 4);
+        // raw, 7 intra bit depths, uni and bi at 3 depths, 4 closed-loop settings, the
+        // adaptive ladder.
+        assert_eq!(
+            groups.len(),
+            1 + 7 + 6 + 4 + ADAPTIVE_LADDER.len() + RATE_TARGETS.len()
+        );
         for g in &groups {
             let key = g[0].reconstruction_key();
             assert!(g.iter().all(|s| s.reconstruction_key() == key), "{g:?}");
@@ -771,8 +880,24 @@ mod tests {
         assert_eq!(
             setting_bits(Some("mode=closed-loop")),
             Some(8),
-            "fmapenc's default"
+            "fmapenc's default bits"
         );
+        assert_eq!(setting_bits(Some("mode=adaptive quality=2")), None);
+        assert_eq!(
+            setting_bits(Some("quality=2")),
+            None,
+            "adaptive is the default"
+        );
+    }
+
+    #[test]
+    fn rates_over_windows() {
+        // 10 fps: windows of 100 frames; the tail that does not fill a window is left out.
+        let sizes: Vec<u64> = (0..250)
+            .map(|i| if i < 100 { 1000 } else { 2000 })
+            .collect();
+        assert_eq!(window_rates(&sizes, 10.0, 10.0), Some((80.0, 160.0)));
+        assert_eq!(window_rates(&sizes[..99], 10.0, 10.0), None);
     }
 
     #[test]
@@ -794,9 +919,12 @@ mod tests {
         assert_eq!(custom[2].encoder.as_deref(), Some("mode=bi bits=6"));
         let err = settings_by_name("fast").unwrap_err();
         assert!(err.contains("quick, full"), "{err}");
-        // Every full setting names its bit depth and a known entropy coder.
+        // Every full setting of a thesis mode names its bit depth and a known entropy coder.
         for s in full_settings().iter().skip(1) {
             let e = s.encoder.as_deref().unwrap();
+            if e.contains("mode=adaptive") {
+                continue;
+            }
             assert!(
                 setting_bits(Some(e)).is_some_and(|b| (2..=8).contains(&b)),
                 "{e}"

@@ -41,8 +41,8 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
     let here: Vec<&Value> = results.iter().filter(|r| r["split"] == split).collect();
     assert_eq!(
         here.len(),
-        8 + 6,
-        "{split}: 8 quick settings + 6 tiled codecs"
+        9 + 6,
+        "{split}: 9 quick settings + 6 tiled codecs"
     );
     for r in &here {
         assert_eq!(r["frames"].as_u64(), Some(FRAMES), "{r}");

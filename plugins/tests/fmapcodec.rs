@@ -514,7 +514,10 @@ fn gst_inspect_lists_the_enum_choices() {
             .map(|v| v.nick().to_string())
             .collect()
     };
-    assert_eq!(nicks("mode"), ["intra", "uni", "bi", "closed-loop"]);
+    assert_eq!(
+        nicks("mode"),
+        ["intra", "uni", "bi", "closed-loop", "adaptive"]
+    );
     assert_eq!(nicks("search"), ["tss", "full"]);
     assert_eq!(nicks("mv-sharing"), ["channel", "shared"]);
     assert_eq!(
@@ -529,4 +532,10 @@ fn gst_inspect_lists_the_enum_choices() {
     let d = CodecConfig::default();
     assert_eq!(enc.property::<u32>("bits"), u32::from(d.bits));
     assert_eq!(enc.property::<u32>("key-interval"), d.key_interval);
+    assert_eq!(enc.property::<u32>("block-size"), d.block_size as u32);
+    assert_eq!(enc.property::<f32>("quality"), d.quality);
+    assert_eq!(enc.property::<f32>("lambda"), d.lambda);
+    let mode = enc.property_value("mode");
+    let (_, mode) = glib::EnumValue::from_value(&mode).unwrap();
+    assert_eq!(mode.nick(), d.structure.name());
 }

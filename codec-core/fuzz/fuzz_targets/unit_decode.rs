@@ -129,12 +129,7 @@ fn structured_form(data: &[u8]) {
     if data.len() < 14 {
         return;
     }
-    let structure = [
-        Structure::Intra,
-        Structure::Uni,
-        Structure::Bi,
-        Structure::ClosedLoop,
-    ][usize::from(data[1] % 4)];
+    let structure = Structure::ALL[usize::from(data[1]) % Structure::ALL.len()];
     let entropy = EntropyMode::ALL[usize::from(data[2]) % EntropyMode::ALL.len()];
     let bits = 1 + data[3] % 8;
     let count = 1 + usize::from(data[4] % 5);

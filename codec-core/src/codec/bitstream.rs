@@ -9,8 +9,11 @@ use crate::quant::QuantParams;
 
 /// Magic bytes of a coded unit.
 pub const UNIT_MAGIC: [u8; 4] = *b"FMCU";
-/// Bitstream version this build writes and reads.
+/// Bitstream version of the thesis's modes and closed loop (unchanged since version 1, so those
+/// units stay bit-exact).
 pub const UNIT_VERSION: u8 = 1;
+/// Bitstream version of the adaptive mode's units ([`UnitKind::is_adaptive`]).
+pub const ADAPTIVE_UNIT_VERSION: u8 = 2;
 /// Fixed header length.
 pub const HEADER_LEN: usize = 44;
 /// Shortest possible unit: header + CRC (a real unit also has tensor sections).
@@ -95,7 +98,11 @@ impl UnitWriter {
     pub fn new(h: &UnitHeader) -> Self {
         let mut buf = Vec::with_capacity(1024);
         buf.extend_from_slice(&UNIT_MAGIC);
-        buf.push(UNIT_VERSION);
+        buf.push(if h.kind.is_adaptive() {
+            ADAPTIVE_UNIT_VERSION
+        } else {
+            UNIT_VERSION
+        });
         buf.push(h.kind.id());
         let mut flags = 0;
         if h.pts_ns.is_some() {
@@ -110,10 +117,14 @@ impl UnitWriter {
         buf.extend_from_slice(&h.frame_index.to_le_bytes());
         buf.extend_from_slice(&h.pts_ns.unwrap_or(0).to_le_bytes());
         buf.extend_from_slice(&h.ref_index.to_le_bytes());
-        buf.push(h.bits);
-        buf.push(h.tensor_count as u8);
         let predicted = h.kind.is_predicted();
-        let block = if predicted { h.block_size as u16 } else { 0 };
+        buf.push(if h.kind.is_adaptive() { 0 } else { h.bits });
+        buf.push(h.tensor_count as u8);
+        let block = if predicted || h.kind.is_adaptive() {
+            h.block_size as u16
+        } else {
+            0
+        };
         buf.extend_from_slice(&block.to_le_bytes());
         buf.push(if predicted { h.search_range } else { 0 });
         buf.push(match (predicted, h.mv_sharing) {
@@ -139,6 +150,10 @@ impl UnitWriter {
     }
     pub fn f32(&mut self, v: f32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
 
     pub fn desc(&mut self, d: &TensorDesc) {
@@ -376,8 +391,9 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
     if unit.len() < 5 {
         return Err(CodecError::Truncated);
     }
-    if unit[4] != UNIT_VERSION {
-        return Err(CodecError::UnsupportedVersion(unit[4]));
+    let version = unit[4];
+    if version != UNIT_VERSION && version != ADAPTIVE_UNIT_VERSION {
+        return Err(CodecError::UnsupportedVersion(version));
     }
     if unit.len() < MIN_UNIT_LEN {
         return Err(CodecError::Truncated);
@@ -418,6 +434,13 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
     let kind_id = r.u8()?;
     let kind = UnitKind::from_id(kind_id)
         .ok_or_else(|| CodecError::Invalid(format!("unknown unit kind {kind_id}")))?;
+    let adaptive = kind.is_adaptive();
+    if adaptive != (version == ADAPTIVE_UNIT_VERSION) {
+        return Err(CodecError::Invalid(format!(
+            "unit kind {} in a version {version} unit",
+            kind.name()
+        )));
+    }
     let flags = r.u8()?;
     if flags & !(FLAG_PTS | FLAG_PREVIOUS_FOLLOWS) != 0 {
         return Err(CodecError::Invalid(format!("unknown flags {flags:#04x}")));
@@ -436,7 +459,13 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
     let pts = r.u64()?;
     let ref_index = r.u64()?;
     let bits = r.u8()?;
-    if !(1..=MAX_BITS).contains(&bits) {
+    if adaptive {
+        if bits != 0 || entropy != EntropyMode::None {
+            return Err(CodecError::Invalid(
+                "adaptive unit with quantizer bits or an entropy mode set".into(),
+            ));
+        }
+    } else if !(1..=MAX_BITS).contains(&bits) {
         return Err(CodecError::Invalid(format!(
             "bits {bits} outside 1..={MAX_BITS}"
         )));
@@ -469,6 +498,19 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
                 return Err(CodecError::Invalid(format!("unknown MV sharing {other}")));
             }
         }
+    } else if adaptive {
+        if !crate::motion::BLOCK_SIZES.contains(&block_size) {
+            return Err(CodecError::Invalid(format!(
+                "block size {block_size} not one of {:?}",
+                crate::motion::BLOCK_SIZES
+            )));
+        }
+        if search_range != 0 || sharing != 0 || ref_index != frame_index {
+            return Err(CodecError::Invalid(
+                "adaptive key unit with motion fields or another reference".into(),
+            ));
+        }
+        MvSharing::PerChannel
     } else {
         if block_size != 0 || search_range != 0 || sharing != 0 {
             return Err(CodecError::Invalid(

@@ -1,5 +1,6 @@
 //! The decoder: treats every byte as untrusted.
 
+use super::adaptive::{self, AdaptiveFrame};
 use super::bitstream::{Reader, TensorDesc, UnitHeader, mv_alphabet_bits, parse_envelope};
 use super::reconstruct::{
     RefFrame, RefTensor, apply_residuals, compensate_codes, field_count, fields_from_symbols,
@@ -31,6 +32,8 @@ pub struct Decoder {
     reference: Option<RefFrame>,
     /// A bi anchor waiting for its predicted t−1, with its stream id.
     pending_anchor: Option<(u16, FeatureFrame)>,
+    /// Adaptive mode: the previous reconstruction.
+    adaptive_reference: Option<AdaptiveFrame>,
 }
 
 impl Decoder {
@@ -50,9 +53,25 @@ impl Decoder {
     pub fn decode(&mut self, unit: &[u8]) -> Result<Vec<FeatureFrame>, CodecError> {
         let (header, body) = parse_envelope(unit)?;
         let mut r = Reader::new(body);
+        if header.kind.is_adaptive() {
+            let recon = self.decode_adaptive(&header, &mut r)?;
+            r.expect_end()?;
+            let frame = recon.to_frame();
+            self.adaptive_reference = Some(recon);
+            return Ok(self
+                .pending_anchor
+                .take()
+                .map(|(_, a)| a)
+                .into_iter()
+                .chain([frame])
+                .collect());
+        }
         let recon = match header.kind {
             UnitKind::Intra | UnitKind::Anchor | UnitKind::ClosedLoopKey => {
                 self.decode_sync(&header, &mut r)?
+            }
+            UnitKind::AdaptiveKey | UnitKind::AdaptivePredicted => {
+                unreachable!("adaptive units are decoded above")
             }
             UnitKind::Predicted | UnitKind::ClosedLoopPredicted => {
                 let reference = match &self.reference {
@@ -117,6 +136,72 @@ impl Decoder {
     pub fn reset(&mut self) {
         self.reference = None;
         self.pending_anchor = None;
+        self.adaptive_reference = None;
+    }
+
+    fn decode_adaptive(
+        &self,
+        header: &UnitHeader,
+        r: &mut Reader<'_>,
+    ) -> Result<AdaptiveFrame, CodecError> {
+        let reference = if header.kind == UnitKind::AdaptivePredicted {
+            match &self.adaptive_reference {
+                Some(reference)
+                    if reference.index == header.ref_index
+                        && reference.stream_id == header.stream_id
+                        && reference.tensors.len() == header.tensor_count =>
+                {
+                    Some(reference)
+                }
+                _ => {
+                    return Err(CodecError::MissingReference {
+                        frame: header.frame_index,
+                        reference: header.ref_index,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let mut budget = self.limits.max_elements;
+        let mut tensors: Vec<adaptive::AdaptiveTensor> = Vec::with_capacity(header.tensor_count);
+        for i in 0..header.tensor_count {
+            let reference_tensor = reference.map(|f| &f.tensors[i]);
+            let desc = r.desc(&mut budget)?;
+            if tensors.iter().any(|t| t.desc.name == desc.name) {
+                return Err(CodecError::Invalid(format!(
+                    "tensor name '{}' appears twice",
+                    desc.name
+                )));
+            }
+            if let Some(rt) = reference_tensor
+                && !desc.same_layout(&rt.desc)
+            {
+                return Err(CodecError::Invalid(format!(
+                    "tensor '{}' {} does not match the reference's '{}' {}",
+                    desc.name, desc.shape, rt.desc.name, rt.desc.shape
+                )));
+            }
+            let step = r.f32()?;
+            let len = r.u32()? as usize;
+            let payload = r.take(len)?;
+            let grid = BlockGrid::new(header.block_size, desc.shape.height, desc.shape.width)
+                .map_err(motion_error)?;
+            tensors.push(adaptive::decode_tensor(
+                desc,
+                step,
+                payload,
+                reference_tensor,
+                &grid,
+                header.search_range,
+            )?);
+        }
+        Ok(AdaptiveFrame {
+            stream_id: header.stream_id,
+            index: header.frame_index,
+            pts_ns: header.pts_ns,
+            tensors,
+        })
     }
 
     fn decode_sync(&self, header: &UnitHeader, r: &mut Reader<'_>) -> Result<RefFrame, CodecError> {

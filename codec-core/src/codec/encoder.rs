@@ -1,5 +1,6 @@
 //! The streaming encoder.
 
+use super::adaptive::{self, AdaptiveFrame, Decisions};
 use super::bitstream::{TensorDesc, UnitHeader, UnitWriter, mv_alphabet_bits};
 use super::reconstruct::{
     self, RefFrame, RefTensor, apply_residuals, compensate_codes, estimate, mv_symbols,
@@ -7,7 +8,7 @@ use super::reconstruct::{
 };
 use super::{CodecConfig, CodecError, CodedUnit, Structure, UnitKind};
 use crate::frame::{FeatureFrame, Tensor, TensorData};
-use crate::motion::BlockGrid;
+use crate::motion::{BlockGrid, MvSharing};
 use crate::quant::{self, TensorQuantizer};
 
 /// Encodes feature frames pushed in display order into coded units (in decode order).
@@ -27,12 +28,22 @@ pub struct Encoder {
     since_key: u32,
     last_index: Option<u64>,
     stream_id: u16,
+    /// Adaptive: the previous reconstruction.
+    adaptive_reference: Option<AdaptiveFrame>,
+    /// Adaptive: each tensor's standard deviation, measured on the last key frame.
+    spreads: Vec<f32>,
+    /// Adaptive: multiplier of `quality` set by a rate controller (1 = as configured).
+    quality_scale: f32,
+    /// The next frame starts with a sync unit (a receiver asked for one).
+    force_key: bool,
 }
 
 impl Encoder {
     pub fn new(cfg: CodecConfig) -> Result<Encoder, CodecError> {
         cfg.validate()?;
-        if !(quant::MIN_BITS..=quant::MAX_BITS).contains(&cfg.bits) {
+        if cfg.structure != Structure::Adaptive
+            && !(quant::MIN_BITS..=quant::MAX_BITS).contains(&cfg.bits)
+        {
             return Err(CodecError::Config(format!(
                 "bits = {} outside {}..={} (quantizer)",
                 cfg.bits,
@@ -48,6 +59,10 @@ impl Encoder {
             since_key: 0,
             last_index: None,
             stream_id: new_stream_id(),
+            adaptive_reference: None,
+            spreads: Vec::new(),
+            quality_scale: 1.0,
+            force_key: false,
         })
     }
 
@@ -68,6 +83,28 @@ impl Encoder {
         self.cfg.structure.delay_frames()
     }
 
+    /// The adaptive mode's step factor in effect: `quality` times the rate controller's scale.
+    pub fn quality(&self) -> f32 {
+        self.cfg.quality * self.quality_scale
+    }
+
+    /// Sets the adaptive mode's step factor for the next frames (a rate controller's output),
+    /// clamped to the configuration's valid range.
+    pub fn set_quality(&mut self, quality: f32) {
+        let q = quality.clamp(
+            *super::config::QUALITY_RANGE.start(),
+            *super::config::QUALITY_RANGE.end(),
+        );
+        self.quality_scale = q / self.cfg.quality;
+    }
+
+    /// Makes the next pushed frame a sync unit (closed loop and adaptive: a key; uni: an
+    /// anchor; intra and bi units already are or soon are), as a video encoder answers a
+    /// force-key-unit request.
+    pub fn force_key(&mut self) {
+        self.force_key = true;
+    }
+
     /// Codes `frame` (display order, strictly increasing indices). Returns the units that are
     /// ready, in decode order.
     pub fn push(&mut self, frame: &FeatureFrame) -> Result<Vec<CodedUnit>, CodecError> {
@@ -81,6 +118,11 @@ impl Encoder {
             )));
         }
         self.last_index = Some(frame.index);
+        if std::mem::take(&mut self.force_key) {
+            // Forget the reference: whatever the structure, the frame starts afresh.
+            self.since_key = self.cfg.key_interval;
+            self.expect_predicted = false;
+        }
         match self.cfg.structure {
             Structure::Intra => Ok(vec![self.sync_unit(frame, UnitKind::Intra, false)?]),
             Structure::Uni => {
@@ -117,6 +159,22 @@ impl Encoder {
                     self.held = Some(frame.clone());
                     Ok(vec![alone])
                 }
+            }
+            Structure::Adaptive => {
+                let predict = self.since_key < self.cfg.key_interval
+                    && self.adaptive_reference.as_ref().is_some_and(|r| {
+                        r.tensors.len() == frame.tensors.len()
+                            && r.tensors
+                                .iter()
+                                .zip(&frame.tensors)
+                                .all(|(a, b)| a.desc.same_layout(&desc_of(b)))
+                    });
+                if predict {
+                    self.since_key += 1;
+                } else {
+                    self.since_key = 1;
+                }
+                Ok(vec![self.adaptive_unit(frame, predict)?])
             }
             Structure::ClosedLoop => {
                 if self.since_key < self.cfg.key_interval && self.can_predict(frame) {
@@ -336,6 +394,75 @@ impl Encoder {
             tensors,
         };
         self.finish_unit(frame, UnitKind::ClosedLoopPredicted, w, recon)
+    }
+
+    /// Adaptive mode: a key unit (`predict` false) or a unit predicted from the previous
+    /// reconstruction.
+    fn adaptive_unit(
+        &mut self,
+        frame: &FeatureFrame,
+        predict: bool,
+    ) -> Result<CodedUnit, CodecError> {
+        let reference = if predict {
+            self.adaptive_reference.take()
+        } else {
+            None
+        };
+        let kind = if reference.is_some() {
+            UnitKind::AdaptivePredicted
+        } else {
+            UnitKind::AdaptiveKey
+        };
+        let ref_index = reference.as_ref().map_or(frame.index, |r| r.index);
+        let mut header = self.header(frame, kind, ref_index);
+        header.mv_sharing = MvSharing::Shared;
+        header.entropy = crate::entropy::EntropyMode::None;
+        let mut w = UnitWriter::new(&header);
+        let values: Vec<Vec<f32>> = frame.tensors.iter().map(adaptive::native_values).collect();
+        if reference.is_none() {
+            self.spreads = values.iter().map(|v| adaptive::spread(v)).collect();
+        }
+        let quality = self.quality();
+        let mut tensors = Vec::with_capacity(frame.tensors.len());
+        for (i, (t, current)) in frame.tensors.iter().zip(&values).enumerate() {
+            let desc = desc_of(t);
+            let grid = BlockGrid::new(self.cfg.block_size, t.shape.height, t.shape.width)
+                .map_err(reconstruct::motion_error)?;
+            let decisions = Decisions {
+                step: adaptive::step_for(&desc, quality, self.spreads[i]),
+                rounding: self.cfg.rounding,
+                lambda: self.cfg.lambda,
+                search_range: self.cfg.search_range,
+                search: self.cfg.search,
+            };
+            w.desc(&desc);
+            let mut body = Vec::new();
+            tensors.push(adaptive::encode_tensor(
+                desc,
+                current,
+                reference.as_ref().map(|r| &r.tensors[i]),
+                &grid,
+                &decisions,
+                &mut body,
+            )?);
+            w.bytes(&body);
+        }
+        let recon = AdaptiveFrame {
+            stream_id: self.stream_id,
+            index: frame.index,
+            pts_ns: frame.pts_ns,
+            tensors,
+        };
+        let data = w.finish()?;
+        let reconstruction = recon.to_frame();
+        self.adaptive_reference = Some(recon);
+        Ok(CodedUnit {
+            frame_index: frame.index,
+            pts_ns: frame.pts_ns,
+            kind,
+            data,
+            reconstruction,
+        })
     }
 
     fn quantizer(&self, t: &Tensor) -> Result<TensorQuantizer, CodecError> {

@@ -56,6 +56,19 @@ pub fn inspect_unit(unit: &[u8]) -> Result<UnitInfo, CodecError> {
     for _ in 0..h.tensor_count {
         let desc = r.desc(&mut budget)?;
         let shape = desc.shape;
+        if h.kind.is_adaptive() {
+            // Step, then one range-coded payload (motion, block flags and residuals together).
+            r.f32()?;
+            let len = r.u32()? as usize;
+            r.take(len)?;
+            if h.kind.is_sync_point() {
+                info.code_bytes += len + 8;
+            } else {
+                info.residual_bytes += len + 8;
+            }
+            info.tensors.push((desc.name, shape));
+            continue;
+        }
         if h.kind == UnitKind::Predicted {
             if r.u32()? != 0 {
                 return Err(CodecError::Invalid(

@@ -34,21 +34,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod adaptive;
 mod bitstream;
 mod config;
 mod decoder;
 mod encoder;
 mod inspect;
+mod rate;
 mod reconstruct;
 mod structure;
 
 pub use bitstream::{
-    HEADER_LEN, MAX_BLOCK_SIZE, MAX_UNIT_BYTES, MIN_UNIT_LEN, UNIT_MAGIC, UNIT_VERSION,
+    ADAPTIVE_UNIT_VERSION, HEADER_LEN, MAX_BLOCK_SIZE, MAX_UNIT_BYTES, MIN_UNIT_LEN, UNIT_MAGIC,
+    UNIT_VERSION,
 };
-pub use config::CodecConfig;
+pub use config::{CodecConfig, DEFAULT_LAMBDA, DEFAULT_QUALITY, DEFAULT_ROUNDING, QUALITY_RANGE};
 pub use decoder::{Decoder, DecoderLimits};
 pub use encoder::Encoder;
 pub use inspect::{UnitInfo, inspect_unit};
+pub use rate::RateController;
 pub use structure::{Structure, UnitKind};
 
 use crate::entropy::EntropyError;

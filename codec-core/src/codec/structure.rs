@@ -13,16 +13,20 @@ pub enum Structure {
     Bi,
     /// Each frame predicted from the previous decoded frame plus a quantized residual, with a
     /// key frame every `key_interval` frames.
-    #[default]
     ClosedLoop,
+    /// fmap's own mode: closed loop in the value domain with a uniform step, rate–distortion
+    /// block decisions and context-adaptive range coding.
+    #[default]
+    Adaptive,
 }
 
 impl Structure {
-    pub const ALL: [Structure; 4] = [
+    pub const ALL: [Structure; 5] = [
         Structure::Intra,
         Structure::Uni,
         Structure::Bi,
         Structure::ClosedLoop,
+        Structure::Adaptive,
     ];
 
     /// Name as used by properties and command lines.
@@ -32,6 +36,7 @@ impl Structure {
             Structure::Uni => "uni",
             Structure::Bi => "bi",
             Structure::ClosedLoop => "closed-loop",
+            Structure::Adaptive => "adaptive",
         }
     }
 
@@ -68,15 +73,22 @@ pub enum UnitKind {
     ClosedLoopKey,
     /// Motion vectors + quantized residual against the previous decoded frame.
     ClosedLoopPredicted,
+    /// Adaptive mode: every value predicted as 0, context-coded residuals.
+    AdaptiveKey,
+    /// Adaptive mode: a shared motion field and context-coded residuals against the previous
+    /// decoded frame.
+    AdaptivePredicted,
 }
 
 impl UnitKind {
-    pub const ALL: [UnitKind; 5] = [
+    pub const ALL: [UnitKind; 7] = [
         UnitKind::Intra,
         UnitKind::Anchor,
         UnitKind::Predicted,
         UnitKind::ClosedLoopKey,
         UnitKind::ClosedLoopPredicted,
+        UnitKind::AdaptiveKey,
+        UnitKind::AdaptivePredicted,
     ];
 
     pub fn id(self) -> u8 {
@@ -86,6 +98,8 @@ impl UnitKind {
             UnitKind::Predicted => 2,
             UnitKind::ClosedLoopKey => 3,
             UnitKind::ClosedLoopPredicted => 4,
+            UnitKind::AdaptiveKey => 5,
+            UnitKind::AdaptivePredicted => 6,
         }
     }
 
@@ -97,8 +111,13 @@ impl UnitKind {
     pub fn is_sync_point(self) -> bool {
         matches!(
             self,
-            UnitKind::Intra | UnitKind::Anchor | UnitKind::ClosedLoopKey
+            UnitKind::Intra | UnitKind::Anchor | UnitKind::ClosedLoopKey | UnitKind::AdaptiveKey
         )
+    }
+
+    /// A unit of the adaptive mode (bitstream version 2 syntax).
+    pub fn is_adaptive(self) -> bool {
+        matches!(self, UnitKind::AdaptiveKey | UnitKind::AdaptivePredicted)
     }
 
     /// Predicted from a reference frame.
@@ -118,6 +137,8 @@ impl UnitKind {
             UnitKind::Predicted => "predicted",
             UnitKind::ClosedLoopKey => "closed-loop-key",
             UnitKind::ClosedLoopPredicted => "closed-loop-predicted",
+            UnitKind::AdaptiveKey => "adaptive-key",
+            UnitKind::AdaptivePredicted => "adaptive-predicted",
         }
     }
 }

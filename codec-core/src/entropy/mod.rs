@@ -9,6 +9,7 @@
 use thiserror::Error;
 
 mod bits;
+pub mod context;
 mod huffman;
 mod packed;
 mod rle;

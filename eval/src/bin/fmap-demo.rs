@@ -19,7 +19,8 @@ use fmap_eval::runner::{count_src_pad, limiter, parse_pipeline, run_to_end};
 use gst::prelude::*;
 
 const STATS_PREFIX: &str = "FMAP-STATS ";
-const DEFAULT_ENCODER: &str = "mode=closed-loop bits=4 dead-zone=1 entropy=zvc-huffman";
+/// fmapenc's own defaults (the adaptive mode).
+const DEFAULT_ENCODER: &str = "";
 const RTP_CAPS: &str =
     "application/x-rtp,media=(string)application,clock-rate=(int)90000,encoding-name=(string)X-GST";
 
@@ -47,7 +48,7 @@ fn usage() -> ! {
         "usage: fmap-demo [--video FILE] [--model FILE] [--split NAME] [--frames N] [--out DIR]\n\
          \x20                [--port PORT] [--encoder \"fmapenc properties\"] [--no-render]\n\
          defaults: --video $FMAP_FOOTAGE/vtest.avi --model models/nanodet.onnx --split stage2\n\
-         \x20         --frames 0 (all) --out out --port 5600 --encoder \"{DEFAULT_ENCODER}\""
+         \x20         --frames 0 (all) --out out --port 5600 --encoder \"{DEFAULT_ENCODER}\" (fmapenc's defaults)"
     );
     std::process::exit(2)
 }
@@ -329,7 +330,14 @@ fn orchestrate(o: &Options) -> Result<(), String> {
         o.model.display(),
         o.split
     );
-    println!("  fmapenc                {}", o.encoder);
+    println!(
+        "  fmapenc                {}",
+        if o.encoder.is_empty() {
+            "(defaults: the adaptive mode)"
+        } else {
+            &o.encoder
+        }
+    );
     println!("  frames sent            {frames}");
     println!(
         "  frames decoded         {} (server), {lines} detection lines",

@@ -611,6 +611,8 @@ fn write_outputs(
         "onnx_threads_per_run": m.clip.threads,
         "detection_cache": {"enabled": o.cache, "frames_known": hits, "frames_run": misses},
         "class_labels": labels,
+        "robust_labels": fmap_eval::evaluate::ROBUST_LABELS,
+        "robust_min_boxes": fmap_eval::evaluate::ROBUST_MIN_INSTANCES,
         "wall_seconds": start.elapsed().as_secs_f64(),
     });
     write_json(dir, "run.json", &run_info)?;

@@ -24,6 +24,7 @@ struct Stats {
     frames_out: u64,
     units_dropped: u64,
     disconts: u64,
+    key_requests: u64,
 }
 
 impl Stats {
@@ -34,6 +35,7 @@ impl Stats {
             .field("frames", self.frames_out)
             .field("dropped", self.units_dropped)
             .field("disconts", self.disconts)
+            .field("key-requests", self.key_requests)
             .build()
     }
 }
@@ -44,7 +46,13 @@ struct State {
     /// Set after a loss: the next frame out carries DISCONT.
     discont: bool,
     stats: Stats,
+    /// When the last key unit was requested upstream (requests are at most one per
+    /// [`KEY_REQUEST_INTERVAL`]).
+    last_key_request: Option<std::time::Instant>,
 }
+
+/// Shortest time between two force-key-unit requests.
+const KEY_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Default for State {
     fn default() -> Self {
@@ -53,6 +61,7 @@ impl Default for State {
             frame_duration: None,
             discont: true,
             stats: Stats::default(),
+            last_key_request: None,
         }
     }
 }
@@ -118,6 +127,7 @@ impl FmapDec {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut request_key = false;
         let buffers = {
             let mut state = self.state.lock().unwrap();
             state.stats.units_in += 1;
@@ -162,10 +172,28 @@ impl FmapDec {
                             map.len()
                         ]
                     );
+                    let now = std::time::Instant::now();
+                    if state
+                        .last_key_request
+                        .is_none_or(|t| now.duration_since(t) >= KEY_REQUEST_INTERVAL)
+                    {
+                        state.last_key_request = Some(now);
+                        state.stats.key_requests += 1;
+                        request_key = true;
+                    }
                     Vec::new()
                 }
             }
         };
+        if request_key {
+            // Upstream, as video decoders do: an encoder in the same pipeline answers it, and
+            // rtpbin turns it into RTCP PLI/FIR for a remote one.
+            gst::debug!(CAT, imp = self, "lost sync: requesting a key unit upstream");
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            self.sinkpad.push_event(event);
+        }
         self.push_frames(buffers)
     }
 
@@ -270,7 +298,9 @@ impl ObjectImpl for FmapDec {
                     .nick("Statistics")
                     .blurb(
                         "units (received), bytes, frames (decoded), dropped (units that could \
-                         not be decoded), disconts (losses signalled by RTP)",
+                         not be decoded), disconts (losses signalled by RTP), key-requests \
+                         (force-key-unit events sent upstream after losing sync, at most one per \
+                         second)",
                     )
                     .read_only()
                     .build(),

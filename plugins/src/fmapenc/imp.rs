@@ -1,7 +1,10 @@
 use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 
-use codec_core::codec::{CodecConfig, CodedUnit, Encoder, UNIT_VERSION};
+use codec_core::codec::{
+    ADAPTIVE_UNIT_VERSION, CodecConfig, CodedUnit, Encoder, QUALITY_RANGE, RateController,
+    Structure, UNIT_VERSION,
+};
 use codec_core::{FeatureFrame, TensorData};
 use gst::glib;
 use gst::prelude::*;
@@ -28,6 +31,10 @@ struct Stats {
     sync_units: u64,
     bytes_out: u64,
     raw_bytes_in: u64,
+    /// Adaptive: the quality in effect (the rate controller's choice with `bitrate`).
+    quality: f32,
+    /// Force-key-unit requests answered.
+    key_requests: u64,
 }
 
 impl Stats {
@@ -38,6 +45,8 @@ impl Stats {
             .field("sync-units", self.sync_units)
             .field("bytes", self.bytes_out)
             .field("raw-bytes", self.raw_bytes_in)
+            .field("quality", self.quality)
+            .field("key-requests", self.key_requests)
             .build()
     }
 }
@@ -50,6 +59,8 @@ struct Coding {
     dts: DecodeTimestamps,
     discont: bool,
     checked_dtype: bool,
+    /// Adaptive with `bitrate`: chooses each frame's quality.
+    rate: Option<RateController>,
 }
 
 #[derive(Default)]
@@ -203,6 +214,17 @@ impl FmapEnc {
                 );
                 gst::FlowError::Error
             })?;
+            if let Some(rate) = coding.rate.as_mut() {
+                let bits: usize = units.iter().map(|u| u.data.len() * 8).sum();
+                let duration = buffer
+                    .duration()
+                    .or(coding.frame_duration)
+                    .map_or(0.1, |d| d.nseconds() as f64 / 1e9);
+                let quality = rate.update(bits, duration);
+                coding.encoder.set_quality(quality);
+                gst::trace!(CAT, imp = self, "{bits} bits, next quality {quality}");
+            }
+            stats.quality = coding.encoder.quality();
             self.coded_buffers(coding, stats, units)
         };
         self.push_units(buffers)
@@ -247,8 +269,26 @@ impl FmapEnc {
         }
         let config = settings.to_codec_config(ranges)?;
         let encoder = Encoder::new(config.clone()).map_err(|e| e.to_string())?;
+        let rate = match (settings.bitrate, config.structure) {
+            (0, _) => None,
+            (kbps, Structure::Adaptive) => Some(RateController::new(
+                f64::from(kbps),
+                config.quality,
+                QUALITY_RANGE,
+            )),
+            (_, other) => {
+                return Err(format!(
+                    "bitrate needs mode=adaptive (mode is {}); set bitrate=0 or mode=adaptive",
+                    other.name()
+                ));
+            }
+        };
         let fields = CodecFields {
-            codec_version: i32::from(UNIT_VERSION),
+            codec_version: i32::from(if config.structure == Structure::Adaptive {
+                ADAPTIVE_UNIT_VERSION
+            } else {
+                UNIT_VERSION
+            }),
             mode: settings.mode.nick(),
             bits: settings.bits as i32,
             quantizer: settings.quantizer.nick(),
@@ -272,6 +312,7 @@ impl FmapEnc {
             dts: DecodeTimestamps::default(),
             discont: true,
             checked_dtype: false,
+            rate,
         });
         Ok(out)
     }
@@ -319,6 +360,26 @@ impl FmapEnc {
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
+    }
+
+    /// A receiver that lost sync asks for a key unit (GstForceKeyUnit, as `rtpbin` turns RTCP
+    /// PLI/FIR into): the next frame is coded as a sync unit.
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if gst_video::UpstreamForceKeyUnitEvent::parse(&event).is_ok() {
+            let mut state = self.state.lock().unwrap();
+            let State { coding, stats } = &mut *state;
+            if let Some(coding) = coding.as_mut() {
+                coding.encoder.force_key();
+                stats.key_requests += 1;
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "key unit requested: the next frame is a key"
+                );
+            }
+            return true;
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -377,6 +438,9 @@ impl ObjectSubclass for FmapEnc {
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
             .query_function(|pad, parent, query| {
                 FmapEnc::catch_panic_pad_function(parent, || false, |imp| imp.src_query(pad, query))
+            })
+            .event_function(|pad, parent, event| {
+                FmapEnc::catch_panic_pad_function(parent, || false, |imp| imp.src_event(pad, event))
             })
             .build();
         Self {
@@ -476,9 +540,55 @@ impl ObjectImpl for FmapEnc {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecFloat::builder("quality")
+                    .nick("Quality")
+                    .blurb(
+                        "adaptive: quantizer step as a fraction of each tensor's standard \
+                         deviation (smaller = finer: more bits, higher accuracy)",
+                    )
+                    .minimum(*codec_core::codec::QUALITY_RANGE.start())
+                    .maximum(*codec_core::codec::QUALITY_RANGE.end())
+                    .default_value(d.quality)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("rounding")
+                    .nick("Rounding")
+                    .blurb(
+                        "adaptive: rounding offset of predicted residuals (0.5 = nearest; \
+                         smaller favours zero residuals)",
+                    )
+                    .minimum(0.0)
+                    .maximum(0.5)
+                    .default_value(d.rounding)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("lambda")
+                    .nick("Lambda")
+                    .blurb(
+                        "adaptive: rate-distortion multiplier of block decisions, in squared \
+                         steps per bit (0 = code every nonzero block)",
+                    )
+                    .minimum(0.0)
+                    .maximum(1000.0)
+                    .default_value(d.lambda)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("bitrate")
+                    .nick("Bit rate")
+                    .blurb(
+                        "adaptive: target rate in kbit/s; the quality of each frame follows it \
+                         (0 = constant quality, set by the quality property)",
+                    )
+                    .maximum(10_000_000)
+                    .default_value(d.bitrate)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("frames, units, sync-units, bytes (coded), raw-bytes (input)")
+                    .blurb(
+                        "frames, units, sync-units, bytes (coded), raw-bytes (input), quality \
+                         (adaptive: in effect), key-requests (force-key-unit events answered)",
+                    )
                     .read_only()
                     .build(),
             ]
@@ -499,6 +609,10 @@ impl ObjectImpl for FmapEnc {
             "mv-sharing" => s.mv_sharing = value.get::<MvSharing>().expect("type checked upstream"),
             "quantizer" => s.quantizer = value.get::<Quantizer>().expect("type checked upstream"),
             "entropy" => s.entropy = value.get::<Entropy>().expect("type checked upstream"),
+            "quality" => s.quality = value.get().expect("type checked upstream"),
+            "rounding" => s.rounding = value.get().expect("type checked upstream"),
+            "lambda" => s.lambda = value.get().expect("type checked upstream"),
+            "bitrate" => s.bitrate = value.get().expect("type checked upstream"),
             "calibration" => {
                 s.calibration = value
                     .get::<Option<String>>()
@@ -526,6 +640,10 @@ impl ObjectImpl for FmapEnc {
             "mv-sharing" => s.mv_sharing.to_value(),
             "quantizer" => s.quantizer.to_value(),
             "entropy" => s.entropy.to_value(),
+            "quality" => s.quality.to_value(),
+            "rounding" => s.rounding.to_value(),
+            "lambda" => s.lambda.to_value(),
+            "bitrate" => s.bitrate.to_value(),
             "calibration" => s.calibration.to_value(),
             other => unreachable!("unknown property {other}"),
         }

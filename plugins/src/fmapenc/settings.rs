@@ -31,6 +31,11 @@ pub enum Mode {
         nick = "closed-loop"
     )]
     ClosedLoop = 3,
+    #[enum_value(
+        name = "Adaptive: closed loop with a uniform step, rate-distortion decisions and context-adaptive range coding",
+        nick = "adaptive"
+    )]
+    Adaptive = 4,
 }
 
 /// Block-matching search method.
@@ -100,6 +105,7 @@ impl Mode {
             Structure::Uni => Mode::Uni,
             Structure::Bi => Mode::Bi,
             Structure::ClosedLoop => Mode::ClosedLoop,
+            Structure::Adaptive => Mode::Adaptive,
         }
     }
 
@@ -109,6 +115,7 @@ impl Mode {
             Mode::Uni => Structure::Uni,
             Mode::Bi => Structure::Bi,
             Mode::ClosedLoop => Structure::ClosedLoop,
+            Mode::Adaptive => Structure::Adaptive,
         }
     }
 
@@ -118,6 +125,7 @@ impl Mode {
             Mode::Uni => "uni",
             Mode::Bi => "bi",
             Mode::ClosedLoop => "closed-loop",
+            Mode::Adaptive => "adaptive",
         }
     }
 }
@@ -212,6 +220,11 @@ pub struct Settings {
     pub entropy: Entropy,
     /// Path of a JSON file `{"<tensor>": [min, max], ...}` for `quantizer=calibrated`.
     pub calibration: Option<String>,
+    pub quality: f32,
+    pub rounding: f32,
+    pub lambda: f32,
+    /// Adaptive: target rate in kbit/s (0 = constant quality).
+    pub bitrate: u32,
 }
 
 impl Default for Settings {
@@ -229,6 +242,10 @@ impl Default for Settings {
             quantizer: Quantizer::from_core(&c.quantizer),
             entropy: Entropy::from_core(c.entropy),
             calibration: None,
+            quality: c.quality,
+            rounding: c.rounding,
+            lambda: c.lambda,
+            bitrate: 0,
         }
     }
 }
@@ -265,6 +282,9 @@ impl Settings {
             mv_sharing: self.mv_sharing.to_core(),
             quantizer,
             entropy: self.entropy.to_core(),
+            quality: self.quality,
+            rounding: self.rounding,
+            lambda: self.lambda,
         };
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)

@@ -1,0 +1,529 @@
+//! fmap's own mode, `adaptive`: closed-loop prediction in the value domain with a uniform step,
+//! rate–distortion decisions and context-adaptive range coding (`BITSTREAM.md`, version 2 units).
+//!
+//! - **Prediction.** A key unit predicts every value as 0; a predicted unit predicts it from the
+//!   previous reconstruction, displaced by one motion field shared by all channels of the tensor
+//!   (or not at all when the search range is 0).
+//! - **Quantizer.** The residual `d = (x − pred) / step` becomes the integer
+//!   `r = sign(d)·⌊|d| + rounding⌋`: a uniform step, zero-aligned, with no N-bit range (large
+//!   values use escape codes). The reconstruction is `pred + r·step`. Because the encoder predicts
+//!   from its own reconstruction, the error of every value stays below one step: there is no
+//!   drift, on static or moving content.
+//! - **Decisions.** A block of a channel whose residuals are worth fewer bits than the distortion
+//!   they remove (Lagrangian cost, λ in units of step² per bit) is sent as "not coded".
+//! - **Coding.** Every decision is a binary symbol coded with an adaptive context chosen from
+//!   what the decoder already knows: the neighbours' residual magnitudes, the co-located
+//!   residual of the previous unit, the neighbouring blocks' flags
+//!   ([`crate::entropy::context`]).
+//!
+//! The syntax is written once ([`code_field`], [`code_residuals`]) and run by both the encoder and the decoder
+//! through [`BinCoder`], so the two cannot disagree on the order or the contexts of symbols.
+
+use super::CodecError;
+use super::bitstream::TensorDesc;
+use crate::entropy::EntropyError;
+use crate::entropy::context::{Context, ContextDecoder, ContextEncoder, MAX_ESCAPE_BITS};
+use crate::frame::{FeatureFrame, Shape, Tensor, TensorData};
+use crate::motion::{self, BlockGrid, MotionField, MotionVector};
+
+/// Context-coded bins of a residual magnitude before the Exp-Golomb escape.
+const MAGNITUDE_BINS: usize = 6;
+/// Largest residual magnitude the syntax carries.
+pub(crate) const MAX_RESIDUAL: u32 = (1 << MAX_ESCAPE_BITS) - 2 + MAGNITUDE_BINS as u32 + 1;
+
+/// One reconstructed tensor of the adaptive mode.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AdaptiveTensor {
+    pub desc: TensorDesc,
+    /// Reconstructed values in the tensor's native unit: the value for f32 tensors, the code
+    /// minus the zero point for 8-bit tensors.
+    pub values: Vec<f32>,
+    /// Per element, min(|residual|, 2) of the unit that made this reconstruction.
+    pub activity: Vec<u8>,
+    /// Per channel and block, whether the unit coded residuals there.
+    pub coded: Vec<bool>,
+}
+
+/// One reconstructed frame of the adaptive mode: the reference of the next unit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AdaptiveFrame {
+    pub stream_id: u16,
+    pub index: u64,
+    pub pts_ns: Option<u64>,
+    pub tensors: Vec<AdaptiveTensor>,
+}
+
+impl AdaptiveFrame {
+    pub fn to_frame(&self) -> FeatureFrame {
+        FeatureFrame::new(
+            self.index,
+            self.pts_ns,
+            self.tensors.iter().map(AdaptiveTensor::to_tensor).collect(),
+        )
+    }
+}
+
+impl AdaptiveTensor {
+    /// The decoder's output: f32 values, or the model's 8-bit codes (rounded and clamped).
+    pub fn to_tensor(&self) -> Tensor {
+        let data = match self.desc.model8 {
+            None => TensorData::F32(self.values.clone()),
+            Some((scale, zero_point)) => TensorData::U8 {
+                codes: self
+                    .values
+                    .iter()
+                    .map(|&v| (v.round() + zero_point as f32).clamp(0.0, 255.0) as u8)
+                    .collect(),
+                scale,
+                zero_point,
+            },
+        };
+        Tensor {
+            name: self.desc.name.clone(),
+            shape: self.desc.shape,
+            data,
+        }
+    }
+}
+
+/// A tensor's values in its native unit (see [`AdaptiveTensor::values`]).
+pub(crate) fn native_values(t: &Tensor) -> Vec<f32> {
+    match &t.data {
+        TensorData::F32(v) => v.clone(),
+        TensorData::U8 {
+            codes, zero_point, ..
+        } => codes
+            .iter()
+            .map(|&c| (i32::from(c) - zero_point) as f32)
+            .collect(),
+    }
+}
+
+/// Standard deviation of `values` (0 for an empty or constant tensor).
+pub(crate) fn spread(values: &[f32]) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    var.sqrt() as f32
+}
+
+/// The step of a tensor: `quality` times its spread; for 8-bit tensors a whole number of codes
+/// (at least 1, where the step 1 is lossless).
+pub(crate) fn step_for(desc: &TensorDesc, quality: f32, spread: f32) -> f32 {
+    let step = quality * spread.max(f32::MIN_POSITIVE);
+    if desc.model8.is_some() {
+        step.round().max(1.0)
+    } else if step.is_finite() && step > 0.0 {
+        step
+    } else {
+        1.0
+    }
+}
+
+/// Checks a step read from a unit.
+pub(crate) fn check_step(step: f32) -> Result<f32, CodecError> {
+    if step.is_finite() && step > 0.0 && step < 1e30 {
+        Ok(step)
+    } else {
+        Err(CodecError::Invalid(format!(
+            "adaptive step {step} is not finite and positive"
+        )))
+    }
+}
+
+/// Encoder-side choices for one tensor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decisions {
+    pub step: f32,
+    /// Rounding offset of the quantizer (0.5 = nearest).
+    pub rounding: f32,
+    /// Lagrangian multiplier of the block decisions, in step² per bit; 0 keeps every block.
+    pub lambda: f32,
+    pub search_range: u8,
+    pub search: motion::SearchMethod,
+}
+
+/// The contexts of one tensor's syntax. Fresh for every tensor of every unit, so that a unit
+/// decodes from its reference alone.
+struct Contexts {
+    coded: [Context; 24],
+    significant: [Context; 384],
+    sign: [Context; 12],
+    magnitude: [[Context; MAGNITUDE_BINS]; 6],
+    mv_zero: [Context; 3],
+    mv_sign: [Context; 2],
+    mv_magnitude: [[Context; 4]; 2],
+}
+
+impl Contexts {
+    fn new() -> Self {
+        Contexts {
+            coded: [Context::default(); 24],
+            significant: [Context::default(); 384],
+            sign: [Context::default(); 12],
+            magnitude: [[Context::default(); MAGNITUDE_BINS]; 6],
+            mv_zero: [Context::default(); 3],
+            mv_sign: [Context::default(); 2],
+            mv_magnitude: [[Context::default(); 4]; 2],
+        }
+    }
+}
+
+/// One symbol interface for both directions: the encoder codes the value it is given and
+/// returns it; the decoder ignores it and returns what it reads.
+pub(crate) trait BinCoder {
+    fn bit(&mut self, ctx: &mut Context, bit: bool) -> Result<bool, EntropyError>;
+    fn unary_escape(&mut self, ctx: &mut [Context], value: u32) -> Result<u32, EntropyError>;
+}
+
+impl BinCoder for ContextEncoder {
+    fn bit(&mut self, ctx: &mut Context, bit: bool) -> Result<bool, EntropyError> {
+        ContextEncoder::bit(self, ctx, bit);
+        Ok(bit)
+    }
+    fn unary_escape(&mut self, ctx: &mut [Context], value: u32) -> Result<u32, EntropyError> {
+        ContextEncoder::unary_escape(self, ctx, value);
+        Ok(value)
+    }
+}
+
+impl BinCoder for ContextDecoder {
+    fn bit(&mut self, ctx: &mut Context, _: bool) -> Result<bool, EntropyError> {
+        ContextDecoder::bit(self, ctx)
+    }
+    fn unary_escape(&mut self, ctx: &mut [Context], _: u32) -> Result<u32, EntropyError> {
+        ContextDecoder::unary_escape(self, ctx)
+    }
+}
+
+/// What the syntax of one tensor carries: the motion field (predicted units with a search
+/// range), the per-block coded flags and the residuals. The encoder fills it before coding;
+/// the decoder fills it while decoding.
+pub(crate) struct TensorSymbols {
+    pub field: Option<MotionField>,
+    pub coded: Vec<bool>,
+    pub residuals: Vec<i32>,
+}
+
+/// Magnitude class of a prediction, in steps: the significance context's strongest clue (a
+/// large activation moves more from frame to frame than a small one).
+fn prediction_class(pred: f32, inv_step: f32) -> usize {
+    let m = pred.abs() * inv_step;
+    if m < 0.5 {
+        0
+    } else if m < 1.5 {
+        1
+    } else if m < 3.5 {
+        2
+    } else {
+        3
+    }
+}
+
+/// The block flags and residuals of one tensor, in both directions. `reference` is `None` for
+/// key units; `pred` is the prediction both sides computed.
+#[allow(clippy::too_many_arguments)]
+fn code_residuals<C: BinCoder>(
+    coder: &mut C,
+    ctx: &mut Contexts,
+    shape: Shape,
+    grid: &BlockGrid,
+    reference: Option<&AdaptiveTensor>,
+    pred: &[f32],
+    inv_step: f32,
+    symbols: &mut TensorSymbols,
+) -> Result<(), CodecError> {
+    let key = reference.is_none();
+    let width = shape.width;
+    let plane = shape.plane_len();
+    let cols = grid.cols();
+    let blocks = grid.len();
+    let key_offset = usize::from(key);
+    // Per position: in how many of the channels coded so far its residual was nonzero.
+    // Motion and new objects change every channel at the same places, so this is the
+    // significance flag's cross-channel clue.
+    let mut hits = vec![0u16; plane];
+    for c in 0..shape.channels {
+        let res = &mut symbols.residuals[c * plane..(c + 1) * plane];
+        let pred = &pred[c * plane..(c + 1) * plane];
+        let previous_channel_coded: Option<Vec<bool>> =
+            (c > 0).then(|| symbols.coded[(c - 1) * blocks..c * blocks].to_vec());
+        let coded = &mut symbols.coded[c * blocks..(c + 1) * blocks];
+        let previous = reference.map(|r| {
+            (
+                &r.activity[c * plane..(c + 1) * plane],
+                &r.coded[c * blocks..(c + 1) * blocks],
+            )
+        });
+        for b in 0..blocks {
+            let (by, bx) = (b / cols, b % cols);
+            let left = bx > 0 && coded[b - 1];
+            let above = by > 0 && coded[b - cols];
+            let was = previous.is_some_and(|(_, pc)| pc[b]);
+            let beside = previous_channel_coded.as_ref().is_some_and(|pc| pc[b]);
+            let k = ((key_offset * 2 + usize::from(was)) * 2 + usize::from(beside)) * 3
+                + usize::from(left)
+                + usize::from(above);
+            coded[b] = coder.bit(&mut ctx.coded[k], coded[b])?;
+            if !coded[b] {
+                continue;
+            }
+            let rect = grid.rect(b);
+            for y in rect.y..rect.y + rect.height {
+                for x in rect.x..rect.x + rect.width {
+                    let i = y * width + x;
+                    let l = if x > 0 { res[i - 1] } else { 0 };
+                    let a = if y > 0 { res[i - width] } else { 0 };
+                    let n = (l.unsigned_abs().min(2) + a.unsigned_abs().min(2)).min(3) as usize;
+                    let act = previous.map_or(0, |(pa, _)| usize::from(pa[i]));
+                    let class = prediction_class(pred[i], inv_step);
+                    let h = u32::from(hits[i]);
+                    let cross = if h == 0 {
+                        0
+                    } else if h * 16 < c as u32 {
+                        1
+                    } else if h * 4 < c as u32 {
+                        2
+                    } else {
+                        3
+                    };
+                    let value = res[i];
+                    let sig_ctx = (((key_offset * 3 + act) * 4 + class) * 4 + cross) * 4 + n;
+                    if !coder.bit(&mut ctx.significant[sig_ctx], value != 0)? {
+                        res[i] = 0;
+                        continue;
+                    }
+                    hits[i] = hits[i].saturating_add(1);
+                    let sign_ctx = (key_offset * 3 + (l.signum() + 1) as usize) * 2
+                        + usize::from(pred[i] > 0.0);
+                    let negative = coder.bit(&mut ctx.sign[sign_ctx], value < 0)?;
+                    let mag_ctx = key_offset * 3 + n.min(2);
+                    let m = coder.unary_escape(
+                        &mut ctx.magnitude[mag_ctx],
+                        value.unsigned_abs().saturating_sub(1),
+                    )? + 1;
+                    let m = m as i32; // bounded by MAX_RESIDUAL < 2^25
+                    res[i] = if negative { -m } else { m };
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The motion field of a predicted unit, in both directions.
+fn code_field<C: BinCoder>(
+    coder: &mut C,
+    ctx: &mut Contexts,
+    field: &mut MotionField,
+    range: u8,
+) -> Result<(), CodecError> {
+    let cols = field.grid.cols();
+    for b in 0..field.vectors.len() {
+        let left_zero = b % cols == 0 || field.vectors[b - 1].is_zero();
+        let above_zero = b < cols || field.vectors[b - cols].is_zero();
+        let k = usize::from(!left_zero) + usize::from(!above_zero);
+        let mv = field.vectors[b];
+        let zero = coder.bit(&mut ctx.mv_zero[k], mv.is_zero())?;
+        if zero {
+            field.vectors[b] = MotionVector::ZERO;
+            continue;
+        }
+        let mut parts = [mv.dy, mv.dx];
+        for (axis, part) in parts.iter_mut().enumerate() {
+            let nonzero_ctx = &mut ctx.mv_magnitude[axis];
+            let m = coder.unary_escape(nonzero_ctx, u32::from(part.unsigned_abs()))?;
+            if m > u32::from(range) {
+                return Err(CodecError::Invalid(format!(
+                    "motion vector component {m} beyond the search range {range}"
+                )));
+            }
+            let negative = m != 0 && coder.bit(&mut ctx.mv_sign[axis], *part < 0)?;
+            let m = m as i8;
+            *part = if negative { -m } else { m };
+        }
+        if parts == [0, 0] {
+            return Err(CodecError::Invalid(
+                "zero motion vector coded as nonzero".into(),
+            ));
+        }
+        field.vectors[b] = MotionVector::new(parts[0], parts[1]);
+    }
+    Ok(())
+}
+
+/// The prediction of every value: 0 (key) or the reference displaced by the field.
+fn prediction(
+    reference: Option<&AdaptiveTensor>,
+    shape: Shape,
+    field: Option<&MotionField>,
+) -> Result<Vec<f32>, CodecError> {
+    let Some(reference) = reference else {
+        return Ok(vec![0.0; shape.len()]);
+    };
+    let Some(field) = field else {
+        return Ok(reference.values.clone());
+    };
+    let plane = shape.plane_len();
+    let mut out = vec![0.0; shape.len()];
+    for (src, dst) in reference.values.chunks(plane).zip(out.chunks_mut(plane)) {
+        motion::compensate_plane(src, field, dst).map_err(super::reconstruct::motion_error)?;
+    }
+    Ok(out)
+}
+
+/// The reconstruction both sides compute: `pred + r·step`.
+fn reconstruct(
+    desc: TensorDesc,
+    mut pred: Vec<f32>,
+    step: f32,
+    symbols: TensorSymbols,
+) -> AdaptiveTensor {
+    for (p, &r) in pred.iter_mut().zip(&symbols.residuals) {
+        if r != 0 {
+            *p += r as f32 * step;
+        }
+    }
+    AdaptiveTensor {
+        desc,
+        values: pred,
+        activity: symbols
+            .residuals
+            .iter()
+            .map(|r| r.unsigned_abs().min(2) as u8)
+            .collect(),
+        coded: symbols.coded,
+    }
+}
+
+/// Encodes one tensor into `out` (a length-prefixed range-coded payload) and returns its
+/// reconstruction.
+pub(crate) fn encode_tensor(
+    desc: TensorDesc,
+    current: &[f32],
+    reference: Option<&AdaptiveTensor>,
+    grid: &BlockGrid,
+    d: &Decisions,
+    out: &mut Vec<u8>,
+) -> Result<AdaptiveTensor, CodecError> {
+    let shape = desc.shape;
+    let plane = shape.plane_len();
+    let field = match reference {
+        Some(r) if d.search_range > 0 => {
+            let a: Vec<&[f32]> = r.values.chunks(plane).collect();
+            let b: Vec<&[f32]> = current.chunks(plane).collect();
+            Some(
+                motion::estimate_shared(&a, &b, grid, d.search_range, d.search)
+                    .map_err(super::reconstruct::motion_error)?,
+            )
+        }
+        _ => None,
+    };
+    let pred = prediction(reference, shape, field.as_ref())?;
+    let inv = 1.0 / d.step;
+    let rounding = if reference.is_none() { 0.5 } else { d.rounding };
+    let mut residuals = vec![0i32; shape.len()];
+    let blocks = grid.len();
+    let mut coded = vec![false; shape.channels * blocks];
+    for c in 0..shape.channels {
+        let base = c * plane;
+        for b in 0..blocks {
+            let rect = grid.rect(b);
+            let mut nonzero = 0u32;
+            let mut gain = 0.0f32;
+            for y in rect.y..rect.y + rect.height {
+                let row = base + y * shape.width;
+                for i in row + rect.x..row + rect.x + rect.width {
+                    let dv = (current[i] - pred[i]) * inv;
+                    let m = (dv.abs() + rounding).floor().min(MAX_RESIDUAL as f32);
+                    if m > 0.0 {
+                        let r = if dv < 0.0 { -m } else { m };
+                        residuals[i] = r as i32;
+                        nonzero += 1;
+                        // Distortion removed by sending r instead of 0, in step².
+                        gain += dv * dv - (dv - r) * (dv - r);
+                    }
+                }
+            }
+            // About 4 bits per nonzero residual (significance, sign, magnitude) and 2 for
+            // the block flag: keep the block when it removes more distortion than it costs.
+            let keep = nonzero > 0 && gain >= d.lambda * (4.0 * nonzero as f32 + 2.0);
+            coded[c * blocks + b] = keep;
+            if !keep && nonzero > 0 {
+                for y in rect.y..rect.y + rect.height {
+                    let row = base + y * shape.width;
+                    residuals[row + rect.x..row + rect.x + rect.width].fill(0);
+                }
+            }
+        }
+    }
+    let mut symbols = TensorSymbols {
+        field,
+        coded,
+        residuals,
+    };
+    let mut coder = ContextEncoder::new();
+    let mut ctx = Contexts::new();
+    if let Some(field) = symbols.field.as_mut() {
+        code_field(&mut coder, &mut ctx, field, d.search_range)?;
+    }
+    code_residuals(
+        &mut coder,
+        &mut ctx,
+        shape,
+        grid,
+        reference,
+        &pred,
+        inv,
+        &mut symbols,
+    )?;
+    let bytes = coder.finish();
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| CodecError::LimitExceeded(format!("payload of {} bytes", bytes.len())))?;
+    out.extend_from_slice(&d.step.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&bytes);
+    Ok(reconstruct(desc, pred, d.step, symbols))
+}
+
+/// Decodes one tensor's step and payload.
+pub(crate) fn decode_tensor(
+    desc: TensorDesc,
+    step: f32,
+    payload: &[u8],
+    reference: Option<&AdaptiveTensor>,
+    grid: &BlockGrid,
+    search_range: u8,
+) -> Result<AdaptiveTensor, CodecError> {
+    let shape = desc.shape;
+    let step = check_step(step)?;
+    let mut coder = ContextDecoder::new(payload)?;
+    let mut ctx = Contexts::new();
+    let mut symbols = TensorSymbols {
+        field: (reference.is_some() && search_range > 0).then(|| MotionField::zero(*grid)),
+        coded: vec![false; shape.channels * grid.len()],
+        residuals: vec![0; shape.len()],
+    };
+    if let Some(field) = symbols.field.as_mut() {
+        code_field(&mut coder, &mut ctx, field, search_range)?;
+    }
+    let pred = prediction(reference, shape, symbols.field.as_ref())?;
+    code_residuals(
+        &mut coder,
+        &mut ctx,
+        shape,
+        grid,
+        reference,
+        &pred,
+        1.0 / step,
+        &mut symbols,
+    )?;
+    Ok(reconstruct(desc, pred, step, symbols))
+}

@@ -1,0 +1,239 @@
+//! The adaptive mode: bounded error without drift, lossless 8-bit at step 1, near-zero rate on
+//! static content, motion, key intervals and the quality knob.
+
+mod common;
+
+use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure, UnitKind};
+use codec_core::{FeatureFrame, Shape, Tensor, TensorData};
+use common::*;
+
+fn adaptive(quality: f32, lambda: f32, search_range: u8) -> CodecConfig {
+    CodecConfig {
+        structure: Structure::Adaptive,
+        quality,
+        lambda,
+        rounding: 0.5,
+        search_range,
+        block_size: 4,
+        key_interval: 1000,
+        ..CodecConfig::default()
+    }
+}
+
+/// Population standard deviation, as the encoder measures a key frame.
+fn std_of(values: &[f32]) -> f64 {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    (values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt()
+}
+
+fn max_abs_error(a: &FeatureFrame, b: &FeatureFrame) -> f64 {
+    a.tensors
+        .iter()
+        .zip(&b.tensors)
+        .flat_map(|(x, y)| {
+            x.to_f32()
+                .into_iter()
+                .zip(y.to_f32())
+                .map(|(p, q)| f64::from((p - q).abs()))
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn error_stays_below_half_a_step_on_moving_content_without_drift() {
+    let shape = Shape::new(4, 20, 24);
+    let frames: Vec<_> = (0..40)
+        .map(|i| moving_frame(i, shape, (0.9, -1.4)))
+        .collect();
+    for (quality, search_range) in [(0.05, 0), (0.3, 3), (1.0, 7)] {
+        let cfg = adaptive(quality, 0.0, search_range);
+        let units = assert_round_trip(&cfg, &frames);
+        assert_eq!(units[0].kind, UnitKind::AdaptiveKey);
+        assert!(
+            units[1..]
+                .iter()
+                .all(|u| u.kind == UnitKind::AdaptivePredicted)
+        );
+        let step = f64::from(quality) * std_of(&frames[0].tensors[0].to_f32());
+        let decoded = decode_all(&units);
+        for (original, d) in frames.iter().zip(&decoded) {
+            let e = max_abs_error(original, d);
+            assert!(
+                e <= 0.5 * step * 1.0001 + 1e-6,
+                "quality {quality}: frame {} error {e} > half step {step}",
+                d.index
+            );
+        }
+    }
+}
+
+#[test]
+fn finer_quality_costs_more_and_errs_less() {
+    let shape = Shape::new(8, 26, 26);
+    let frames: Vec<_> = (0..12)
+        .map(|i| moving_frame(i, shape, (0.5, 0.7)))
+        .collect();
+    let mut last: Option<(usize, f64)> = None;
+    for quality in [2.0, 0.5, 0.1] {
+        let units = assert_round_trip(&adaptive(quality, 0.1, 0), &frames);
+        let bytes: usize = units.iter().map(|u| u.data.len()).sum();
+        let decoded = decode_all(&units);
+        let err = frames
+            .iter()
+            .zip(&decoded)
+            .map(|(a, b)| mean_abs_error(a, b))
+            .sum::<f64>();
+        if let Some((b0, e0)) = last {
+            assert!(bytes > b0, "quality {quality}: {bytes} bytes, coarser {b0}");
+            assert!(err < e0, "quality {quality}: error {err}, coarser {e0}");
+        }
+        last = Some((bytes, err));
+    }
+}
+
+#[test]
+fn eight_bit_maps_at_step_one_are_lossless() {
+    let shape = Shape::new(3, 17, 19);
+    let frames: Vec<_> = (0..10)
+        .map(|i| moving_frame_u8(i, shape, (1.0, 0.5)))
+        .collect();
+    // A tiny quality rounds the step to one code: every 8-bit code comes back exactly.
+    let units = assert_round_trip(&adaptive(0.001, 0.0, 2), &frames);
+    for (original, d) in frames.iter().zip(decode_all(&units)) {
+        for (a, b) in original.tensors.iter().zip(&d.tensors) {
+            match (&a.data, &b.data) {
+                (TensorData::U8 { codes: x, .. }, TensorData::U8 { codes: y, .. }) => {
+                    assert_eq!(x, y, "frame {}", d.index)
+                }
+                _ => panic!("8-bit tensors must decode as 8-bit"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_static_scene_costs_almost_nothing_after_the_key() {
+    let shape = Shape::new(16, 26, 26);
+    let still = moving_frame(0, shape, (0.0, 0.0));
+    let frames: Vec<_> = (0..10)
+        .map(|i| FeatureFrame::new(i, Some(i * 100), still.tensors.clone()))
+        .collect();
+    let units = assert_round_trip(&adaptive(0.2, 0.0, 3), &frames);
+    let key = units[0].data.len();
+    for u in &units[1..] {
+        // Header, descriptor, step and a few range-coder words.
+        assert!(
+            u.data.len() < 160,
+            "static predicted unit of {} bytes (key {key})",
+            u.data.len()
+        );
+    }
+}
+
+#[test]
+fn motion_search_follows_a_shifted_scene() {
+    let shape = Shape::new(8, 32, 32);
+    let frames: Vec<_> = (0..8).map(|i| moving_frame(i, shape, (2.0, 1.0))).collect();
+    let bytes = |range| -> usize {
+        assert_round_trip(&adaptive(0.1, 0.0, range), &frames)[1..]
+            .iter()
+            .map(|u| u.data.len())
+            .sum()
+    };
+    let (still, searched) = (bytes(0), bytes(4));
+    assert!(
+        searched < still,
+        "motion search {searched} bytes, none {still}"
+    );
+}
+
+#[test]
+fn key_interval_and_layout_changes_start_key_units() {
+    let shape = Shape::new(2, 9, 9);
+    let mut frames: Vec<_> = (0..7).map(|i| moving_frame(i, shape, (0.3, 0.3))).collect();
+    // Frame 5 changes shape: it cannot be predicted.
+    frames[5] = moving_frame(5, Shape::new(2, 9, 10), (0.3, 0.3));
+    let cfg = CodecConfig {
+        key_interval: 3,
+        ..adaptive(0.2, 0.0, 1)
+    };
+    let kinds: Vec<_> = assert_round_trip(&cfg, &frames)
+        .iter()
+        .map(|u| u.kind)
+        .collect();
+    use UnitKind::{AdaptiveKey as K, AdaptivePredicted as P};
+    assert_eq!(kinds, [K, P, P, K, P, K, K]);
+}
+
+#[test]
+fn a_predicted_unit_needs_its_reference() {
+    let shape = Shape::new(2, 9, 9);
+    let frames: Vec<_> = (0..3).map(|i| moving_frame(i, shape, (0.3, 0.3))).collect();
+    let mut enc = Encoder::new(adaptive(0.2, 0.0, 1)).unwrap();
+    let units: Vec<_> = frames.iter().flat_map(|f| enc.push(f).unwrap()).collect();
+    let mut dec = Decoder::new();
+    assert!(dec.decode(&units[1].data).is_err(), "no reference yet");
+    dec.decode(&units[0].data).unwrap();
+    assert!(dec.decode(&units[2].data).is_err(), "frame 1 was skipped");
+    // Frame 1 still decodes: a failed unit leaves the reference as it was.
+    assert_eq!(dec.decode(&units[1].data).unwrap()[0].index, 1);
+}
+
+#[test]
+fn non_finite_inputs_are_coded_without_panicking() {
+    let shape = Shape::new(1, 4, 4);
+    let mut values = vec![0.5f32; 16];
+    values[3] = f32::NAN;
+    values[7] = f32::INFINITY;
+    values[9] = -1e30;
+    let frames: Vec<_> = (0..3)
+        .map(|i| {
+            FeatureFrame::new(
+                i,
+                None,
+                vec![Tensor::from_f32("t", shape, values.clone()).unwrap()],
+            )
+        })
+        .collect();
+    assert_round_trip(&adaptive(0.5, 0.2, 1), &frames);
+}
+
+#[test]
+fn rate_control_converges_on_the_target_and_follows_a_content_change() {
+    use codec_core::codec::{QUALITY_RANGE, RateController};
+    let shape = Shape::new(16, 26, 26);
+    let cfg = adaptive(0.5, 0.15, 2);
+    let mut enc = Encoder::new(cfg.clone()).unwrap();
+    let mut dec = Decoder::new();
+    let fps = 10.0;
+    // 8 kbit/s on these maps needs a much coarser step than quality 0.5.
+    let target_kbps = 8.0;
+    let mut rc = RateController::new(target_kbps, cfg.quality, QUALITY_RANGE);
+    let mut bits = Vec::new();
+    for i in 0..240u64 {
+        // Slow motion first, then fast: the controller must follow the change.
+        let velocity = if i < 120 { (0.2, 0.1) } else { (1.5, -1.1) };
+        let frame = moving_frame(i, shape, velocity);
+        let units = enc.push(&frame).unwrap();
+        let b: usize = units.iter().map(|u| u.data.len() * 8).sum();
+        for u in &units {
+            // The decoder follows whatever step each unit carries.
+            assert_eq!(dec.decode(&u.data).unwrap(), vec![u.reconstruction.clone()]);
+        }
+        enc.set_quality(rc.update(b, 1.0 / fps));
+        bits.push(b);
+    }
+    for window in [80..120, 200..240] {
+        let kbps = bits[window.clone()].iter().sum::<usize>() as f64 / 4.0 / 1000.0;
+        assert!(
+            (kbps - target_kbps).abs() < 0.25 * target_kbps,
+            "frames {window:?}: {kbps:.2} kbit/s for a {target_kbps} kbit/s target"
+        );
+    }
+}
