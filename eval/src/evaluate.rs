@@ -167,7 +167,7 @@ pub fn full_settings() -> Vec<Setting> {
 const THESIS_MOTION: &str = "block-size=8 search-range=7";
 
 /// Quality ladder of the adaptive mode in the full report.
-const ADAPTIVE_LADDER: [&str; 6] = ["0.7", "1", "1.5", "2", "3", "4"];
+const ADAPTIVE_LADDER: [&str; 6] = ["0.5", "0.7", "1", "1.4", "2", "3"];
 
 /// Rate-control targets of the adaptive mode in the full report, kbit/s.
 const RATE_TARGETS: [u32; 3] = [100, 200, 400];

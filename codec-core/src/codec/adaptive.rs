@@ -359,14 +359,25 @@ fn code_field<C: BinCoder>(
     Ok(())
 }
 
-/// The prediction of every value: 0 (key) or the reference displaced by the field.
+/// The prediction of every value: the channel's median (key) or the reference displaced by the
+/// field.
 fn prediction(
     reference: Option<&AdaptiveTensor>,
+    dc: &[f32],
     shape: Shape,
     field: Option<&MotionField>,
 ) -> Result<Vec<f32>, CodecError> {
     let Some(reference) = reference else {
-        return Ok(vec![0.0; shape.len()]);
+        // Key unit: each channel's median (what survives of a channel at coarse steps).
+        let plane = shape.plane_len();
+        let mut out = Vec::with_capacity(shape.len());
+        for c in 0..shape.channels {
+            out.extend(std::iter::repeat_n(
+                dc.get(c).copied().unwrap_or(0.0),
+                plane,
+            ));
+        }
+        return Ok(out);
     };
     let Some(field) = field else {
         return Ok(reference.values.clone());
@@ -426,7 +437,12 @@ pub(crate) fn encode_tensor(
         }
         _ => None,
     };
-    let pred = prediction(reference, shape, field.as_ref())?;
+    let dc = if reference.is_none() {
+        channel_medians(current, shape, desc.model8.is_some())
+    } else {
+        Vec::new()
+    };
+    let pred = prediction(reference, &dc, shape, field.as_ref())?;
     let inv = 1.0 / d.step;
     let rounding = if reference.is_none() { 0.5 } else { d.rounding };
     let mut residuals = vec![0i32; shape.len()];
@@ -488,15 +504,53 @@ pub(crate) fn encode_tensor(
     let len = u32::try_from(bytes.len())
         .map_err(|_| CodecError::LimitExceeded(format!("payload of {} bytes", bytes.len())))?;
     out.extend_from_slice(&d.step.to_le_bytes());
+    for m in &dc {
+        out.extend_from_slice(&m.to_le_bytes());
+    }
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&bytes);
     Ok(reconstruct(desc, pred, d.step, symbols))
 }
 
-/// Decodes one tensor's step and payload.
+/// Per channel, the median of the finite values (0 without any): the value most of the channel
+/// is closest to, which is what a coarse step leaves of it (the mean would move sparse,
+/// skewed activation maps away from their common value). Whole numbers for 8-bit tensors, so
+/// that their reconstruction stays on the code grid.
+fn channel_medians(values: &[f32], shape: Shape, whole: bool) -> Vec<f32> {
+    let mut sorted = Vec::with_capacity(shape.plane_len());
+    values
+        .chunks(shape.plane_len().max(1))
+        .take(shape.channels)
+        .map(|plane| {
+            sorted.clear();
+            sorted.extend(plane.iter().copied().filter(|v| v.is_finite()));
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let mid = sorted.len() / 2;
+            let (_, median, _) = sorted.select_nth_unstable_by(mid, f32::total_cmp);
+            let median = *median;
+            if whole { median.round() } else { median }
+        })
+        .collect()
+}
+
+/// Checks the channel medians read from a key unit.
+pub(crate) fn check_medians(dc: &[f32]) -> Result<(), CodecError> {
+    if dc.iter().all(|m| m.is_finite()) {
+        Ok(())
+    } else {
+        Err(CodecError::Invalid(
+            "adaptive key unit with a channel median that is not finite".into(),
+        ))
+    }
+}
+
+/// Decodes one tensor's step, channel medians (key units) and payload.
 pub(crate) fn decode_tensor(
     desc: TensorDesc,
     step: f32,
+    dc: &[f32],
     payload: &[u8],
     reference: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
@@ -514,7 +568,8 @@ pub(crate) fn decode_tensor(
     if let Some(field) = symbols.field.as_mut() {
         code_field(&mut coder, &mut ctx, field, search_range)?;
     }
-    let pred = prediction(reference, shape, symbols.field.as_ref())?;
+    check_medians(dc)?;
+    let pred = prediction(reference, dc, shape, symbols.field.as_ref())?;
     code_residuals(
         &mut coder,
         &mut ctx,

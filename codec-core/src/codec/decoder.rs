@@ -183,6 +183,15 @@ impl Decoder {
                 )));
             }
             let step = r.f32()?;
+            let dc = if reference_tensor.is_none() {
+                let bytes = r.take(desc.shape.channels.saturating_mul(4))?;
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let len = r.u32()? as usize;
             let payload = r.take(len)?;
             let grid = BlockGrid::new(header.block_size, desc.shape.height, desc.shape.width)
@@ -190,6 +199,7 @@ impl Decoder {
             tensors.push(adaptive::decode_tensor(
                 desc,
                 step,
+                &dc,
                 payload,
                 reference_tensor,
                 &grid,

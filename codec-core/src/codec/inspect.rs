@@ -57,12 +57,18 @@ pub fn inspect_unit(unit: &[u8]) -> Result<UnitInfo, CodecError> {
         let desc = r.desc(&mut budget)?;
         let shape = desc.shape;
         if h.kind.is_adaptive() {
-            // Step, then one range-coded payload (motion, block flags and residuals together).
+            // Step, channel medians (key units), then one range-coded payload (motion, block
+            // flags and residuals together).
             r.f32()?;
+            let medians = if h.kind.is_sync_point() {
+                r.take(shape.channels.saturating_mul(4))?.len()
+            } else {
+                0
+            };
             let len = r.u32()? as usize;
             r.take(len)?;
             if h.kind.is_sync_point() {
-                info.code_bytes += len + 8;
+                info.code_bytes += len + medians + 8;
             } else {
                 info.residual_bytes += len + 8;
             }
