@@ -225,6 +225,73 @@ pub fn bd_rate_table(features: &[SettingResult], anchors: &[AnchorResult]) -> Ve
     rows
 }
 
+/// One lever of a mode turned off: its BD-rate against the mode with every lever on, and what
+/// it does to the encoding time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeverRow {
+    pub split: String,
+    /// The variant's method name, e.g. "adaptive, no motion".
+    pub variant: String,
+    /// The method it is compared with, e.g. "adaptive".
+    pub baseline: String,
+    pub accuracy: String,
+    /// Percent: positive = turning the lever off costs that many more bits at equal accuracy.
+    pub bd_rate_percent: Option<f64>,
+    pub note: Option<String>,
+    /// Mean encode time per frame over the variant's points minus the baseline's, ms.
+    pub encode_ms_delta: Option<f64>,
+}
+
+/// For every method named "<baseline>, <lever off>" with a curve next to "<baseline>" at the same
+/// split: the BD-rate of turning that lever off (person AP@0.5 and robust mAP@0.5).
+pub fn lever_table(features: &[SettingResult]) -> Vec<LeverRow> {
+    let mut rows = Vec::new();
+    let mean_ms = |pts: &[&SettingResult]| {
+        let v: Vec<f64> = pts.iter().filter_map(|r| r.encode_ms_per_frame).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let splits: BTreeSet<&str> = features.iter().map(|r| r.split.as_str()).collect();
+    for split in splits {
+        let here: Vec<&SettingResult> = features.iter().filter(|r| r.split == split).collect();
+        let methods: BTreeSet<&str> = here.iter().map(|r| r.method.as_str()).collect();
+        for variant in &methods {
+            let Some((baseline, _)) = variant.split_once(", ") else {
+                continue;
+            };
+            if !methods.contains(baseline) {
+                continue;
+            }
+            let of = |m: &str| -> Vec<&SettingResult> {
+                here.iter().copied().filter(|r| r.method == m).collect()
+            };
+            let (base, var) = (of(baseline), of(variant));
+            for (accuracy_name, accuracy) in BD_ACCURACIES {
+                let curve = |pts: &[&SettingResult]| -> Vec<RatePoint> {
+                    pts.iter()
+                        .filter_map(|r| {
+                            accuracy(&r.accuracy, r.person_ap50).map(|a| RatePoint {
+                                kbit_per_s: r.kbit_per_s,
+                                accuracy: a,
+                            })
+                        })
+                        .collect()
+                };
+                let bd = bd_rate(&curve(&base), &curve(&var));
+                rows.push(LeverRow {
+                    split: split.into(),
+                    variant: variant.to_string(),
+                    baseline: baseline.into(),
+                    accuracy: accuracy_name.into(),
+                    bd_rate_percent: bd.as_ref().ok().map(|b| b * 100.0),
+                    note: bd.err().map(|e| e.to_string()),
+                    encode_ms_delta: mean_ms(&var).zip(mean_ms(&base)).map(|(v, b)| v - b),
+                });
+            }
+        }
+    }
+    rows
+}
+
 /// Picks the accuracy a bar applies to from a summary and the person AP@0.5.
 type Accuracy = fn(&MapSummary, Option<f64>) -> Option<f64>;
 
@@ -394,5 +461,56 @@ mod tests {
         let p = lowest_rate_meeting(&c, 0.9, |p| p.kbit_per_s, |p| Some(p.accuracy)).unwrap();
         assert_eq!(p.kbit_per_s, 800.0);
         assert!(lowest_rate_meeting(&c, 0.99, |p| p.kbit_per_s, |p| Some(p.accuracy)).is_none());
+    }
+
+    fn point(method: &str, kbit_per_s: f64, person: f64, encode_ms: f64) -> SettingResult {
+        SettingResult {
+            split: "stage2".into(),
+            method: method.into(),
+            encoder: None,
+            bits: None,
+            frames: 10,
+            frames_detected: 10,
+            network_frames: 10,
+            bytes_per_frame_mean: kbit_per_s,
+            bytes_per_frame_p95: 0,
+            bytes_per_frame_max: 0,
+            kbit_per_s,
+            kbit_per_s_10s_range: None,
+            ratio_vs_raw_float: 1.0,
+            ratio_vs_source_video: 1.0,
+            encode_ms_per_frame: Some(encode_ms),
+            decode_ms_per_frame: None,
+            distortion: None,
+            person_ap50: Some(person),
+            accuracy: MapSummary {
+                ap50_per_class: BTreeMap::new(),
+                reference_counts: BTreeMap::new(),
+                map50_robust: Some(person),
+                map50_all: None,
+                map50_95_all: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_lever_turned_off_is_compared_with_its_baseline() {
+        let accs = [0.90, 0.95, 0.97, 0.98];
+        let mut features = Vec::new();
+        for (i, a) in accs.iter().enumerate() {
+            let r = 100.0 * 2f64.powi(i as i32);
+            features.push(point("adaptive", r, *a, 10.0));
+            features.push(point("adaptive, no motion", 1.5 * r, *a, 6.0));
+            features.push(point("closed-loop dz1", 3.0 * r, *a, 1.0));
+        }
+        let rows = lever_table(&features);
+        assert_eq!(rows.len(), 2, "one variant at two accuracies: {rows:?}");
+        for row in &rows {
+            assert_eq!(row.variant, "adaptive, no motion");
+            assert_eq!(row.baseline, "adaptive");
+            let bd = row.bd_rate_percent.unwrap();
+            assert!((bd - 50.0).abs() < 1e-6, "{bd}");
+            assert!((row.encode_ms_delta.unwrap() + 4.0).abs() < 1e-9);
+        }
     }
 }

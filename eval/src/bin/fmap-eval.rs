@@ -23,7 +23,7 @@ use fmap_eval::anchors::{
     AnchorCodec, AnchorInput, AnchorResult, CameraScaler, detect_anchor, encode_anchor, ladder,
     video_format,
 };
-use fmap_eval::bdrate::{bd_rate_table, headline_table};
+use fmap_eval::bdrate::{bd_rate_table, headline_table, lever_table};
 use fmap_eval::correlation::SeriesSummary;
 use fmap_eval::evaluate::{
     Clip, DetectionCache, FrameDetections, Setting, SettingResult, SplitRun, evaluate_setting,
@@ -588,6 +588,7 @@ fn write_outputs(
     let summary = serde_json::json!({
         "bd_rate_vs_anchors": bd_rate_table(features, anchors),
         "headline": headline_table(features, anchors),
+        "levers": lever_table(features),
     });
     write_json(dir, "summary.json", &summary)?;
     write_json(dir, "results.json", &features)?;
