@@ -45,7 +45,7 @@ pub const VIDEO_FORMATS: [gst_video::VideoFormat; 11] = [
     gst_video::VideoFormat::I420,
 ];
 
-use crate::fmapcaps::DETECTIONS_MEDIA_TYPE;
+use crate::common::caps::DETECTIONS_MEDIA_TYPE;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
