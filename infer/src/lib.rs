@@ -5,6 +5,8 @@
 //!   (cut tensors → outputs).
 //! - [`runtime`]: ONNX Runtime loading and sessions.
 
+#![forbid(unsafe_code)]
+
 pub mod decode;
 pub mod detection;
 pub mod error;
