@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use fmap_infer::runtime::{
     ElemType, NamedTensors, Session, SessionOptions, TensorValue, TensorValueData, init_runtime,
-    split_with_shapes,
 };
+use fmap_infer::split::split_with_shapes;
 
 fn main() {
     if let Err(e) = run() {

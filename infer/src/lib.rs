@@ -20,6 +20,6 @@ pub mod split;
 pub use error::{InferError, Result};
 pub use runtime::{
     ElemType, NamedTensors, Session, SessionOptions, TensorInfo, TensorValue, TensorValueData,
-    init_runtime, split_with_shapes,
+    init_runtime,
 };
-pub use split::{SplitModels, quant_params_for, split_model};
+pub use split::{SplitModels, quant_params_for, split_model, split_with_shapes};

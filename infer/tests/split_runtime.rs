@@ -11,9 +11,9 @@ use fmap_infer::InferError;
 use fmap_infer::onnx::{Model, elem};
 use fmap_infer::runtime::{
     ElemType, NamedTensors, Session, TensorValue, TensorValueData, from_codec_tensor, init_runtime,
-    split_with_shapes, to_codec_tensor,
+    to_codec_tensor,
 };
-use fmap_infer::split::{quant_params_for, split_model, tensor_names};
+use fmap_infer::split::{quant_params_for, split_model, split_with_shapes, tensor_names};
 
 const THREADS: usize = 2;
 const NANODET_STAGE1: &str = "PartitionedCall/onnx_tf_prefix_Concat_12:0";

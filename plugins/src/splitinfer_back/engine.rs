@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use codec_core::{FeatureFrame, Tensor, TensorData};
 use fmap_infer::decode::{Detection, NamedOutputs, OutputDecoder};
 use fmap_infer::preprocess::ResizeMapping;
-use fmap_infer::runtime::{ElemType, Session, from_codec_tensor, split_with_shapes};
+use fmap_infer::runtime::{ElemType, Session, from_codec_tensor};
+use fmap_infer::split::split_with_shapes;
 
 use crate::common::caps::{FmapCaps, SPLIT_NONE};
 use crate::common::model::{self, ModelFile, SetupError};

@@ -2,10 +2,10 @@
 
 use codec_core::FeatureFrame;
 use fmap_infer::onnx::Model;
-use fmap_infer::preprocess::{InputData, Preprocessor, VideoFrameRef};
+use fmap_infer::preprocess::{Preprocessor, VideoFrameRef};
 use fmap_infer::profile::SplitSpec;
-use fmap_infer::runtime::{Session, TensorValue, split_with_shapes, to_codec_tensor};
-use fmap_infer::split::quant_params_for;
+use fmap_infer::runtime::{Session, to_codec_tensor};
+use fmap_infer::split::{quant_params_for, split_with_shapes};
 
 use crate::common::caps::FmapCaps;
 use crate::common::model::{self, ModelFile, SetupError};
@@ -119,13 +119,9 @@ impl FrontEngine {
             .preprocessor
             .prepare(frame)
             .map_err(|e| format!("preprocessing: {e}"))?;
-        let value = match input.data {
-            InputData::F32(d) => TensorValue::f32(input.shape, d),
-            InputData::U8(d) => TensorValue::u8(input.shape, d),
-        };
         let outputs = self
             .session
-            .run(vec![(input.name, value)])
+            .run(vec![input.into_named_value()])
             .map_err(|e| format!("front network: {e}"))?;
         let mut tensors = Vec::with_capacity(self.cut.len());
         for (name, quant) in self.cut.iter().zip(&self.quant) {
