@@ -142,18 +142,20 @@ fn existing_file(p: &Path, what: &str) -> Result<PathBuf> {
     }
 }
 
+/// The entries of `dir` whose file name satisfies `keep`; `None` if `dir` cannot be read.
+fn entries_named(dir: &Path, keep: impl Fn(&str) -> bool) -> Option<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    Some(
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
+            .collect(),
+    )
+}
+
 fn find_in_venv(venv: &Path) -> Option<PathBuf> {
-    let lib = venv.join("lib");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&lib)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("python3"))
-        })
-        .collect();
+    let mut dirs = entries_named(&venv.join("lib"), |n| n.starts_with("python3"))?;
     dirs.sort();
     dirs.iter()
         .rev()
@@ -162,17 +164,10 @@ fn find_in_venv(venv: &Path) -> Option<PathBuf> {
 
 /// `libonnxruntime.so.<version>` (preferred) or `libonnxruntime.so` in a wheel's capi folder.
 fn find_in_capi(capi: &Path) -> Option<PathBuf> {
-    let mut libs: Vec<PathBuf> = std::fs::read_dir(capi)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib")
-        })
-        .filter(|p| p.is_file())
-        .collect();
+    let mut libs = entries_named(capi, |n| {
+        n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib"
+    })?;
+    libs.retain(|p| p.is_file());
     libs.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     libs.into_iter()
         .next()
