@@ -119,6 +119,10 @@ impl MotionVector {
     pub const fn new(dy: i8, dx: i8) -> Self {
         Self { dy, dx }
     }
+
+    pub fn is_zero(self) -> bool {
+        self == Self::ZERO
+    }
 }
 
 /// Tiling of an H×W plane into square blocks, row-major; edge blocks may be partial.
@@ -219,6 +223,14 @@ pub struct MotionField {
 }
 
 impl MotionField {
+    /// All-zero field (prediction = the co-located anchor block).
+    pub fn zero(grid: BlockGrid) -> Self {
+        Self {
+            grid,
+            vectors: vec![MotionVector::ZERO; grid.len()],
+        }
+    }
+
     /// Checks the grid and that there is one vector per block.
     pub fn validate(&self) -> Result<(), MotionError> {
         self.grid.validate()?;
@@ -834,10 +846,7 @@ mod tests {
                 actual: 0
             })
         );
-        let field = MotionField {
-            grid: g,
-            vectors: vec![MotionVector::ZERO; g.len()],
-        };
+        let field = MotionField::zero(g);
         assert!(matches!(
             compensate_plane(&a, &field, &mut out[..3]),
             Err(MotionError::PlaneLength {
@@ -1152,10 +1161,7 @@ mod tests {
                 for method in SearchMethod::ALL {
                     for p in [&plane, &flat] {
                         let mf = estimate_plane(p, p, &grid, 7, method).unwrap();
-                        assert!(
-                            mf.vectors.iter().all(|&v| v == MotionVector::ZERO),
-                            "{method:?}"
-                        );
+                        assert!(mf.vectors.iter().all(|v| v.is_zero()), "{method:?}");
                         assert_eq!(mf.vectors.len(), grid.len());
                         let mut out = vec![0.0; h * w];
                         compensate_plane(p, &mf, &mut out).unwrap();
@@ -1213,10 +1219,7 @@ mod tests {
         let anchor = field.plane(h, w, 0, 0);
         // Compensation with vectors pointing far outside replicates the edge pixels.
         let grid = BlockGrid::new(4, h, w).unwrap();
-        let mut mf = MotionField {
-            grid,
-            vectors: vec![MotionVector::ZERO; grid.len()],
-        };
+        let mut mf = MotionField::zero(grid);
         let mut rng = Rng(3);
         for v in &mut mf.vectors {
             *v = MotionVector::new(
