@@ -4,11 +4,15 @@
 //! one video frame. This crate defines its raw serialization (what `splitinfer-front` emits and
 //! `fmapdec` outputs) and the codec that compresses a stream of them.
 
+#![forbid(unsafe_code)]
+
 pub mod codec;
 pub mod entropy;
 pub mod frame;
 pub mod motion;
 pub mod quant;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use codec::{CodecConfig, CodecError, CodedUnit, Decoder, Encoder, Structure, UnitKind};
 pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};

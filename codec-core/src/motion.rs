@@ -135,11 +135,11 @@ pub struct BlockGrid {
 
 /// One block's rectangle in the plane: top-left corner and (possibly partial) size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockRect {
-    pub y: usize,
-    pub x: usize,
-    pub height: usize,
-    pub width: usize,
+pub(crate) struct BlockRect {
+    pub(crate) y: usize,
+    pub(crate) x: usize,
+    pub(crate) height: usize,
+    pub(crate) width: usize,
 }
 
 impl BlockGrid {
@@ -170,7 +170,7 @@ impl BlockGrid {
     }
 
     /// Block rows (ceiling division: the last row may be partial).
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         if self.block == 0 {
             0
         } else {
@@ -179,7 +179,7 @@ impl BlockGrid {
     }
 
     /// Block columns (ceiling division: the last column may be partial).
-    pub fn cols(&self) -> usize {
+    pub(crate) fn cols(&self) -> usize {
         if self.block == 0 {
             0
         } else {
@@ -197,12 +197,12 @@ impl BlockGrid {
     }
 
     /// Elements of one plane, H·W.
-    pub fn plane_len(&self) -> usize {
+    pub(crate) fn plane_len(&self) -> usize {
         self.height.saturating_mul(self.width)
     }
 
     /// Rectangle of block `index` (row-major), clipped to the plane.
-    pub fn rect(&self, index: usize) -> BlockRect {
+    pub(crate) fn rect(&self, index: usize) -> BlockRect {
         let cols = self.cols().max(1);
         let y = (index / cols) * self.block;
         let x = (index % cols) * self.block;
@@ -246,17 +246,9 @@ impl MotionField {
 
 /// Step sizes of the Three Step Search for range `p`: `2^(ceil(log2(p+1)) - 1)` halving to 1
 /// (p = 7: [4, 2, 1]; p = 15: [8, 4, 2, 1]; p = 0: none).
-pub fn three_step_sizes(range: u8) -> Vec<i32> {
-    let mut steps = Vec::new();
-    if range == 0 {
-        return steps;
-    }
-    let mut s = ((range as u32 + 1).next_power_of_two() / 2) as i32;
-    while s >= 1 {
-        steps.push(s);
-        s /= 2;
-    }
-    steps
+fn three_step_sizes(range: u8) -> impl Iterator<Item = i32> {
+    let first = (range > 0).then(|| ((range as u32 + 1).next_power_of_two() / 2) as i32);
+    std::iter::successors(first, |&s| (s > 1).then_some(s / 2))
 }
 
 /// Estimates one plane's motion field: for each block of `current`, the displacement into
@@ -404,8 +396,7 @@ fn three_step_search(p: i32, mut cost: impl FnMut(i32, i32, f32) -> f32) -> Moti
     if p == 0 {
         return MotionVector::ZERO;
     }
-    let mut step = ((p as u32 + 1).next_power_of_two() / 2) as i32;
-    while step >= 1 {
+    for step in three_step_sizes(p as u8) {
         let (cy, cx) = best;
         for (ny, nx) in [
             (-1, -1),
@@ -427,7 +418,6 @@ fn three_step_search(p: i32, mut cost: impl FnMut(i32, i32, f32) -> f32) -> Moti
                 best_cost = c;
             }
         }
-        step /= 2;
     }
     MotionVector::new(best.0 as i8, best.1 as i8)
 }
@@ -662,23 +652,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// SplitMix64: a small deterministic generator for test data.
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn unit(&mut self) -> f32 {
-            (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
-        }
-    }
+    use crate::test_support::Rng;
 
     /// A smooth random field: a sum of plane waves with wavelengths 16..48 px and random
     /// directions and phases, evaluated at any (possibly out-of-plane) coordinate.
@@ -891,13 +865,16 @@ mod tests {
 
     #[test]
     fn three_step_sizes_follow_the_range() {
-        assert_eq!(three_step_sizes(7), vec![4, 2, 1]);
-        assert_eq!(three_step_sizes(15), vec![8, 4, 2, 1]);
-        assert_eq!(three_step_sizes(4), vec![4, 2, 1]);
-        assert_eq!(three_step_sizes(3), vec![2, 1]);
-        assert_eq!(three_step_sizes(1), vec![1]);
-        assert!(three_step_sizes(0).is_empty());
-        assert_eq!(three_step_sizes(127), vec![64, 32, 16, 8, 4, 2, 1]);
+        assert_eq!(three_step_sizes(7).collect::<Vec<_>>(), vec![4, 2, 1]);
+        assert_eq!(three_step_sizes(15).collect::<Vec<_>>(), vec![8, 4, 2, 1]);
+        assert_eq!(three_step_sizes(4).collect::<Vec<_>>(), vec![4, 2, 1]);
+        assert_eq!(three_step_sizes(3).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(three_step_sizes(1).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(three_step_sizes(0).count(), 0);
+        assert_eq!(
+            three_step_sizes(127).collect::<Vec<_>>(),
+            vec![64, 32, 16, 8, 4, 2, 1]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use codec_core::{FeatureFrame, TensorData};
+use fmap_infer::detection::parse_detections_line;
 
 use crate::map::{ImageEval, MapSummary, ScoredBox, summarize};
 use crate::runner::limiter;
@@ -274,34 +275,33 @@ pub struct FrameDetections {
     pub labels: BTreeMap<u32, String>,
 }
 
-/// Parses the detection lines a pipeline produced (one buffer = one JSON line).
+/// Parses the detection lines a pipeline produced (one buffer = one JSON line, read strictly
+/// with [`parse_detections_line`]).
 pub fn parse_detections(rec: &Recording) -> Result<Vec<FrameDetections>, String> {
     rec.buffers
         .iter()
         .map(|b| {
             let map = b.map_readable().map_err(|_| "unreadable buffer")?;
-            let v: serde_json::Value = serde_json::from_slice(&map)
-                .map_err(|e| format!("detections line is not JSON: {e}"))?;
+            let text = std::str::from_utf8(&map)
+                .map_err(|e| format!("detections line is not UTF-8: {e}"))?;
+            let line = parse_detections_line(text)
+                .map_err(|e| format!("detections line is not valid: {e}"))?;
             let mut labels = BTreeMap::new();
-            let boxes = v["detections"]
-                .as_array()
-                .ok_or("detections line has no 'detections' array")?
-                .iter()
+            let boxes = line
+                .detections
+                .into_iter()
                 .map(|d| {
-                    let class_id =
-                        d["class_id"].as_u64().ok_or("detection without class_id")? as u32;
-                    let bx = d["box"].as_array().ok_or("detection without box")?;
-                    let c = |i: usize| bx.get(i).and_then(|x| x.as_f64()).ok_or("bad box");
-                    labels.insert(class_id, d["label"].as_str().unwrap_or("").to_owned());
-                    Ok(ScoredBox {
-                        class_id,
-                        score: d["score"].as_f64().ok_or("detection without score")?,
-                        bbox: [c(0)?, c(1)?, c(2)?, c(3)?],
-                    })
+                    let bbox = d.bbox.map(f64::from);
+                    labels.insert(d.class_id, d.label);
+                    ScoredBox {
+                        class_id: d.class_id,
+                        score: f64::from(d.score),
+                        bbox,
+                    }
                 })
-                .collect::<Result<Vec<_>, &str>>()?;
+                .collect();
             Ok(FrameDetections {
-                pts_ns: v["pts_ns"].as_u64(),
+                pts_ns: line.pts_ns,
                 boxes,
                 labels,
             })

@@ -421,6 +421,7 @@ fn limit_by_count(outputs: &NamedOutputs, count: Option<&str>, n: usize) -> Resu
 mod tests {
     use super::*;
     use crate::profile::{ChannelOrder, GflLevel, InputDType, InputSpec, Layout, ResizeMode};
+    use codec_core::test_support::Rng;
 
     fn profile(decoder: DecoderSpec, labels: usize, w: u32, h: u32) -> Profile {
         Profile {
@@ -762,27 +763,15 @@ mod tests {
         assert_eq!(got, vec![(1, 0.9), (3, 0.7)]);
     }
 
-    /// xorshift64*: deterministic pseudo-random numbers without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn value(&mut self) -> f32 {
-            match self.below(10) {
-                0 => f32::NAN,
-                1 => f32::INFINITY,
-                2 => f32::NEG_INFINITY,
-                3 => -1e30,
-                4 => 1e30,
-                _ => (self.below(2000) as f32 - 500.0) / 1000.0,
-            }
+    /// A hostile output value: often non-finite or huge, otherwise in -0.5..1.5.
+    fn value(rng: &mut Rng) -> f32 {
+        match rng.below(10) {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::NEG_INFINITY,
+            3 => -1e30,
+            4 => 1e30,
+            _ => (rng.below(2000) as f32 - 500.0) / 1000.0,
         }
     }
 
@@ -835,7 +824,7 @@ mod tests {
                         } else {
                             n
                         };
-                        let data = (0..len).map(|_| rng.value()).collect();
+                        let data = (0..len).map(|_| value(&mut rng)).collect();
                         o.insert(name.clone(), (shape, data));
                     }
                     // Same shape, garbage values (NaN, inf, huge, negative, ...).
@@ -844,7 +833,7 @@ mod tests {
                             let n = t.1.len();
                             for _ in 0..1 + rng.below(200) {
                                 if n > 0 {
-                                    t.1[rng.below(n as u64) as usize] = rng.value();
+                                    t.1[rng.below(n as u64) as usize] = value(&mut rng);
                                 }
                             }
                         }

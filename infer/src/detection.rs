@@ -10,7 +10,10 @@
 //! in video-frame pixels) to 1 decimal, printed in the shortest form (`220` rather than `220.0`).
 //! Non-finite numbers, which the decoders never produce, are written as 0 so the line stays JSON.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::decode::Detection;
 
@@ -107,33 +110,73 @@ impl DetectionsLine {
     }
 }
 
+/// The line as JSON: known fields typed, anything else collected so that the strict reader can
+/// name it.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct LineJson {
     pts_ns: Option<u64>,
-    frame: u64,
+    frame: Option<u64>,
     width: u32,
     height: u32,
     detections: Vec<DetectionJson>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct DetectionJson {
     label: String,
     class_id: u32,
     score: f32,
     #[serde(rename = "box")]
     bbox: [f32; 4],
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
 }
 
-/// Parses one detections line (surrounding whitespace, e.g. the `\n`, is ignored). Unknown or
-/// missing fields are errors; `pts_ns` may be `null`.
+/// How a reader treats a line that is not exactly what [`detections_json_line`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leniency {
+    /// Unknown fields and a missing `frame` are errors: for tests and tools that check
+    /// `splitinfer-back`'s own output.
+    Strict,
+    /// Unknown fields are ignored and a missing `frame` reads as 0: for elements that consume
+    /// detections from any producer of the format (`detectoverlay`).
+    Lenient,
+}
+
+/// Parses one detections line strictly (see [`parse_detections_line_with`]).
 pub fn parse_detections_line(line: &str) -> Result<DetectionsLine, serde_json::Error> {
+    parse_detections_line_with(line, Leniency::Strict)
+}
+
+/// Parses one detections line (surrounding whitespace, e.g. the `\n`, is ignored). Missing
+/// fields are errors except `pts_ns`, which may also be `null`, and `frame` when `leniency` is
+/// [`Leniency::Lenient`]. Numbers are read into the `f32` of [`Detection`], which holds the 4
+/// decimals of a score and the 1 decimal of a coordinate exactly enough that formatting the
+/// parsed line again gives the same text.
+pub fn parse_detections_line_with(
+    line: &str,
+    leniency: Leniency,
+) -> Result<DetectionsLine, serde_json::Error> {
     let j: LineJson = serde_json::from_str(line.trim())?;
+    let strict = leniency == Leniency::Strict;
+    let unknown = j
+        .unknown
+        .keys()
+        .chain(j.detections.iter().flat_map(|d| d.unknown.keys()))
+        .next();
+    if let (true, Some(field)) = (strict, unknown) {
+        return Err(serde::de::Error::custom(format!("unknown field `{field}`")));
+    }
+    let frame = match (j.frame, strict) {
+        (Some(f), _) => f,
+        (None, false) => 0,
+        (None, true) => return Err(serde::de::Error::missing_field("frame")),
+    };
     Ok(DetectionsLine {
         pts_ns: j.pts_ns,
-        frame: j.frame,
+        frame,
         width: j.width,
         height: j.height,
         detections: j
@@ -222,5 +265,34 @@ mod tests {
         assert!(parse_detections_line(&line.replace("\"box\"", "\"bbox\"")).is_err());
         assert!(parse_detections_line(&line.replace("[130.5,", "[")).is_err());
         assert!(parse_detections_line(&line[..line.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn lenient_reading_ignores_unknown_fields_and_a_missing_frame() {
+        let dets = vec![det("dog", 16, 0.9123, [130.5, 220.0, 310.5, 540.0])];
+        let line = detections_json_line(Some(42), 3, 768, 576, &dets);
+        let extra = line
+            .replace("\"frame\":3,", "\"camera\":\"north\",")
+            .replace("\"score\"", "\"track\":7,\"score\"");
+        let e = parse_detections_line(&extra).unwrap_err().to_string();
+        assert!(e.contains("camera"), "{e}");
+        let e = parse_detections_line(&line.replace("\"score\"", "\"track\":7,\"score\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("track"), "{e}");
+        let e = parse_detections_line(&line.replace("\"frame\":3,", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("frame"), "{e}");
+        let lenient = parse_detections_line_with(&extra, Leniency::Lenient).unwrap();
+        assert_eq!((lenient.frame, lenient.pts_ns), (0, Some(42)));
+        assert_eq!(lenient.detections, dets);
+        // Still an error in either mode: a missing required field, a wrong type.
+        for bad in [
+            line.replace("\"width\"", "\"w\""),
+            line.replace("16", "-16"),
+        ] {
+            assert!(parse_detections_line_with(&bad, Leniency::Lenient).is_err());
+        }
     }
 }

@@ -1,9 +1,18 @@
-//! fmap-infer: split ONNX detectors (no GStreamer).
+//! fmap-infer: split ONNX detectors (no GStreamer). In the order a frame meets them:
 //!
+//! - [`profile`]: what a model needs (input layout, resize, normalization, decoder, labels,
+//!   named split points), read from `<model>.profile.json`.
+//! - [`preprocess`]: a video frame to the network input, as the profile says.
 //! - [`onnx`]: a small, bounded reader/writer of the ONNX protobuf wire format.
 //! - [`split`]: cutting a model into a front part (inputs → cut tensors) and a back part
-//!   (cut tensors → outputs).
-//! - [`runtime`]: ONNX Runtime loading and sessions.
+//!   (cut tensors → outputs), optionally with the exact cut shapes found by ONNX Runtime.
+//! - [`runtime`]: loading ONNX Runtime, plain named tensors and their conversion to codec-core
+//!   tensors, sessions.
+//! - [`decode`] and [`nms`]: network outputs to boxes in video pixels.
+//! - [`detection`]: the detections JSON line, written and read.
+//! - [`error`]: the one error type.
+
+#![forbid(unsafe_code)]
 
 pub mod decode;
 pub mod detection;
@@ -18,6 +27,6 @@ pub mod split;
 pub use error::{InferError, Result};
 pub use runtime::{
     ElemType, NamedTensors, Session, SessionOptions, TensorInfo, TensorValue, TensorValueData,
-    init_runtime, split_with_shapes,
+    init_runtime,
 };
-pub use split::{SplitModels, quant_params_for, split_model};
+pub use split::{SplitModels, quant_params_for, split_model, split_with_shapes};

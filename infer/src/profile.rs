@@ -95,15 +95,45 @@ pub enum ChannelOrder {
     Bgr,
 }
 
-/// How the video frame is fitted into the network input.
+/// How the video frame is fitted into the network input: `resize` in the profile JSON and in
+/// the `application/x-fmap` caps, by the names of [`ResizeMode::NAMES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum ResizeMode {
     /// Scale width and height independently to fill the input (aspect ratio not kept).
-    #[serde(rename = "stretch")]
     Stretch,
     /// Scale uniformly to fit, centre, and fill the borders with `letterbox_fill`.
-    #[serde(rename = "letterbox")]
     Letterbox,
+}
+
+impl ResizeMode {
+    pub const ALL: [ResizeMode; 2] = [ResizeMode::Stretch, ResizeMode::Letterbox];
+    pub const NAMES: [&'static str; 2] = ["stretch", "letterbox"];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The mode named `s`; the error lists the valid names.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("resize mode '{s}' is not one of {}", Self::NAMES.join(", ")))
+    }
+}
+
+impl From<ResizeMode> for &'static str {
+    fn from(m: ResizeMode) -> Self {
+        m.as_str()
+    }
+}
+
+impl TryFrom<String> for ResizeMode {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        ResizeMode::parse(&s)
+    }
 }
 
 /// The network input: `input` in the profile JSON.

@@ -16,6 +16,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use crate::error::{InferError, Result};
 use crate::onnx::{Dim, Graph, Model, SubgraphParts, elem, encode};
+use crate::runtime::{Session, TensorValue};
 
 /// A model split in two.
 #[derive(Debug, Clone)]
@@ -49,7 +50,7 @@ pub struct BoundaryTensor {
 ///
 /// For models without value_info (tf2onnx output has none) the cut tensors are declared
 /// without shapes, and ONNX Runtime then optimizes the back part differently: NanoDet's outputs
-/// differ from the full model by up to ~1e-6. Use [`crate::runtime::split_with_shapes`] to get
+/// differ from the full model by up to ~1e-6. Use [`split_with_shapes`] to get
 /// declared shapes and bit-identical results.
 pub fn split_model(model_bytes: &[u8], cut: &[String]) -> Result<SplitModels> {
     let model = Model::parse(model_bytes)?;
@@ -185,7 +186,7 @@ impl<'g> Index<'g> {
 /// The cut tensors are declared with the element type and shape of the model's value_info if it
 /// has one, otherwise with the element type derived from the producing operators and no shape
 /// (ONNX Runtime accepts that; it then reports the shape as unknown).
-/// [`crate::runtime::split_with_shapes`] declares exact shapes.
+/// [`split_with_shapes`] declares exact shapes.
 pub fn split_parsed(model: &Model, cut: &[String]) -> Result<SplitModels> {
     split_parsed_with_dims(model, cut, &HashMap::new())
 }
@@ -584,6 +585,35 @@ pub fn quant_params_for(graph: &Graph, tensor: &str) -> Option<(f32, i32)> {
         None => 0.0,
     };
     Some((scale, zero_point as i32))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splitting with exact boundary shapes (needs ONNX Runtime)
+
+/// Splits a model like [`crate::split::split_model`] and declares the exact shape of every cut
+/// tensor in both parts, found by running the front part once on an all-zero input (free input
+/// dimensions taken as 1). Costs one front inference at setup; the back part then reports its
+/// input shapes through [`Session::inputs`], which [`from_codec_tensor`] uses to restore the
+/// exact dimensions (whatever the layout) of received (C, H, W) tensors.
+pub fn split_with_shapes(
+    model_bytes: &[u8],
+    cut: &[String],
+    threads: usize,
+) -> Result<SplitModels> {
+    let model = Model::parse(model_bytes)?;
+    let split = split_parsed(&model, cut)?;
+    let mut front = Session::from_memory(&split.front, threads)?;
+    let inputs = front
+        .inputs()
+        .iter()
+        .map(|info| Ok((info.name.clone(), TensorValue::zeros_like(info)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = front.run(inputs)?;
+    let dims: HashMap<String, Vec<i64>> = outputs
+        .into_iter()
+        .map(|(name, v)| (name, v.shape.iter().map(|&d| d as i64).collect()))
+        .collect();
+    split_parsed_with_dims(&model, cut, &dims)
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use fmap_infer::InferError;
 use fmap_infer::onnx::{Model, elem};
 use fmap_infer::runtime::{
     ElemType, NamedTensors, Session, TensorValue, TensorValueData, from_codec_tensor, init_runtime,
-    split_with_shapes, to_codec_tensor,
+    to_codec_tensor,
 };
-use fmap_infer::split::{quant_params_for, split_model, tensor_names};
+use fmap_infer::split::{quant_params_for, split_model, split_with_shapes, tensor_names};
 
 const THREADS: usize = 2;
 const NANODET_STAGE1: &str = "PartitionedCall/onnx_tf_prefix_Concat_12:0";
@@ -482,13 +482,8 @@ fn not_completable(edges: &[(Vec<String>, String)], outputs: &[String], cut: &[S
 fn random_graphs_split_exactly_or_report_not_a_cut() {
     use fmap_infer::onnx::encode::*;
     runtime();
-    let mut state = 0x2545_f491u32;
-    let mut rand = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state as usize % n
-    };
+    let mut rng = codec_core::test_support::Rng(0x2545_f491);
+    let mut rand = move |n: usize| rng.below(n as u64) as usize;
     let (mut ok, mut not_a_cut) = (0, 0);
     for graph_no in 0..40 {
         let node_count = 4 + rand(8);

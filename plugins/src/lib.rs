@@ -1,12 +1,14 @@
 //! The fmap GStreamer plugin: split object detection with compressed feature maps.
 //!
 //! Elements: `splitinfer-front`, `fmapenc`, `fmapdec`, `splitinfer-back`, `detectoverlay`.
-//! Each element lives in its own module; the logic lives in `codec-core` and `fmap-infer`.
+//! Each element lives in its own module and imports no other element; what they share (caps,
+//! model loading, the ONNX element properties) lives in [`common`]. The logic lives in
+//! `codec-core` and `fmap-infer`.
 
 use gst::glib;
 
+pub mod common;
 mod detectoverlay;
-pub mod fmapcaps;
 mod fmapdec;
 pub mod fmapenc;
 mod splitinfer_back;

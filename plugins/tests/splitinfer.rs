@@ -466,14 +466,14 @@ fn caps_describe_the_stream() {
         .unwrap()
         .clone()
         .expect("caps reached the sink");
-    let f = gstfmap::fmapcaps::FmapCaps::from_caps(&caps).unwrap();
+    let f = gstfmap::common::caps::FmapCaps::from_caps(&caps).unwrap();
     assert_eq!(f.split, "backbone");
     assert_eq!(f.cut.len(), 3);
     assert_eq!(
         (f.width, f.height, f.input_width, f.input_height),
         (768, 576, 416, 416)
     );
-    assert_eq!(f.resize, gstfmap::fmapcaps::ResizeMode::Stretch);
+    assert_eq!(f.resize, gstfmap::common::caps::ResizeMode::Stretch);
     // The model identity is the SHA-256 prefix of the file.
     let bytes = std::fs::read(model(NANODET)).unwrap();
     use sha2::Digest;
@@ -484,7 +484,10 @@ fn caps_describe_the_stream() {
     assert!(hex.starts_with(&f.model), "{} vs {hex}", f.model);
     // Serializable: the caps string parses back (what rtpgstpay carries).
     let again: gst::Caps = caps.to_string().parse().unwrap();
-    assert_eq!(gstfmap::fmapcaps::FmapCaps::from_caps(&again).unwrap(), f);
+    assert_eq!(
+        gstfmap::common::caps::FmapCaps::from_caps(&again).unwrap(),
+        f
+    );
 }
 
 fn expect_error(desc: &str, from: &str, needles: &[&str]) {
@@ -630,14 +633,14 @@ fn synthetic_nanodet_outputs() -> Vec<codec_core::Tensor> {
 }
 
 fn none_split_caps(model_path: &str, cut: Vec<String>) -> gst::Caps {
-    gstfmap::fmapcaps::FmapCaps {
+    gstfmap::common::caps::FmapCaps {
         model: model_hash(model_path),
         cut,
         split: "none".into(),
         width: 832,
         height: 624,
         framerate: gst::Fraction::new(10, 1),
-        resize: gstfmap::fmapcaps::ResizeMode::Stretch,
+        resize: gstfmap::common::caps::ResizeMode::Stretch,
         input_width: 416,
         input_height: 416,
     }

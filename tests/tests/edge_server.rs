@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use fmap_infer::detection::parse_detections_line;
+
 use fmap_e2e::{
     Launch, NetnsPair, element_message_fields, footage_video, free_udp_port, missing_elements,
     model, scratch_dir, wait_for_lines,
@@ -56,26 +58,16 @@ fn read_detections(path: &Path) -> (BTreeSet<u64>, usize, usize) {
     let mut lines = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         lines += 1;
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-        let frame = v["frame"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no frame index: {line}"));
-        let dets = v["detections"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no detections: {line}"));
-        assert_eq!(v["width"].as_u64(), Some(768), "{line}");
-        assert_eq!(v["height"].as_u64(), Some(576), "{line}");
-        for d in dets {
-            let b = d["box"].as_array().expect("box");
-            assert_eq!(b.len(), 4);
-            let score = d["score"].as_f64().expect("score");
-            assert!((0.0..=1.0).contains(&score));
+        let parsed = parse_detections_line(line)
+            .unwrap_or_else(|e| panic!("not a detections line ({e}): {line}"));
+        assert_eq!((parsed.width, parsed.height), (768, 576), "{line}");
+        for d in &parsed.detections {
+            assert!((0.0..=1.0).contains(&d.score), "{line}");
         }
-        if dets.iter().any(|d| d["label"] == "person") {
+        if parsed.detections.iter().any(|d| d.label == "person") {
             with_person += 1;
         }
-        frames.insert(frame);
+        frames.insert(parsed.frame);
     }
     (frames, lines, with_person)
 }

@@ -6,6 +6,7 @@
 //! Gaussian "object" blob that moves 1 px down and 2 px right per frame. The sequence moves back
 //! and forth (positions 0, 1, 2, 3, 2, 1, then again), so cycling through it never jumps.
 
+use codec_core::test_support::Rng;
 use codec_core::{FeatureFrame, Shape, Tensor};
 
 /// Frames in one cycle: a multiple of the uni (2) and bi (3) group lengths.
@@ -15,21 +16,6 @@ pub const CYCLE: usize = 6;
 pub const NANODET_STAGE2: Shape = Shape::new(128, 52, 52);
 /// The thesis's first partition point (Faster R-CNN ResNet-50, end of residual block 1).
 pub const THESIS_BLOCK1: Shape = Shape::new(256, 200, 272);
-
-/// SplitMix64, so the data are the same on every run.
-struct Rng(u64);
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
 
 /// A smooth 1-D signal of length `n` in about [-amp, amp]: two sines with periods of 1/2..2
 /// times the length.

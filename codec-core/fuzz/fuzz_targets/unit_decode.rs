@@ -15,6 +15,7 @@
 use codec_core::codec::DecoderLimits;
 use codec_core::codec::Structure;
 use codec_core::entropy::EntropyMode;
+use codec_core::test_support::Rng;
 use codec_core::{CodecConfig, Decoder, Encoder, FeatureFrame, Shape, Tensor};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -37,27 +38,17 @@ fn repair(unit: &mut [u8], template: &[u8]) {
     unit[body_end..].copy_from_slice(&crc.to_le_bytes());
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 /// A short sequence of time-correlated, ReLU-like frames with two tensors.
 fn frames(seed: u64, count: usize) -> Vec<FeatureFrame> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng(seed);
     let shapes = [("a", Shape::new(2, 8, 8)), ("b", Shape::new(3, 4, 5))];
     let bases: Vec<Vec<f32>> = shapes
         .iter()
         .map(|(_, s)| {
             (0..s.channels * s.height * s.width)
                 .map(|_| {
-                    let v = (rng.next() % 1000) as f32 / 100.0 - 4.0;
+                    let v = rng.below(1000) as f32 / 100.0 - 4.0;
                     v.max(0.0)
                 })
                 .collect()

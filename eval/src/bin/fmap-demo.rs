@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fmap_eval::runner::{count_src_pad, limiter, parse_pipeline, run_to_end};
+use fmap_infer::detection::parse_detections_line;
 use gst::prelude::*;
 
 const STATS_PREFIX: &str = "FMAP-STATS ";
@@ -221,10 +222,10 @@ fn run_render(o: &Options) -> Result<(), String> {
     let text = std::fs::read_to_string(o.out.join("detections.jsonl"))
         .map_err(|e| format!("cannot read detections: {e}"))?;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("bad detections line: {e}"))?;
+        let parsed =
+            parse_detections_line(line).map_err(|e| format!("bad detections line: {e}"))?;
         let mut buffer = gst::Buffer::from_mut_slice(line.as_bytes().to_vec());
-        if let Some(pts) = v["pts_ns"].as_u64() {
+        if let Some(pts) = parsed.pts_ns {
             buffer
                 .get_mut()
                 .expect("new buffer is writable")
@@ -302,8 +303,8 @@ fn orchestrate(o: &Options) -> Result<(), String> {
     let (mut lines, mut detections) = (0u64, 0u64);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         lines += 1;
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        detections += v["detections"].as_array().map_or(0, |a| a.len() as u64);
+        let parsed = parse_detections_line(line).map_err(|e| e.to_string())?;
+        detections += parsed.detections.len() as u64;
     }
     if o.render {
         eprintln!("rendering detections onto the video ...");

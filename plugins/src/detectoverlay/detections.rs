@@ -1,29 +1,8 @@
-//! The `application/x-detections` line format, as read by the overlay, and the rule that pairs
-//! detection buffers with video frames by time (no GStreamer types).
+//! Reading `application/x-detections` buffers (the line format and its parser are
+//! `fmap_infer::detection`'s, read leniently) and the rule that pairs detection buffers with
+//! video frames by time (no GStreamer types).
 
-use serde::Deserialize;
-
-/// One frame's detections: one JSON line as written by `splitinfer-back`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct DetectionsLine {
-    pub pts_ns: Option<u64>,
-    #[serde(default)]
-    pub frame: Option<u64>,
-    /// Size of the video the boxes refer to.
-    pub width: u32,
-    pub height: u32,
-    pub detections: Vec<LineDetection>,
-}
-
-/// One detected object; `bbox` is x1, y1, x2, y2 in pixels of a `width` x `height` frame.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct LineDetection {
-    pub label: String,
-    pub class_id: u32,
-    pub score: f64,
-    #[serde(rename = "box")]
-    pub bbox: [f64; 4],
-}
+use fmap_infer::detection::{DetectionsLine, Leniency, parse_detections_line_with};
 
 /// Most bytes of JSON accepted per buffer; a frame's detections are a few kB at most.
 pub const MAX_LINE_BYTES: usize = 4 << 20;
@@ -42,8 +21,8 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<DetectionsLine>, String> {
     if text.is_empty() {
         return Ok(None);
     }
-    let line: DetectionsLine =
-        serde_json::from_str(text).map_err(|e| format!("invalid detections JSON: {e}"))?;
+    let line = parse_detections_line_with(text, Leniency::Lenient)
+        .map_err(|e| format!("invalid detections JSON: {e}"))?;
     if line.width == 0 || line.height == 0 {
         return Err(format!(
             "detections line has frame size {}x{}",
@@ -53,18 +32,17 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<DetectionsLine>, String> {
     Ok(Some(line))
 }
 
-impl LineDetection {
-    /// The box scaled from the line's frame size to a `width` x `height` video.
-    pub fn scaled_box(&self, from: (u32, u32), to: (usize, usize)) -> [f64; 4] {
-        let sx = to.0 as f64 / from.0 as f64;
-        let sy = to.1 as f64 / from.1 as f64;
-        [
-            self.bbox[0] * sx,
-            self.bbox[1] * sy,
-            self.bbox[2] * sx,
-            self.bbox[3] * sy,
-        ]
-    }
+/// A detection box (x1, y1, x2, y2) scaled from the line's frame size `from` to a video of
+/// size `to`.
+pub fn scaled_box(bbox: [f32; 4], from: (u32, u32), to: (usize, usize)) -> [f64; 4] {
+    let sx = to.0 as f64 / from.0 as f64;
+    let sy = to.1 as f64 / from.1 as f64;
+    [
+        f64::from(bbox[0]) * sx,
+        f64::from(bbox[1]) * sy,
+        f64::from(bbox[2]) * sx,
+        f64::from(bbox[3]) * sy,
+    ]
 }
 
 /// Where a detections buffer at time `det` stands relative to a video frame at time `video`.
@@ -100,13 +78,13 @@ mod tests {
 "#;
         let line = parse_line(l).unwrap().unwrap();
         assert_eq!(line.pts_ns, Some(100_000_000));
-        assert_eq!(line.frame, Some(1));
+        assert_eq!(line.frame, 1);
         assert_eq!(line.detections.len(), 1);
         let d = &line.detections[0];
         assert_eq!((d.label.as_str(), d.class_id), ("person", 0));
         assert_eq!(d.bbox, [10.5, 20.0, 30.0, 40.0]);
         assert_eq!(
-            d.scaled_box((768, 576), (384, 288)),
+            scaled_box(d.bbox, (768, 576), (384, 288)),
             [5.25, 10.0, 15.0, 20.0]
         );
         let none = parse_line(br#"{"pts_ns":null,"frame":2,"width":4,"height":4,"detections":[]}"#)

@@ -17,8 +17,10 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use super::detections::{self, DetectionsLine, Pairing};
+use super::detections::{self, Pairing};
 use super::render::{self, Canvas, I420Canvas, PixelBox, PixelLayout, Surface};
+use fmap_infer::decode::Detection;
+use fmap_infer::detection::DetectionsLine;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -45,7 +47,7 @@ pub const VIDEO_FORMATS: [gst_video::VideoFormat; 11] = [
     gst_video::VideoFormat::I420,
 ];
 
-use crate::fmapcaps::DETECTIONS_MEDIA_TYPE;
+use crate::common::caps::DETECTIONS_MEDIA_TYPE;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -318,12 +320,16 @@ impl DetectOverlay {
         };
         let draw = self.settings.lock().unwrap().draw;
         let (w, h) = (info.width() as usize, info.height() as usize);
-        let boxes: Vec<(PixelBox, &detections::LineDetection)> = line
+        let boxes: Vec<(PixelBox, &Detection)> = line
             .detections
             .iter()
             .filter_map(|d| {
-                PixelBox::from_float(d.scaled_box((line.width, line.height), (w, h)), w, h)
-                    .map(|b| (b, d))
+                PixelBox::from_float(
+                    detections::scaled_box(d.bbox, (line.width, line.height), (w, h)),
+                    w,
+                    h,
+                )
+                .map(|b| (b, d))
             })
             .collect();
         if boxes.is_empty() {
@@ -336,7 +342,7 @@ impl DetectOverlay {
                 gst::Structure::builder("detection")
                     .field("label", d.label.as_str())
                     .field("class-id", d.class_id)
-                    .field("confidence", d.score)
+                    .field("confidence", f64::from(d.score))
                     .build(),
             );
         }
@@ -347,7 +353,7 @@ impl DetectOverlay {
                 .map(|(b, d)| {
                     (
                         *b,
-                        render::label_text(&d.label, d.score),
+                        render::label_text(&d.label, f64::from(d.score)),
                         render::class_colour(d.class_id),
                     )
                 })

@@ -6,7 +6,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use crate::fmapenc::codedcaps;
+use crate::common::caps;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -215,8 +215,8 @@ impl FmapDec {
                 let Some(s) = caps.structure(0) else {
                     return false;
                 };
-                let out = codedcaps::raw_from_coded(s);
-                self.state.lock().unwrap().frame_duration = codedcaps::frame_duration(s);
+                let out = caps::raw_from_coded(s);
+                self.state.lock().unwrap().frame_duration = caps::frame_duration(s);
                 gst::info!(CAT, imp = self, "output caps {out}");
                 self.srcpad.push_event(gst::event::Caps::new(&out))
             }
@@ -340,14 +340,14 @@ impl ElementImpl for FmapDec {
                     "sink",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(codedcaps::CODED_MEDIA_TYPE),
+                    &gst::Caps::new_empty_simple(caps::CODED_MEDIA_TYPE),
                 )
                 .unwrap(),
                 gst::PadTemplate::new(
                     "src",
                     gst::PadDirection::Src,
                     gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(codedcaps::RAW_MEDIA_TYPE),
+                    &gst::Caps::new_empty_simple(caps::RAW_MEDIA_TYPE),
                 )
                 .unwrap(),
             ]

@@ -11,9 +11,9 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::calibration;
-use super::codedcaps::{self, CodecFields};
 use super::settings::{Entropy, Mode, MvSharing, Quantizer, Search, Settings};
 use super::timestamps::DecodeTimestamps;
+use crate::common::caps::{self, CodecFields};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -295,8 +295,8 @@ impl FmapEnc {
             entropy: settings.entropy.to_core().name(),
             delay_frames: encoder.delay_frames() as i32,
         };
-        let out = codedcaps::coded_from_raw(s, &fields);
-        let frame_duration = codedcaps::frame_duration(s);
+        let out = caps::coded_from_raw(s, &fields);
+        let frame_duration = caps::frame_duration(s);
         gst::info!(
             CAT,
             imp = self,
@@ -673,14 +673,14 @@ impl ElementImpl for FmapEnc {
                     "sink",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(codedcaps::RAW_MEDIA_TYPE),
+                    &gst::Caps::new_empty_simple(caps::RAW_MEDIA_TYPE),
                 )
                 .unwrap(),
                 gst::PadTemplate::new(
                     "src",
                     gst::PadDirection::Src,
                     gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(codedcaps::CODED_MEDIA_TYPE),
+                    &gst::Caps::new_empty_simple(caps::CODED_MEDIA_TYPE),
                 )
                 .unwrap(),
             ]

@@ -18,7 +18,6 @@ use gst::glib;
 use gst::prelude::*;
 
 mod calibration;
-pub(crate) mod codedcaps;
 mod imp;
 pub mod settings;
 mod timestamps;

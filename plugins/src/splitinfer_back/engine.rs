@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use codec_core::{FeatureFrame, Tensor, TensorData};
 use fmap_infer::decode::{Detection, NamedOutputs, OutputDecoder};
 use fmap_infer::preprocess::ResizeMapping;
-use fmap_infer::runtime::{ElemType, Session, from_codec_tensor, split_with_shapes};
+use fmap_infer::runtime::{ElemType, Session, from_codec_tensor};
+use fmap_infer::split::split_with_shapes;
 
-use crate::fmapcaps::{FmapCaps, ResizeMode, SPLIT_NONE};
-use crate::splitinfer_front::model::{self, ModelFile, SetupError};
+use crate::common::caps::{FmapCaps, SPLIT_NONE};
+use crate::common::model::{self, ModelFile, SetupError};
+use crate::common::onnx_settings::OnnxSettings;
 
 /// Decoding parameters; `None` = the profile's value.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -46,20 +48,15 @@ pub struct DecodedFrame {
 impl BackEngine {
     /// Loads the model and its profile (no ONNX Runtime yet: a stream of network outputs
     /// needs none).
-    pub fn open(
-        model: &str,
-        profile: &str,
-        thresholds: Thresholds,
-        threads: usize,
-    ) -> Result<BackEngine, SetupError> {
-        let model = ModelFile::load(model, profile)?;
+    pub fn open(onnx: &OnnxSettings, thresholds: Thresholds) -> Result<BackEngine, SetupError> {
+        let model = ModelFile::load(&onnx.model, &onnx.profile)?;
         let decoder = OutputDecoder::from_profile(&model.profile)
             .map_err(|e| SetupError::from_infer("building the output decoder", e))?;
         Ok(BackEngine {
             model,
             decoder,
             thresholds,
-            threads: threads.max(1),
+            threads: (onnx.threads as usize).max(1),
             stream: None,
         })
     }
@@ -102,10 +99,7 @@ impl BackEngine {
                 self.model.hash
             )));
         }
-        let profile_resize = match p.input.resize {
-            fmap_infer::profile::ResizeMode::Stretch => ResizeMode::Stretch,
-            fmap_infer::profile::ResizeMode::Letterbox => ResizeMode::Letterbox,
-        };
+        let profile_resize = p.input.resize;
         if (caps.input_width, caps.input_height, caps.resize)
             != (p.input.width, p.input.height, profile_resize)
         {

@@ -12,8 +12,8 @@ use gst_base::subclass::prelude::*;
 use fmap_infer::detection::detections_json_line;
 
 use super::engine::{BackEngine, ProcessError, Thresholds};
-use crate::fmapcaps::{self, DETECTIONS_MEDIA_TYPE, FmapCaps};
-use crate::splitinfer_front::setup_error_message;
+use crate::common::caps::{self, DETECTIONS_MEDIA_TYPE, FmapCaps};
+use crate::common::onnx_settings::OnnxSettings;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -23,33 +23,25 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_THREADS: u32 = 2;
-const MAX_THREADS: u32 = 64;
 /// Negative threshold values mean "the profile's value".
 const DEFAULT_FROM_PROFILE: f64 = -1.0;
 const MAX_DETECTIONS_LIMIT: u32 = 10_000;
 
 #[derive(Debug, Clone)]
 struct Settings {
-    model: String,
-    profile: String,
+    onnx: OnnxSettings,
     score_threshold: f64,
     nms_iou: f64,
     max_detections: u32,
-    threads: u32,
-    ort_library: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            model: String::new(),
-            profile: String::new(),
+            onnx: OnnxSettings::default(),
             score_threshold: DEFAULT_FROM_PROFILE,
             nms_iou: DEFAULT_FROM_PROFILE,
             max_detections: 0,
-            threads: DEFAULT_THREADS,
-            ort_library: String::new(),
         }
     }
 }
@@ -93,23 +85,8 @@ fn detections_caps() -> gst::Caps {
 impl ObjectImpl for SplitInferBack {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("model")
-                    .nick("Model")
-                    .blurb(
-                        "Path of the ONNX detection model (required; the same file as \
-                         splitinfer-front's, checked by its SHA-256)",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("profile")
-                    .nick("Profile")
-                    .blurb(
-                        "Path of the model profile JSON; empty = the sidecar \
-                         <model without .onnx>.profile.json",
-                    )
-                    .mutable_ready()
-                    .build(),
+            let mut properties = OnnxSettings::properties();
+            properties.extend([
                 glib::ParamSpecDouble::builder("score-threshold")
                     .nick("Score threshold")
                     .blurb("Lowest score kept, 0..1; -1 = the profile's score_threshold")
@@ -136,60 +113,34 @@ impl ObjectImpl for SplitInferBack {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("threads")
-                    .nick("Threads")
-                    .blurb("ONNX Runtime intra-op threads")
-                    .minimum(1)
-                    .maximum(MAX_THREADS)
-                    .default_value(DEFAULT_THREADS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("ort-library")
-                    .nick("ONNX Runtime library")
-                    .blurb(
-                        "Path of libonnxruntime.so (>= 1.22); empty = $ORT_DYLIB_PATH, then \
-                         .venv/lib/python3*/site-packages/onnxruntime/capi/ in the current \
-                         directory or a parent, then python3's onnxruntime package. Not loaded \
-                         for a split-at=none stream",
-                    )
-                    .mutable_ready()
-                    .build(),
-            ]
+            ]);
+            properties
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
-        let text = || {
-            value
-                .get::<Option<String>>()
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
+        if s.onnx.set_property(value, pspec) {
+            return;
+        }
         match pspec.name() {
-            "model" => s.model = text(),
-            "profile" => s.profile = text(),
             "score-threshold" => s.score_threshold = value.get().expect("type checked upstream"),
             "nms-iou" => s.nms_iou = value.get().expect("type checked upstream"),
             "max-detections" => s.max_detections = value.get().expect("type checked upstream"),
-            "threads" => s.threads = value.get().expect("type checked upstream"),
-            "ort-library" => s.ort_library = text(),
             _ => unimplemented!(),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings.lock().unwrap();
+        if let Some(v) = s.onnx.property(pspec) {
+            return v;
+        }
         match pspec.name() {
-            "model" => s.model.to_value(),
-            "profile" => s.profile.to_value(),
             "score-threshold" => s.score_threshold.to_value(),
             "nms-iou" => s.nms_iou.to_value(),
             "max-detections" => s.max_detections.to_value(),
-            "threads" => s.threads.to_value(),
-            "ort-library" => s.ort_library.to_value(),
             _ => unimplemented!(),
         }
     }
@@ -225,7 +176,7 @@ impl ElementImpl for SplitInferBack {
                     "sink",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Always,
-                    &fmapcaps::template_caps(),
+                    &caps::template_caps(),
                 )
                 .unwrap(),
             ]
@@ -242,8 +193,8 @@ impl BaseTransformImpl for SplitInferBack {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
-        let engine = BackEngine::open(&s.model, &s.profile, s.thresholds(), s.threads as usize)
-            .map_err(|e| setup_error_message(&e))?;
+        let engine =
+            BackEngine::open(&s.onnx, s.thresholds()).map_err(|e| gst::ErrorMessage::from(&e))?;
         gst::info!(
             CAT,
             imp = self,
@@ -290,7 +241,7 @@ impl BaseTransformImpl for SplitInferBack {
         let other = if direction == gst::PadDirection::Sink {
             detections_caps()
         } else {
-            fmapcaps::template_caps()
+            caps::template_caps()
         };
         Some(match filter {
             Some(f) => f.intersect_with_mode(&other, gst::CapsIntersectMode::First),
@@ -311,7 +262,7 @@ impl BaseTransformImpl for SplitInferBack {
                 return Err(gst::loggable_error!(CAT, "bad caps {incaps:?}"));
             }
         };
-        let ort_library = self.settings.lock().unwrap().ort_library.clone();
+        let ort_library = self.settings.lock().unwrap().onnx.ort_library.clone();
         let mut state = self.state.lock().unwrap();
         let st = state
             .as_mut()
@@ -335,7 +286,7 @@ impl BaseTransformImpl for SplitInferBack {
             }
             Err(e) => {
                 drop(state);
-                self.post_error_message(setup_error_message(&e));
+                self.post_error_message(gst::ErrorMessage::from(&e));
                 Err(gst::loggable_error!(CAT, "{e}"))
             }
         }

@@ -1,6 +1,6 @@
 //! `splitinfer-back`: the server-side half of a split object detector.
 //!
-//! Sink: `application/x-fmap` (raw feature frames, see [`crate::fmapcaps`]). Src:
+//! Sink: `application/x-fmap` (raw feature frames, see [`crate::common::caps`]). Src:
 //! `application/x-detections`: one buffer per frame, with the frame's PTS, holding one JSON
 //! line (ending in `\n`):
 //!

@@ -2,22 +2,14 @@
 
 use codec_core::FeatureFrame;
 use fmap_infer::onnx::Model;
-use fmap_infer::preprocess::{InputData, Preprocessor, VideoFrameRef};
+use fmap_infer::preprocess::{Preprocessor, VideoFrameRef};
 use fmap_infer::profile::SplitSpec;
-use fmap_infer::runtime::{Session, TensorValue, split_with_shapes, to_codec_tensor};
-use fmap_infer::split::quant_params_for;
+use fmap_infer::runtime::{Session, to_codec_tensor};
+use fmap_infer::split::{quant_params_for, split_with_shapes};
 
-use super::model::{ModelFile, SetupError};
-use crate::fmapcaps::{FmapCaps, ResizeMode};
-
-/// What the front needs to start.
-#[derive(Debug, Clone)]
-pub struct FrontConfig {
-    pub model: String,
-    pub profile: String,
-    pub split_at: String,
-    pub threads: usize,
-}
+use crate::common::caps::FmapCaps;
+use crate::common::model::{self, ModelFile, SetupError};
+use crate::common::onnx_settings::OnnxSettings;
 
 /// A loaded front: preprocessing, the front part of the model, and the cut description.
 pub struct FrontEngine {
@@ -46,18 +38,19 @@ impl std::fmt::Debug for FrontEngine {
 }
 
 impl FrontEngine {
-    /// Loads the model and profile, loads ONNX Runtime (`ort_library`: "" = search), splits
-    /// the model and creates the session. Returns the engine and the ONNX Runtime library path.
+    /// Loads the model and profile, loads ONNX Runtime, splits the model at `split_at` (see
+    /// [`ModelFile::resolve_split`]) and creates the session. Returns the engine and the ONNX
+    /// Runtime library path.
     pub fn open(
-        cfg: &FrontConfig,
-        ort_library: &str,
+        onnx: &OnnxSettings,
+        split_at: &str,
     ) -> Result<(FrontEngine, std::path::PathBuf), SetupError> {
-        let model = ModelFile::load(&cfg.model, &cfg.profile)?;
-        let (split_name, spec) = model.resolve_split(&cfg.split_at)?;
-        let ort_path = super::model::init_runtime(ort_library)?;
+        let model = ModelFile::load(&onnx.model, &onnx.profile)?;
+        let (split_name, spec) = model.resolve_split(split_at)?;
+        let ort_path = model::init_runtime(&onnx.ort_library)?;
         let preprocessor = Preprocessor::new(&model.profile.input)
             .map_err(|e| SetupError::from_infer("model profile input", e))?;
-        let threads = cfg.threads.max(1);
+        let threads = (onnx.threads as usize).max(1);
         let (session, cut, added, dropped) = match &spec {
             SplitSpec::None => {
                 let session = Session::from_memory(&model.bytes, threads)
@@ -69,7 +62,7 @@ impl FrontEngine {
                 let parts = split_with_shapes(&model.bytes, tensors, threads).map_err(|e| {
                     let names = model.profile.split_point_names_joined();
                     let mut err = SetupError::from_infer(
-                        &format!("splitting {} at '{}'", model.path.display(), cfg.split_at),
+                        &format!("splitting {} at '{split_at}'", model.path.display()),
                         e,
                     );
                     if let SetupError::Settings(m) = &mut err {
@@ -109,10 +102,7 @@ impl FrontEngine {
             width,
             height,
             framerate,
-            resize: match input.resize {
-                fmap_infer::profile::ResizeMode::Stretch => ResizeMode::Stretch,
-                fmap_infer::profile::ResizeMode::Letterbox => ResizeMode::Letterbox,
-            },
+            resize: input.resize,
             input_width: input.width,
             input_height: input.height,
         }
@@ -129,13 +119,9 @@ impl FrontEngine {
             .preprocessor
             .prepare(frame)
             .map_err(|e| format!("preprocessing: {e}"))?;
-        let value = match input.data {
-            InputData::F32(d) => TensorValue::f32(input.shape, d),
-            InputData::U8(d) => TensorValue::u8(input.shape, d),
-        };
         let outputs = self
             .session
-            .run(vec![(input.name, value)])
+            .run(vec![input.into_named_value()])
             .map_err(|e| format!("front network: {e}"))?;
         let mut tensors = Vec::with_capacity(self.cut.len());
         for (name, quant) in self.cut.iter().zip(&self.quant) {

@@ -12,9 +12,9 @@ use gst_video::prelude::*;
 
 use fmap_infer::preprocess::{PixelFormat, VideoFrameRef};
 
-use super::engine::{FrontConfig, FrontEngine};
-use super::model::SetupError;
-use crate::fmapcaps;
+use super::engine::FrontEngine;
+use crate::common::caps;
+use crate::common::onnx_settings::OnnxSettings;
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -24,28 +24,10 @@ pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_THREADS: u32 = 2;
-const MAX_THREADS: u32 = 64;
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Settings {
-    model: String,
-    profile: String,
+    onnx: OnnxSettings,
     split_at: String,
-    threads: u32,
-    ort_library: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            model: String::new(),
-            profile: String::new(),
-            split_at: String::new(),
-            threads: DEFAULT_THREADS,
-            ort_library: String::new(),
-        }
-    }
 }
 
 struct State {
@@ -69,16 +51,6 @@ impl ObjectSubclass for SplitInferFront {
     type ParentType = gst_base::BaseTransform;
 }
 
-/// The error message of a failed setup, in the GStreamer domain that fits.
-pub fn setup_error_message(e: &SetupError) -> gst::ErrorMessage {
-    match e {
-        SetupError::Settings(m) => gst::error_msg!(gst::LibraryError::Settings, ("{m}")),
-        SetupError::NotFound(m) => gst::error_msg!(gst::ResourceError::NotFound, ("{m}")),
-        SetupError::Runtime(m) => gst::error_msg!(gst::LibraryError::Init, ("{m}")),
-        SetupError::Model(m) => gst::error_msg!(gst::LibraryError::Failed, ("{m}")),
-    }
-}
-
 /// Caps of the raw video formats the front reads.
 pub fn video_caps() -> gst::Caps {
     gst_video::VideoCapsBuilder::new()
@@ -93,20 +65,8 @@ pub fn video_caps() -> gst::Caps {
 impl ObjectImpl for SplitInferFront {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("model")
-                    .nick("Model")
-                    .blurb("Path of the ONNX detection model (required)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("profile")
-                    .nick("Profile")
-                    .blurb(
-                        "Path of the model profile JSON; empty = the sidecar \
-                         <model without .onnx>.profile.json",
-                    )
-                    .mutable_ready()
-                    .build(),
+            let mut properties = OnnxSettings::properties();
+            properties.push(
                 glib::ParamSpecString::builder("split-at")
                     .nick("Split at")
                     .blurb(
@@ -119,56 +79,36 @@ impl ObjectImpl for SplitInferFront {
                     )
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("threads")
-                    .nick("Threads")
-                    .blurb("ONNX Runtime intra-op threads")
-                    .minimum(1)
-                    .maximum(MAX_THREADS)
-                    .default_value(DEFAULT_THREADS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("ort-library")
-                    .nick("ONNX Runtime library")
-                    .blurb(
-                        "Path of libonnxruntime.so (>= 1.22); empty = $ORT_DYLIB_PATH, then \
-                         .venv/lib/python3*/site-packages/onnxruntime/capi/ in the current \
-                         directory or a parent, then python3's onnxruntime package. One library \
-                         per process",
-                    )
-                    .mutable_ready()
-                    .build(),
-            ]
+            );
+            properties
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
-        let text = || {
-            value
-                .get::<Option<String>>()
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
+        if s.onnx.set_property(value, pspec) {
+            return;
+        }
         match pspec.name() {
-            "model" => s.model = text(),
-            "profile" => s.profile = text(),
-            "split-at" => s.split_at = text(),
-            "threads" => s.threads = value.get().expect("type checked upstream"),
-            "ort-library" => s.ort_library = text(),
+            "split-at" => {
+                s.split_at = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
             _ => unimplemented!(),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings.lock().unwrap();
+        if let Some(v) = s.onnx.property(pspec) {
+            return v;
+        }
         match pspec.name() {
-            "model" => s.model.to_value(),
-            "profile" => s.profile.to_value(),
             "split-at" => s.split_at.to_value(),
-            "threads" => s.threads.to_value(),
-            "ort-library" => s.ort_library.to_value(),
             _ => unimplemented!(),
         }
     }
@@ -197,7 +137,7 @@ impl ElementImpl for SplitInferFront {
                     "src",
                     gst::PadDirection::Src,
                     gst::PadPresence::Always,
-                    &fmapcaps::template_caps(),
+                    &caps::template_caps(),
                 )
                 .unwrap(),
                 gst::PadTemplate::new(
@@ -221,14 +161,8 @@ impl BaseTransformImpl for SplitInferFront {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
-        let cfg = FrontConfig {
-            model: s.model.clone(),
-            profile: s.profile.clone(),
-            split_at: s.split_at.clone(),
-            threads: s.threads as usize,
-        };
         let (engine, ort_path) =
-            FrontEngine::open(&cfg, &s.ort_library).map_err(|e| setup_error_message(&e))?;
+            FrontEngine::open(&s.onnx, &s.split_at).map_err(|e| gst::ErrorMessage::from(&e))?;
         gst::info!(
             CAT,
             imp = self,
@@ -257,7 +191,7 @@ impl BaseTransformImpl for SplitInferFront {
                     engine.dropped.join(", ")
                 )
             },
-            s.threads
+            s.onnx.threads
         );
         for (name, q) in engine.cut.iter().zip(&engine.quant) {
             if let Some((scale, zp)) = q {
@@ -311,7 +245,7 @@ impl BaseTransformImpl for SplitInferFront {
                     .engine
                     .caps(info.width(), info.height(), info.fps())
                     .to_caps(),
-                _ => fmapcaps::template_caps(),
+                _ => caps::template_caps(),
             }
         } else {
             video_caps()

@@ -2,7 +2,7 @@
 //!
 //! Sink: raw video (RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR; any size — the
 //! element resizes as the model profile says). Src: `application/x-fmap` (see
-//! [`crate::fmapcaps`] for the caps fields: model hash, cut, split name, video size, frame
+//! [`crate::common::caps`] for the caps fields: model hash, cut, split name, video size, frame
 //! rate, resize mode, network input size), one buffer per video frame holding the tensors at
 //! the cut as a raw feature frame (`codec_core::FeatureFrame::to_raw`), with the frame's
 //! timestamps. Tensors of an 8-bit quantized model stay 8-bit and carry the scale and zero
@@ -26,9 +26,6 @@ use gst::prelude::*;
 
 pub(crate) mod engine;
 mod imp;
-pub(crate) mod model;
-
-pub(crate) use imp::setup_error_message;
 
 glib::wrapper! {
     pub struct SplitInferFront(ObjectSubclass<imp::SplitInferFront>)

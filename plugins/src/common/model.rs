@@ -1,13 +1,13 @@
 //! What splitinfer-front and splitinfer-back share: loading a model file and its profile,
-//! naming the model by a hash of its bytes, resolving the `split-at` request, and turning
-//! fmap-infer errors into messages a user can act on. No GStreamer types.
+//! naming the model by a hash of its bytes, resolving the `split-at` request, loading ONNX
+//! Runtime, and turning fmap-infer errors into element errors a user can act on.
 
 use std::path::PathBuf;
 
 use fmap_infer::profile::{Profile, SplitSpec, is_tensor_name};
 use sha2::{Digest, Sha256};
 
-use crate::fmapcaps::{SPLIT_CUSTOM, SPLIT_NONE};
+use crate::common::caps::{SPLIT_CUSTOM, SPLIT_NONE};
 
 /// Hex digits of the SHA-256 kept as the model identity in caps (64 bits).
 pub const MODEL_HASH_HEX_DIGITS: usize = 16;
@@ -44,6 +44,18 @@ impl SetupError {
             E::RuntimeNotFound(_) => SetupError::Runtime(msg),
             E::UnknownTensor { .. } | E::NotACut(_) => SetupError::Settings(msg),
             _ => SetupError::Model(msg),
+        }
+    }
+}
+
+impl From<&SetupError> for gst::ErrorMessage {
+    /// The element error of a failed setup, in the GStreamer domain that fits.
+    fn from(e: &SetupError) -> gst::ErrorMessage {
+        match e {
+            SetupError::Settings(m) => gst::error_msg!(gst::LibraryError::Settings, ("{m}")),
+            SetupError::NotFound(m) => gst::error_msg!(gst::ResourceError::NotFound, ("{m}")),
+            SetupError::Runtime(m) => gst::error_msg!(gst::LibraryError::Init, ("{m}")),
+            SetupError::Model(m) => gst::error_msg!(gst::LibraryError::Failed, ("{m}")),
         }
     }
 }

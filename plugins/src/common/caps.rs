@@ -1,4 +1,6 @@
-//! Caps of the `application/x-fmap` stream: the feature frames that cross the network split.
+//! The caps of every stream the fmap elements exchange, in one place.
+//!
+//! Raw feature frames, what `splitinfer-front` emits and `fmapdec` outputs:
 //!
 //! ```text
 //! application/x-fmap,
@@ -11,17 +13,30 @@
 //!     input-width=(int)<network input width>, input-height=(int)<network input height>
 //! ```
 //!
-//! Every field is a plain serializable type, so the caps survive `rtpgstpay`/`rtpgstdepay`.
 //! Each buffer holds one raw feature frame (`codec_core::FeatureFrame::to_raw`, "FMRF"), which
 //! itself carries the tensor names, shapes, dtypes and, for 8-bit tensors, scale and zero point.
 //! The mapping from network input pixels back to video pixels is not sent: it follows from
 //! width/height, input-width/input-height and resize, and the receiver recomputes it.
-//!
 //! With `split=none` the frame holds the outputs of the whole network (a reference run), and
 //! `cut` lists those output names.
+//!
+//! Coded units, what `fmapenc` emits and `fmapdec` reads: `application/x-fmap-coded`, the same
+//! fields plus the codec fields ([`CODEC_FIELDS`]). The coded units are self-describing (each
+//! carries its codec parameters), so a receiver needs none of the codec fields to decode; they
+//! are there for humans, logs and SDP.
+//!
+//! Detections, what `splitinfer-back` emits and `detectoverlay` reads:
+//! `application/x-detections`, one JSON line per buffer (`fmap_infer::detection`).
+//!
+//! Every field is a plain serializable type (string, integer, fraction), so the caps survive
+//! `rtpgstpay`/`rtpgstdepay` unchanged.
 
-/// Media type of feature-frame streams.
-pub const MEDIA_TYPE: &str = "application/x-fmap";
+pub use fmap_infer::profile::ResizeMode;
+
+/// Media type of raw feature-frame streams (FMRF buffers).
+pub const RAW_MEDIA_TYPE: &str = "application/x-fmap";
+/// Media type of coded units.
+pub const CODED_MEDIA_TYPE: &str = "application/x-fmap-coded";
 
 /// Media type of detection streams: one JSON line per buffer (see `splitinfer-back`).
 pub const DETECTIONS_MEDIA_TYPE: &str = "application/x-detections";
@@ -30,37 +45,6 @@ pub const DETECTIONS_MEDIA_TYPE: &str = "application/x-detections";
 pub const SPLIT_CUSTOM: &str = "custom";
 /// Split name of a reference run: the frame holds the network outputs.
 pub const SPLIT_NONE: &str = "none";
-
-/// How the video frame was fitted to the network input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResizeMode {
-    /// Both axes scaled independently to the input size.
-    Stretch,
-    /// Aspect ratio kept, the rest padded.
-    Letterbox,
-}
-
-impl ResizeMode {
-    pub const NAMES: [&'static str; 2] = ["stretch", "letterbox"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResizeMode::Stretch => "stretch",
-            ResizeMode::Letterbox => "letterbox",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "stretch" => Ok(ResizeMode::Stretch),
-            "letterbox" => Ok(ResizeMode::Letterbox),
-            other => Err(format!(
-                "resize mode '{other}' is not one of {}",
-                Self::NAMES.join(", ")
-            )),
-        }
-    }
-}
 
 /// Everything the receiving side needs to know about a feature-frame stream besides the frames.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,13 +65,13 @@ pub struct FmapCaps {
 
 /// Template caps accepting any feature-frame stream.
 pub fn template_caps() -> gst::Caps {
-    gst::Caps::new_empty_simple(MEDIA_TYPE)
+    gst::Caps::new_empty_simple(RAW_MEDIA_TYPE)
 }
 
 impl FmapCaps {
     /// Fixed caps describing this stream.
     pub fn to_caps(&self) -> gst::Caps {
-        gst::Caps::builder(MEDIA_TYPE)
+        gst::Caps::builder(RAW_MEDIA_TYPE)
             .field("model", self.model.as_str())
             .field("cut", self.cut.join(","))
             .field("split", self.split.as_str())
@@ -103,20 +87,23 @@ impl FmapCaps {
     /// Reads fixed caps; the error names the missing or invalid field.
     pub fn from_caps(caps: &gst::CapsRef) -> Result<Self, String> {
         let s = caps.structure(0).ok_or_else(|| "empty caps".to_string())?;
-        if s.name() != MEDIA_TYPE {
-            return Err(format!("caps are '{}', expected {MEDIA_TYPE}", s.name()));
+        if s.name() != RAW_MEDIA_TYPE {
+            return Err(format!(
+                "caps are '{}', expected {RAW_MEDIA_TYPE}",
+                s.name()
+            ));
         }
         let string = |field: &str| -> Result<String, String> {
             s.get::<String>(field)
-                .map_err(|e| format!("{MEDIA_TYPE} caps field '{field}': {e}"))
+                .map_err(|e| format!("{RAW_MEDIA_TYPE} caps field '{field}': {e}"))
         };
         let dimension = |field: &str| -> Result<u32, String> {
             let v = s
                 .get::<i32>(field)
-                .map_err(|e| format!("{MEDIA_TYPE} caps field '{field}': {e}"))?;
+                .map_err(|e| format!("{RAW_MEDIA_TYPE} caps field '{field}': {e}"))?;
             if !(1..=65536).contains(&v) {
                 return Err(format!(
-                    "{MEDIA_TYPE} caps field '{field}' = {v} outside 1..=65536"
+                    "{RAW_MEDIA_TYPE} caps field '{field}' = {v} outside 1..=65536"
                 ));
             }
             Ok(v as u32)
@@ -129,7 +116,7 @@ impl FmapCaps {
             .map(String::from)
             .collect();
         if cut.is_empty() {
-            return Err(format!("{MEDIA_TYPE} caps field 'cut' is empty"));
+            return Err(format!("{RAW_MEDIA_TYPE} caps field 'cut' is empty"));
         }
         let framerate = s
             .get::<gst::Fraction>("framerate")
@@ -146,6 +133,73 @@ impl FmapCaps {
             input_height: dimension("input-height")?,
         })
     }
+}
+
+/// Bitstream version of the coded units (`codec-version` caps field).
+pub const FIELD_CODEC_VERSION: &str = "codec-version";
+/// Frame structure (`intra`, `uni`, `bi`, `closed-loop`).
+pub const FIELD_MODE: &str = "mode";
+/// Quantizer bits per value (2..=8).
+pub const FIELD_BITS: &str = "bits";
+/// Quantizer (`per-tensor`, `per-channel`, `calibrated`, `model-int8`).
+pub const FIELD_QUANTIZER: &str = "quantizer";
+/// Entropy coder (`none`, `huffman`, `zvc`, `zvc-huffman`, `rle`).
+pub const FIELD_ENTROPY: &str = "entropy";
+/// Frames of reordering delay a decoder adds (0, or more with `mode=bi`).
+pub const FIELD_DELAY_FRAMES: &str = "delay-frames";
+
+/// The fields fmapenc adds and fmapdec removes.
+pub const CODEC_FIELDS: [&str; 6] = [
+    FIELD_CODEC_VERSION,
+    FIELD_MODE,
+    FIELD_BITS,
+    FIELD_QUANTIZER,
+    FIELD_ENTROPY,
+    FIELD_DELAY_FRAMES,
+];
+
+/// Codec parameters announced in the coded caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecFields {
+    pub codec_version: i32,
+    pub mode: &'static str,
+    pub bits: i32,
+    pub quantizer: &'static str,
+    pub entropy: &'static str,
+    pub delay_frames: i32,
+}
+
+/// Coded caps for raw caps `raw` (any fields are kept).
+pub fn coded_from_raw(raw: &gst::StructureRef, codec: &CodecFields) -> gst::Caps {
+    let mut s = raw.to_owned();
+    s.set_name(CODED_MEDIA_TYPE);
+    s.set(FIELD_CODEC_VERSION, codec.codec_version);
+    s.set(FIELD_MODE, codec.mode);
+    s.set(FIELD_BITS, codec.bits);
+    s.set(FIELD_QUANTIZER, codec.quantizer);
+    s.set(FIELD_ENTROPY, codec.entropy);
+    s.set(FIELD_DELAY_FRAMES, codec.delay_frames);
+    gst::Caps::builder_full().structure(s).build()
+}
+
+/// Raw caps restored from coded caps: the same fields minus the codec's.
+pub fn raw_from_coded(coded: &gst::StructureRef) -> gst::Caps {
+    let mut s = coded.to_owned();
+    s.set_name(RAW_MEDIA_TYPE);
+    s.remove_fields(CODEC_FIELDS);
+    gst::Caps::builder_full().structure(s).build()
+}
+
+/// Duration of one frame from a `framerate` field, if the rate is known and nonzero.
+pub fn frame_duration(s: &gst::StructureRef) -> Option<gst::ClockTime> {
+    let rate = s.get::<gst::Fraction>("framerate").ok()?;
+    let (num, den) = (rate.numer(), rate.denom());
+    if num <= 0 || den <= 0 {
+        return None;
+    }
+    let ns =
+        (gst::ClockTime::SECOND.nseconds() as u128 * den as u128 + num as u128 / 2) / num as u128;
+    u64::try_from(ns).ok().map(gst::ClockTime::from_nseconds)
 }
 
 #[cfg(test)]
@@ -201,5 +255,35 @@ mod tests {
         let mut caps = sample().to_caps();
         caps.make_mut().structure_mut(0).unwrap().set("width", 0i32);
         assert!(FmapCaps::from_caps(&caps).unwrap_err().contains("'width'"));
+    }
+
+    #[test]
+    fn coded_caps_round_trip_through_text() {
+        gst::init().unwrap();
+        let raw = gst::Caps::builder(RAW_MEDIA_TYPE)
+            .field("model", "nanodet")
+            .field("cut", "PartitionedCall/onnx_tf_prefix_Concat_27:0")
+            .field("width", 768i32)
+            .field("height", 576i32)
+            .field("framerate", gst::Fraction::new(10, 1))
+            .build();
+        let codec = CodecFields {
+            codec_version: 1,
+            mode: "bi",
+            bits: 6,
+            quantizer: "per-channel",
+            entropy: "zvc-huffman",
+            delay_frames: 1,
+        };
+        let coded = coded_from_raw(raw.structure(0).unwrap(), &codec);
+        let text = coded.to_string();
+        let parsed: gst::Caps = text.parse().unwrap();
+        assert_eq!(parsed, coded);
+        let back = raw_from_coded(parsed.structure(0).unwrap());
+        assert_eq!(back, raw);
+        assert_eq!(
+            frame_duration(raw.structure(0).unwrap()),
+            Some(gst::ClockTime::from_mseconds(100))
+        );
     }
 }
