@@ -160,7 +160,7 @@ fn bi_streams_of_every_length_decode_in_display_order() {
 #[test]
 fn bi_encoder_delay_and_decoder_holding() {
     let shape = Shape::new(2, 8, 8);
-    let mut enc = Encoder::new(cfg(Structure::Bi)).unwrap();
+    let mut enc = Encoder::with_reconstructions(cfg(Structure::Bi)).unwrap();
     assert_eq!(enc.delay_frames(), 1);
     assert_eq!(Encoder::new(cfg(Structure::Uni)).unwrap().delay_frames(), 0);
     assert!(
@@ -191,8 +191,8 @@ fn bi_encoder_delay_and_decoder_holding() {
         out.iter().map(|f| f.index).collect::<Vec<_>>(),
         vec![10, 11]
     );
-    assert_eq!(out[0], group[1].reconstruction);
-    assert_eq!(out[1], group[0].reconstruction);
+    assert_eq!(out[0], group[1].reconstruction.clone().unwrap());
+    assert_eq!(out[1], group[0].reconstruction.clone().unwrap());
     let out = dec.decode(&after[0].data).unwrap();
     assert_eq!(out.iter().map(|f| f.index).collect::<Vec<_>>(), vec![12]);
     let out = dec.decode(&tail[0].data).unwrap();
@@ -239,7 +239,8 @@ fn closed_loop_without_dead_zone_has_no_drift() {
                 let t = &f.tensors[0];
                 let q = TensorQuantizer::for_tensor(&quantizer, t, 8).unwrap();
                 let plane = shape.plane_len();
-                let TensorData::F32(rec) = &u.reconstruction.tensors[0].data else {
+                let TensorData::F32(rec) = &u.reconstruction.as_ref().unwrap().tensors[0].data
+                else {
                     panic!("f32 output expected")
                 };
                 let TensorData::F32(orig) = &t.data else {
@@ -267,7 +268,7 @@ fn closed_loop_repeated_frame_skips_every_block() {
         entropy: EntropyMode::Zvc,
         ..CodecConfig::default()
     };
-    let mut enc = Encoder::new(c.clone()).unwrap();
+    let mut enc = Encoder::with_reconstructions(c.clone()).unwrap();
     let first = moving_frame(0, shape, (1.0, 1.0));
     let mut repeat = first.clone();
     repeat.index = 1;
@@ -278,7 +279,10 @@ fn closed_loop_repeated_frame_skips_every_block() {
     let u2 = enc.push(&moved).unwrap().remove(0);
     assert_eq!(u1.kind, UnitKind::ClosedLoopPredicted);
     // Same content: the reconstruction is the previous one, and the residual payload is empty.
-    assert_eq!(u1.reconstruction.tensors, u0.reconstruction.tensors);
+    assert_eq!(
+        u1.reconstruction.as_ref().unwrap().tensors,
+        u0.reconstruction.as_ref().unwrap().tensors
+    );
     let skipped = codec_core::codec::inspect_unit(&u1.data).unwrap();
     assert_eq!(skipped.coded_blocks, 0, "{skipped:?}");
     assert_eq!(skipped.residual_symbols, 0);
@@ -293,7 +297,10 @@ fn closed_loop_repeated_frame_skips_every_block() {
     );
     let mut dec = Decoder::new();
     for u in [&u0, &u1, &u2] {
-        assert_eq!(dec.decode(&u.data).unwrap(), vec![u.reconstruction.clone()]);
+        assert_eq!(
+            dec.decode(&u.data).unwrap(),
+            vec![u.reconstruction.clone().unwrap()]
+        );
     }
 }
 
@@ -320,8 +327,8 @@ fn uni_and_bi_predict_shifted_maps_with_low_error() {
                     .iter()
                     .find(|a| a.kind == UnitKind::Anchor && a.frame_index.abs_diff(f.index) == 1)
                     .unwrap();
-                let predicted_error = mean_abs_error(&u.reconstruction, f);
-                let no_motion_error = mean_abs_error(&anchor.reconstruction, f);
+                let predicted_error = mean_abs_error(u.reconstruction.as_ref().unwrap(), f);
+                let no_motion_error = mean_abs_error(anchor.reconstruction.as_ref().unwrap(), f);
                 let mean: f64 = f.tensors[0].to_f32().iter().map(|&v| v as f64).sum::<f64>()
                     / shape.len() as f64;
                 assert!(
@@ -354,7 +361,7 @@ fn u8_model_tensors_come_back_as_u8_with_the_model_parameters() {
         for u in &units {
             let TensorData::U8 {
                 scale, zero_point, ..
-            } = &u.reconstruction.tensors[0].data
+            } = &u.reconstruction.as_ref().unwrap().tensors[0].data
             else {
                 panic!("u8 output expected")
             };
@@ -363,7 +370,7 @@ fn u8_model_tensors_come_back_as_u8_with_the_model_parameters() {
         if structure == Structure::Intra {
             // At 8 bits with the model's own quantizer the codes pass unchanged.
             for (u, f) in units.iter().zip(&frames) {
-                assert_eq!(u.reconstruction.tensors, f.tensors);
+                assert_eq!(u.reconstruction.as_ref().unwrap().tensors, f.tensors);
             }
         }
     }
@@ -387,7 +394,10 @@ fn missing_anchor_gives_missing_reference_then_resync() {
                     reference: 2
                 })
             ),
-            _ => assert_eq!(dec.decode(&u.data).unwrap(), vec![u.reconstruction.clone()]),
+            _ => assert_eq!(
+                dec.decode(&u.data).unwrap(),
+                vec![u.reconstruction.clone().unwrap()]
+            ),
         }
     }
 
@@ -436,7 +446,10 @@ fn missing_anchor_gives_missing_reference_then_resync() {
                     reference: 2
                 })
             ),
-            _ => assert_eq!(dec.decode(&u.data).unwrap(), vec![u.reconstruction.clone()]),
+            _ => assert_eq!(
+                dec.decode(&u.data).unwrap(),
+                vec![u.reconstruction.clone().unwrap()]
+            ),
         }
     }
 
@@ -542,7 +555,7 @@ fn closed_loop_dead_zone_bounds_the_error_per_frame() {
         for (u, f) in units.iter().zip(&frames) {
             let t = &f.tensors[0];
             let q = TensorQuantizer::for_tensor(&c.quantizer, t, 6).unwrap();
-            let rec = u.reconstruction.tensors[0].to_f32();
+            let rec = u.reconstruction.as_ref().unwrap().tensors[0].to_f32();
             for (i, (a, b)) in rec.iter().zip(t.to_f32()).enumerate() {
                 let s = q.params_for_channel(i / shape.plane_len()).scale;
                 let bound = (dead_zone as f32 + 0.5) * s * 1.0001 + 1e-6;
@@ -566,10 +579,10 @@ fn closed_loop_dead_zone_bounds_the_error_per_frame() {
 fn a_restarted_stream_never_predicts_from_the_old_streams_reference() {
     let shape = Shape::new(2, 8, 8);
     let frames: Vec<_> = (0..2).map(|i| moving_frame(i, shape, (1.0, 0.0))).collect();
-    let first = Encoder::new(cfg(Structure::Uni)).unwrap();
+    let first = Encoder::with_reconstructions(cfg(Structure::Uni)).unwrap();
     // Stream ids are random; pick a second encoder whose id differs (collisions are 1/65536).
     let second = (0..100)
-        .map(|_| Encoder::new(cfg(Structure::Uni)).unwrap())
+        .map(|_| Encoder::with_reconstructions(cfg(Structure::Uni)).unwrap())
         .find(|e| e.stream_id() != first.stream_id())
         .unwrap();
     let mut units = Vec::new();
@@ -594,6 +607,6 @@ fn a_restarted_stream_never_predicts_from_the_old_streams_reference() {
     dec.decode(&units[1][0].data).unwrap();
     assert_eq!(
         dec.decode(&units[1][1].data).unwrap(),
-        vec![units[1][1].reconstruction.clone()]
+        vec![units[1][1].reconstruction.clone().unwrap()]
     );
 }

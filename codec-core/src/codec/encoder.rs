@@ -36,6 +36,8 @@ pub struct Encoder {
     quality_scale: f32,
     /// The next frame starts with a sync unit (a receiver asked for one).
     force_key: bool,
+    /// Fill [`CodedUnit::reconstruction`].
+    keep_reconstructions: bool,
 }
 
 impl Encoder {
@@ -63,7 +65,15 @@ impl Encoder {
             spreads: Vec::new(),
             quality_scale: 1.0,
             force_key: false,
+            keep_reconstructions: false,
         })
+    }
+
+    /// An encoder whose units carry the decoder's output ([`CodedUnit::reconstruction`]).
+    pub fn with_reconstructions(cfg: CodecConfig) -> Result<Encoder, CodecError> {
+        let mut encoder = Encoder::new(cfg)?;
+        encoder.keep_reconstructions = true;
+        Ok(encoder)
     }
 
     pub fn config(&self) -> &CodecConfig {
@@ -237,7 +247,7 @@ impl Encoder {
         recon: RefFrame,
     ) -> Result<CodedUnit, CodecError> {
         let data = w.finish()?;
-        let reconstruction = recon.to_frame();
+        let reconstruction = self.keep_reconstructions.then(|| recon.to_frame());
         if kind.becomes_reference() {
             self.reference = Some(recon);
         }
@@ -454,7 +464,7 @@ impl Encoder {
             tensors,
         };
         let data = w.finish()?;
-        let reconstruction = recon.to_frame();
+        let reconstruction = self.keep_reconstructions.then(|| recon.to_frame());
         self.adaptive_reference = Some(recon);
         Ok(CodedUnit {
             frame_index: frame.index,

@@ -95,6 +95,8 @@ pub struct CodedUnit {
     pub kind: UnitKind,
     /// One self-delimiting coded unit (header .. CRC).
     pub data: Vec<u8>,
-    /// What the [`Decoder`] outputs for this frame, bit for bit.
-    pub reconstruction: FeatureFrame,
+    /// What the [`Decoder`] outputs for this frame, bit for bit: `Some` only from an encoder
+    /// made with [`Encoder::with_reconstructions`] (tests, fuzzing, tools), since building it
+    /// costs a copy of the frame that a sender does not need.
+    pub reconstruction: Option<FeatureFrame>,
 }

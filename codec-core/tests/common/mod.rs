@@ -101,7 +101,7 @@ pub fn moving_frame_u8(index: u64, shape: Shape, velocity: (f32, f32)) -> Featur
 
 /// Encodes all frames (push + finish) and returns the units in decode order.
 pub fn encode_all(cfg: &CodecConfig, frames: &[FeatureFrame]) -> Vec<CodedUnit> {
-    let mut enc = Encoder::new(cfg.clone()).expect("valid config");
+    let mut enc = Encoder::with_reconstructions(cfg.clone()).expect("valid config");
     let mut units = Vec::new();
     for f in frames {
         units.extend(enc.push(f).expect("encode"));
@@ -137,7 +137,8 @@ pub fn assert_round_trip(cfg: &CodecConfig, frames: &[FeatureFrame]) -> Vec<Code
         let unit = units.iter().find(|u| u.frame_index == f.index).unwrap();
         assert_eq!(unit.pts_ns, f.pts_ns);
         assert_eq!(
-            &unit.reconstruction, d,
+            unit.reconstruction.as_ref().unwrap(),
+            d,
             "reconstruction of frame {} ({cfg:?})",
             f.index
         );

@@ -87,7 +87,7 @@ pub fn raw_buffer(frame: &FeatureFrame) -> gst::Buffer {
 /// What codec-core itself produces for `frames` with `cfg`: the reference the elements must
 /// match bit for bit.
 pub fn reference_units(cfg: &CodecConfig, frames: &[FeatureFrame]) -> Vec<CodedUnit> {
-    let mut enc = Encoder::new(cfg.clone()).unwrap();
+    let mut enc = Encoder::with_reconstructions(cfg.clone()).unwrap();
     let mut units = Vec::new();
     for f in frames {
         units.extend(enc.push(f).unwrap());
