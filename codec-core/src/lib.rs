@@ -9,6 +9,7 @@ pub mod entropy;
 pub mod frame;
 pub mod motion;
 pub mod quant;
+pub mod tile;
 
 pub use codec::{CodecConfig, CodecError, CodedUnit, Decoder, Encoder, Structure, UnitKind};
 pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};
