@@ -50,6 +50,14 @@ impl ResizeMode {
         }
     }
 
+    /// The mode a model profile asks for.
+    pub fn from_profile(mode: fmap_infer::profile::ResizeMode) -> Self {
+        match mode {
+            fmap_infer::profile::ResizeMode::Stretch => ResizeMode::Stretch,
+            fmap_infer::profile::ResizeMode::Letterbox => ResizeMode::Letterbox,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "stretch" => Ok(ResizeMode::Stretch),

@@ -1,6 +1,7 @@
 //! The fmap GStreamer plugin: split object detection with compressed feature maps.
 //!
-//! Elements: `splitinfer-front`, `fmapenc`, `fmapdec`, `splitinfer-back`, `detectoverlay`.
+//! Elements: `splitinfer-front`, `fmapenc`, `fmapdec`, `splitinfer-back`, `detectoverlay`,
+//! `fmaptile`, `fmapuntile`.
 //! Each element lives in its own module; the logic lives in `codec-core` and `fmap-infer`.
 
 use gst::glib;
@@ -9,6 +10,8 @@ mod detectoverlay;
 pub mod fmapcaps;
 mod fmapdec;
 pub mod fmapenc;
+mod fmaptile;
+mod fmapuntile;
 mod splitinfer_back;
 mod splitinfer_front;
 
@@ -16,6 +19,8 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     detectoverlay::register(plugin)?;
     fmapenc::register(plugin)?;
     fmapdec::register(plugin)?;
+    fmaptile::register(plugin)?;
+    fmapuntile::register(plugin)?;
     splitinfer_front::register(plugin)?;
     splitinfer_back::register(plugin)?;
     Ok(())

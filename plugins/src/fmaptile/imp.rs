@@ -1,0 +1,366 @@
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use codec_core::FeatureFrame;
+use codec_core::tile::{self, MosaicLayout, StreamId};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::picture::{self, HeldEvents};
+use crate::fmapcaps::{self, FmapCaps};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "fmaptile",
+        gst::DebugColorFlags::empty(),
+        Some("fmap feature-map mosaic tiler"),
+    )
+});
+
+/// Counters of the `stats` property.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    frames: u64,
+    busy: Duration,
+}
+
+impl Stats {
+    fn to_structure(self) -> gst::Structure {
+        let ms = if self.frames == 0 {
+            0.0
+        } else {
+            self.busy.as_secs_f64() * 1e3 / self.frames as f64
+        };
+        gst::Structure::builder("fmaptile-stats")
+            .field("frames", self.frames)
+            .field("ms-per-frame", ms)
+            .build()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    stream: Option<(StreamId, gst::Fraction)>,
+    /// The layout and picture format negotiated at the first frame.
+    output: Option<(MosaicLayout, gst_video::VideoInfo)>,
+    held: HeldEvents,
+    stats: Stats,
+}
+
+pub struct FmapTile {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    state: Mutex<State>,
+}
+
+impl FmapTile {
+    /// Picks the picture format downstream prefers among I420 and GRAY8 at the layout's size.
+    fn negotiate(
+        &self,
+        layout: &MosaicLayout,
+        framerate: gst::Fraction,
+    ) -> Result<gst_video::VideoInfo, gst::FlowError> {
+        let ours = gst_video::VideoCapsBuilder::new()
+            .format_list(picture::FORMATS)
+            .width(layout.width as i32)
+            .height(layout.height as i32)
+            .framerate(framerate)
+            .build();
+        let mut caps = self.srcpad.peer_query_caps(Some(&ours));
+        if caps.is_empty() {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                (
+                    "Downstream accepts none of {} at {}x{}",
+                    "I420, GRAY8",
+                    layout.width,
+                    layout.height
+                ),
+                [
+                    "fmaptile makes a {}x{} mosaic picture; put a video encoder that takes I420 or \
+                     GRAY8 at that size after it (x264enc, x265enc, pngenc), or videoconvert",
+                    layout.width,
+                    layout.height
+                ]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        caps.fixate();
+        gst_video::VideoInfo::from_caps(&caps).map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Cannot use caps {caps}")
+            );
+            gst::FlowError::NotNegotiated
+        })
+    }
+
+    fn chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let started = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap();
+        let Some((stream, framerate)) = state.stream.clone() else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("No caps before the first feature frame"),
+                ["link fmaptile after splitinfer-front or fmapdec"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let frame = {
+            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+            FeatureFrame::from_raw(&map)
+        };
+        let frame = frame.map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Decode,
+                ("Input is not a raw feature frame: {e}"),
+                ["fmaptile takes what splitinfer-front or fmapdec output (application/x-fmap)"]
+            );
+            gst::FlowError::Error
+        })?;
+        let (layout, luma) = tile::tile(&frame, &stream).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot tile frame {}: {e}", frame.index)
+            );
+            gst::FlowError::Error
+        })?;
+        let info = match &state.output {
+            Some((l, info)) if *l == layout => info.clone(),
+            Some((l, _)) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "The cut tensors changed shape mid-stream ({}x{} mosaic, now {}x{})",
+                        l.width,
+                        l.height,
+                        layout.width,
+                        layout.height
+                    ),
+                    [
+                        "a stream must keep one model and split point; restart the pipeline to change them"
+                    ]
+                );
+                return Err(gst::FlowError::Error);
+            }
+            None => {
+                let info = self.negotiate(&layout, framerate)?;
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{}x{} {:?} mosaic, header {} rows, regions {:?}",
+                    layout.width,
+                    layout.height,
+                    info.format(),
+                    layout.header_height,
+                    layout.regions
+                );
+                let caps = info.to_caps().map_err(|_| gst::FlowError::NotNegotiated)?;
+                if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
+                    return Err(gst::FlowError::NotNegotiated);
+                }
+                state.held.release(&self.srcpad);
+                state.output = Some((layout, info.clone()));
+                info
+            }
+        };
+        let mut out = picture::write_picture(&luma, &info).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Write,
+                ("Cannot write the mosaic: {e}")
+            );
+            gst::FlowError::Error
+        })?;
+        {
+            let out = out.get_mut().expect("new buffer is writable");
+            out.set_pts(buffer.pts());
+            out.set_dts(buffer.dts());
+            out.set_duration(buffer.duration());
+            out.set_offset(frame.index);
+            out.set_flags(buffer.flags() & gst::BufferFlags::DISCONT);
+        }
+        state.stats.frames += 1;
+        state.stats.busy += started.elapsed();
+        drop(state);
+        self.srcpad.push(out)
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+        gst::log!(CAT, obj = pad, "handling event {:?}", event);
+        match event.view() {
+            EventView::Caps(c) => {
+                let parsed = FmapCaps::from_caps(c.caps()).and_then(|f| {
+                    StreamId::new(&f.model, &f.cut, f.width, f.height)
+                        .map(|id| (id, f.framerate))
+                        .map_err(|e| e.to_string())
+                });
+                match parsed {
+                    Ok(stream) => {
+                        let mut state = self.state.lock().unwrap();
+                        if state.output.is_some() && state.stream.as_ref() != Some(&stream) {
+                            gst::element_imp_error!(
+                                self,
+                                gst::CoreError::Negotiation,
+                                ("The feature stream changed model, cut or video size mid-stream"),
+                                ["restart the pipeline to change them"]
+                            );
+                            return false;
+                        }
+                        state.stream = Some(stream);
+                        true
+                    }
+                    Err(e) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::CoreError::Negotiation,
+                            ("Unusable {} caps: {e}", fmapcaps::MEDIA_TYPE),
+                            ["link fmaptile after splitinfer-front or fmapdec"]
+                        );
+                        false
+                    }
+                }
+            }
+            EventView::Eos(_) => {
+                let mut state = self.state.lock().unwrap();
+                state.held.release(&self.srcpad);
+                gst::info!(CAT, imp = self, "end of stream: {:?}", state.stats);
+                drop(state);
+                self.srcpad.push_event(event)
+            }
+            _ => {
+                let held = self.state.lock().unwrap().held.hold(&self.srcpad, event);
+                match held {
+                    Some(event) => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+                    None => true,
+                }
+            }
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for FmapTile {
+    const NAME: &'static str = "GstFmapTile";
+    type Type = super::FmapTile;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
+            .chain_function(|pad, parent, buffer| {
+                FmapTile::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                FmapTile::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
+            })
+            .build();
+        let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap()).build();
+        Self {
+            sinkpad,
+            srcpad,
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl ObjectImpl for FmapTile {
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.sinkpad).unwrap();
+        obj.add_pad(&self.srcpad).unwrap();
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "frames (tiled), ms-per-frame (mean time to quantize and tile one frame)",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "stats" => self.state.lock().unwrap().stats.to_structure().to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for FmapTile {}
+
+impl ElementImpl for FmapTile {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Feature map mosaic tiler",
+                "Converter/Video/Tensor",
+                "Quantizes the cut tensors of raw feature frames (application/x-fmap) to 8-bit \
+                 codes and tiles their channel planes into one picture (I420 with mid-grey \
+                 chroma, or GRAY8) for any video encoder; ranges, shapes, model and cut travel \
+                 in a header band coded in the picture. fmapuntile is the inverse",
+                "fmap developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &fmapcaps::template_caps(),
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &picture::template_caps(),
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            *self.state.lock().unwrap() = State::default();
+        }
+        self.parent_change_state(transition)
+    }
+}
