@@ -236,8 +236,14 @@ impl FmapTile {
             EventView::Eos(_) => {
                 let mut state = self.state.lock().unwrap();
                 state.held.release(&self.srcpad);
-                gst::info!(CAT, imp = self, "end of stream: {:?}", state.stats);
+                let stats = state.stats;
                 drop(state);
+                gst::info!(CAT, imp = self, "end of stream: {:?}", stats);
+                let _ = self.obj().post_message(
+                    gst::message::Element::builder(stats.to_structure())
+                        .src(&*self.obj())
+                        .build(),
+                );
                 self.srcpad.push_event(event)
             }
             _ => {
@@ -297,7 +303,8 @@ impl ObjectImpl for FmapTile {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                        "frames (tiled), ms-per-frame (mean time to quantize and tile one frame)",
+                        "frames (tiled), ms-per-frame (mean time to quantize and tile one frame); also \
+                         posted as an element message at EOS",
                     )
                     .read_only()
                     .build(),

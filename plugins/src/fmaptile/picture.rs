@@ -2,8 +2,8 @@
 //! travels in, writing and reading its luma plane, and holding back the events that must follow
 //! caps both elements only know at their first buffer.
 
-use gst_video::prelude::*;
 use gst_video::VideoFormat;
+use gst_video::prelude::*;
 
 /// Mosaic picture formats, in order of preference: I420 (every H.264/H.265 encoder takes it;
 /// the chroma planes are flat mid-grey) and GRAY8 (PNG, JPEG, encoders with a monochrome mode).
