@@ -2,7 +2,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use codec_core::FeatureFrame;
-use codec_core::tile::{self, MosaicLayout, StreamId};
+use codec_core::tile::{MosaicLayout, RangeTracker, StreamId};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -44,6 +44,7 @@ struct State {
     stream: Option<(StreamId, gst::Fraction)>,
     /// The layout and picture format negotiated at the first frame.
     output: Option<(MosaicLayout, gst_video::VideoInfo)>,
+    ranges: RangeTracker,
     held: HeldEvents,
     stats: Stats,
 }
@@ -55,47 +56,55 @@ pub struct FmapTile {
 }
 
 impl FmapTile {
-    /// Picks the picture format downstream prefers among I420 and GRAY8 at the layout's size.
-    fn negotiate(
-        &self,
-        layout: &MosaicLayout,
-        framerate: gst::Fraction,
-    ) -> Result<gst_video::VideoInfo, gst::FlowError> {
-        let ours = gst_video::VideoCapsBuilder::new()
-            .format_list(picture::FORMATS)
-            .width(layout.width as i32)
-            .height(layout.height as i32)
-            .framerate(framerate)
-            .build();
-        let mut caps = self.srcpad.peer_query_caps(Some(&ours));
+    /// The picture format downstream prefers among [`picture::FORMATS`].
+    fn choose_format(&self) -> Result<gst_video::VideoFormat, gst::FlowError> {
+        let mut caps = self.srcpad.peer_query_caps(Some(&picture::template_caps()));
         if caps.is_empty() {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                (
-                    "Downstream accepts none of {} at {}x{}",
-                    "I420, GRAY8",
-                    layout.width,
-                    layout.height
-                ),
+                ("Downstream accepts neither I420 nor GRAY8"),
                 [
-                    "fmaptile makes a {}x{} mosaic picture; put a video encoder that takes I420 or \
-                     GRAY8 at that size after it (x264enc, x265enc, pngenc), or videoconvert",
+                    "put a video encoder that takes I420 or GRAY8 after fmaptile (x264enc, \
+                     x265enc, pngenc), or videoconvert"
+                ]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        caps.fixate();
+        caps.structure(0)
+            .and_then(|s| s.get::<&str>("format").ok())
+            .map(gst_video::VideoFormat::from_string)
+            .filter(|f| picture::FORMATS.contains(f))
+            .ok_or(gst::FlowError::NotNegotiated)
+    }
+
+    /// Sets the output caps for the first mosaic.
+    fn negotiate(
+        &self,
+        format: gst_video::VideoFormat,
+        layout: &MosaicLayout,
+        framerate: gst::Fraction,
+    ) -> Result<gst_video::VideoInfo, gst::FlowError> {
+        let info = gst_video::VideoInfo::builder(format, layout.width as u32, layout.height as u32)
+            .fps(framerate)
+            .build()
+            .map_err(|_| gst::FlowError::NotNegotiated)?;
+        let caps = info.to_caps().map_err(|_| gst::FlowError::NotNegotiated)?;
+        if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Downstream refused {caps}"),
+                [
+                    "fmaptile makes a {}x{} mosaic; the encoder after it must take that size",
                     layout.width,
                     layout.height
                 ]
             );
             return Err(gst::FlowError::NotNegotiated);
         }
-        caps.fixate();
-        gst_video::VideoInfo::from_caps(&caps).map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ("Cannot use caps {caps}")
-            );
-            gst::FlowError::NotNegotiated
-        })
+        Ok(info)
     }
 
     fn chain(
@@ -127,7 +136,12 @@ impl FmapTile {
             );
             gst::FlowError::Error
         })?;
-        let (layout, luma) = tile::tile(&frame, &stream).map_err(|e| {
+        let format = match &state.output {
+            Some((_, info)) => info.format(),
+            None => self.choose_format()?,
+        };
+        let place = picture::header_place(format);
+        let mosaic = state.ranges.tile(&frame, &stream, place).map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
@@ -136,7 +150,7 @@ impl FmapTile {
             gst::FlowError::Error
         })?;
         let info = match &state.output {
-            Some((l, info)) if *l == layout => info.clone(),
+            Some((l, info)) if *l == mosaic.layout => info.clone(),
             Some((l, _)) => {
                 gst::element_imp_error!(
                     self,
@@ -145,37 +159,34 @@ impl FmapTile {
                         "The cut tensors changed shape mid-stream ({}x{} mosaic, now {}x{})",
                         l.width,
                         l.height,
-                        layout.width,
-                        layout.height
+                        mosaic.layout.width,
+                        mosaic.layout.height
                     ),
                     [
-                        "a stream must keep one model and split point; restart the pipeline to change them"
+                        "a stream must keep one model and split point; restart the pipeline to \
+                         change them"
                     ]
                 );
                 return Err(gst::FlowError::Error);
             }
             None => {
-                let info = self.negotiate(&layout, framerate)?;
+                let info = self.negotiate(format, &mosaic.layout, framerate)?;
                 gst::info!(
                     CAT,
                     imp = self,
-                    "{}x{} {:?} mosaic, header {} rows, regions {:?}",
-                    layout.width,
-                    layout.height,
-                    info.format(),
-                    layout.header_height,
-                    layout.regions
+                    "{}x{} {:?} mosaic, header in {:?}, regions {:?}",
+                    mosaic.layout.width,
+                    mosaic.layout.height,
+                    format,
+                    place,
+                    mosaic.layout.regions
                 );
-                let caps = info.to_caps().map_err(|_| gst::FlowError::NotNegotiated)?;
-                if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
-                    return Err(gst::FlowError::NotNegotiated);
-                }
                 state.held.release(&self.srcpad);
-                state.output = Some((layout, info.clone()));
+                state.output = Some((mosaic.layout.clone(), info.clone()));
                 info
             }
         };
-        let mut out = picture::write_picture(&luma, &info).map_err(|e| {
+        let mut out = picture::write_picture(&mosaic, &info).map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
@@ -332,7 +343,8 @@ impl ElementImpl for FmapTile {
                 "Quantizes the cut tensors of raw feature frames (application/x-fmap) to 8-bit \
                  codes and tiles their channel planes into one picture (I420 with mid-grey \
                  chroma, or GRAY8) for any video encoder; ranges, shapes, model and cut travel \
-                 in a header band coded in the picture. fmapuntile is the inverse",
+                 as a header coded in the picture (I420: in the U plane; GRAY8: a luma band). \
+                 fmapuntile is the inverse",
                 "fmap developers",
             )
         });

@@ -3,10 +3,12 @@
 //! control can carry feature maps (the tiled method of Choi & Bajić 2018).
 //!
 //! Float tensors are quantized to 8 bits with a per-frame MinMax range (codec-core's
-//! quantizer); the u8 tensors of an 8-bit model keep their codes. The layout, ranges, model and
-//! cut are written into a header band at the top of the picture (one bit per 8x8 block), so
-//! they survive lossy coding and any transport; see `codec_core::tile`. The picture size
-//! (multiples of 16) follows from the tensor shapes and is fixed at the first frame.
+//! quantizer); the u8 tensors of an 8-bit model keep their codes. The shapes, ranges, model and
+//! cut are written into the picture as a header (one bit per 8x8 block; in the U plane of I420,
+//! in a luma band above the tensors for GRAY8), so they survive lossy coding and any transport;
+//! see `codec_core::tile`. The picture size (multiples of 16) follows from the tensor shapes
+//! and is fixed at the first frame; the format is the first of I420, GRAY8 that downstream
+//! accepts.
 //!
 //! ```text
 //! gst-launch-1.0 filesrc location=vtest.avi ! decodebin ! videoconvert \

@@ -2,12 +2,22 @@
 //! travels in, writing and reading its luma plane, and holding back the events that must follow
 //! caps both elements only know at their first buffer.
 
+use codec_core::tile::{CHROMA_NEUTRAL, HeaderPlace, Mosaic, Plane};
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
 /// Mosaic picture formats, in order of preference: I420 (every H.264/H.265 encoder takes it;
-/// the chroma planes are flat mid-grey) and GRAY8 (PNG, JPEG, encoders with a monochrome mode).
+/// V is flat mid-grey, U too apart from the header) and GRAY8 (PNG, JPEG, encoders with a
+/// monochrome mode; the header is a luma band).
 pub const FORMATS: [VideoFormat; 2] = [VideoFormat::I420, VideoFormat::Gray8];
+
+/// Where a picture of `format` carries the mosaic header.
+pub fn header_place(format: VideoFormat) -> HeaderPlace {
+    match format {
+        VideoFormat::Gray8 => HeaderPlace::Luma,
+        _ => HeaderPlace::Chroma,
+    }
+}
 
 /// Template caps: the mosaic formats at any size.
 pub fn template_caps() -> gst::Caps {
@@ -16,31 +26,37 @@ pub fn template_caps() -> gst::Caps {
         .build()
 }
 
-/// A picture of `info`'s format holding `luma` (`info.width()` bytes a row) with mid-grey chroma.
-pub fn write_picture(luma: &[u8], info: &gst_video::VideoInfo) -> Result<gst::Buffer, String> {
+/// A picture of `info`'s format holding `mosaic`: its luma, its U plane when it has one, the
+/// other chroma mid-grey.
+pub fn write_picture(mosaic: &Mosaic, info: &gst_video::VideoInfo) -> Result<gst::Buffer, String> {
     let buffer = gst::Buffer::with_size(info.size()).map_err(|e| e.to_string())?;
     let mut frame = gst_video::VideoFrame::from_buffer_writable(buffer, info)
         .map_err(|_| "cannot map a new picture".to_string())?;
-    let width = info.width() as usize;
     for plane in 0..frame.n_planes() {
         let stride = frame.plane_stride()[plane as usize] as usize;
+        let (src, width) = match plane {
+            0 => (Some(&mosaic.luma), mosaic.layout.width),
+            1 => (mosaic.chroma_u.as_ref(), mosaic.layout.width / 2),
+            _ => (None, 0),
+        };
         let data = frame.plane_data_mut(plane).map_err(|e| e.to_string())?;
-        if plane == 0 {
-            for (row, src) in data.chunks_mut(stride).zip(luma.chunks_exact(width)) {
-                row[..width].copy_from_slice(src);
+        match src {
+            Some(src) => {
+                for (row, src) in data.chunks_mut(stride).zip(src.chunks_exact(width)) {
+                    row[..width].copy_from_slice(src);
+                }
             }
-        } else {
-            data.fill(128);
+            None => data.fill(CHROMA_NEUTRAL),
         }
     }
     Ok(frame.into_buffer())
 }
 
-/// Runs `f` on the luma plane of `buffer` (data, stride in bytes).
-pub fn with_luma<T>(
+/// Runs `f` on the luma plane of `buffer` and, for a YUV picture, its U plane.
+pub fn with_planes<T>(
     buffer: &gst::BufferRef,
     info: &gst_video::VideoInfo,
-    f: impl FnOnce(&[u8], usize) -> T,
+    f: impl FnOnce(&Plane, Option<&Plane>) -> T,
 ) -> Result<T, String> {
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info).map_err(|_| {
         format!(
@@ -50,9 +66,20 @@ pub fn with_luma<T>(
             info.format()
         )
     })?;
-    let stride = frame.plane_stride()[0] as usize;
-    let data = frame.plane_data(0).map_err(|e| e.to_string())?;
-    Ok(f(data, stride))
+    let plane = |i: u32| -> Result<Plane, String> {
+        Ok(Plane {
+            data: frame.plane_data(i).map_err(|e| e.to_string())?,
+            stride: frame.plane_stride()[i as usize] as usize,
+            width: frame.comp_width(i) as usize,
+            height: frame.comp_height(i) as usize,
+        })
+    };
+    let luma = plane(0)?;
+    let chroma = match header_place(info.format()) {
+        HeaderPlace::Chroma => Some(plane(1)?),
+        HeaderPlace::Luma => None,
+    };
+    Ok(f(&luma, chroma.as_ref()))
 }
 
 /// Serialized sticky events that arrive before the element can set its output caps (segment,

@@ -139,16 +139,8 @@ impl FmapUntile {
         };
         let index = state.stats.frames;
         let pts = buffer.pts().map(|t| t.nseconds());
-        let untiled = picture::with_luma(&buffer, info, |luma, stride| {
-            tile::untile(
-                luma,
-                stride,
-                info.width() as usize,
-                info.height() as usize,
-                &expected,
-                index,
-                pts,
-            )
+        let untiled = picture::with_planes(&buffer, info, |luma, chroma_u| {
+            tile::untile(luma, chroma_u, &expected, index, pts)
         })
         .map_err(|e| {
             gst::element_imp_error!(self, gst::StreamError::Decode, ("{e}"));

@@ -2,7 +2,7 @@
 //! video codec) → raw feature frames (`application/x-fmap`), exactly what `fmapdec` outputs, so
 //! `splitinfer-back` cannot tell the paths apart.
 //!
-//! The picture's header band carries the ranges, shapes, source video size, model hash and a
+//! The picture's header (U plane of I420, luma band of GRAY8) carries the ranges, shapes, source video size, model hash and a
 //! CRC of the cut names; `model`/`split-at` give the tensor names and the rest of the caps and
 //! are checked against the header (a mismatch is an error that names the property to fix). A
 //! header damaged in transit after good frames drops that frame with a warning.
