@@ -27,11 +27,7 @@ struct Stats {
 
 impl Stats {
     fn to_structure(self) -> gst::Structure {
-        let ms = if self.frames == 0 {
-            0.0
-        } else {
-            self.busy.as_secs_f64() * 1e3 / self.frames as f64
-        };
+        let ms = picture::ms_per_frame(self.busy, self.frames);
         gst::Structure::builder("fmaptile-stats")
             .field("frames", self.frames)
             .field("ms-per-frame", ms)
@@ -244,25 +240,17 @@ impl FmapTile {
                     }
                 }
             }
-            EventView::Eos(_) => {
-                let mut state = self.state.lock().unwrap();
-                state.held.release(&self.srcpad);
-                let stats = state.stats;
-                drop(state);
-                gst::info!(CAT, imp = self, "end of stream: {:?}", stats);
-                let _ = self.obj().post_message(
-                    gst::message::Element::builder(stats.to_structure())
-                        .src(&*self.obj())
-                        .build(),
-                );
-                self.srcpad.push_event(event)
-            }
             _ => {
-                let held = self.state.lock().unwrap().held.hold(&self.srcpad, event);
-                match held {
-                    Some(event) => gst::Pad::event_default(pad, Some(&*self.obj()), event),
-                    None => true,
-                }
+                let event = {
+                    let mut state = self.state.lock().unwrap();
+                    let stats = state.stats;
+                    state
+                        .held
+                        .pass((*CAT, self.obj().upcast_ref()), &self.srcpad, event, || {
+                            stats.to_structure()
+                        })
+                };
+                event.is_none_or(|e| gst::Pad::event_default(pad, Some(&*self.obj()), e))
             }
         }
     }

@@ -91,7 +91,7 @@ pub struct HeldEvents(Vec<gst::Event>);
 impl HeldEvents {
     /// Takes `event` if `srcpad` has no caps yet and the event must come after caps; otherwise
     /// gives it back.
-    pub fn hold(&mut self, srcpad: &gst::Pad, event: gst::Event) -> Option<gst::Event> {
+    fn hold(&mut self, srcpad: &gst::Pad, event: gst::Event) -> Option<gst::Event> {
         let after_caps = matches!(event.type_(), gst::EventType::Segment | gst::EventType::Tag);
         if after_caps && !srcpad.has_current_caps() {
             self.0.push(event);
@@ -101,10 +101,40 @@ impl HeldEvents {
         }
     }
 
-    /// Pushes what was held (before EOS, or right after new caps).
+    /// Pushes what was held (right after new caps, or before EOS).
     pub fn release(&mut self, srcpad: &gst::Pad) {
         for e in self.0.drain(..) {
             srcpad.push_event(e);
         }
+    }
+
+    /// Every sink event but caps, as both elements handle it: segment and tags wait for caps;
+    /// EOS releases them and posts `stats` as an element message. Returns the event to forward
+    /// (with `gst::Pad::event_default`, once the caller's lock is dropped).
+    pub fn pass(
+        &mut self,
+        (cat, element): (gst::DebugCategory, &gst::Element),
+        srcpad: &gst::Pad,
+        event: gst::Event,
+        stats: impl FnOnce() -> gst::Structure,
+    ) -> Option<gst::Event> {
+        if event.type_() == gst::EventType::Eos {
+            self.release(srcpad);
+            let stats = stats();
+            gst::info!(cat, obj = element, "end of stream: {stats}");
+            let _ =
+                element.post_message(gst::message::Element::builder(stats).src(element).build());
+            return Some(event);
+        }
+        self.hold(srcpad, event)
+    }
+}
+
+/// Mean milliseconds per frame of `busy` over `frames`.
+pub fn ms_per_frame(busy: std::time::Duration, frames: u64) -> f64 {
+    if frames == 0 {
+        0.0
+    } else {
+        busy.as_secs_f64() * 1e3 / frames as f64
     }
 }
