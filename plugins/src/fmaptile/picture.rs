@@ -130,6 +130,30 @@ impl HeldEvents {
     }
 }
 
+/// The always-present sink and src pads of both elements, the sink's buffers and events going
+/// to `chain` and `event` of the element's implementation `T`.
+pub fn pads<T: gst::subclass::prelude::ElementImpl>(
+    sink: &gst::PadTemplate,
+    src: &gst::PadTemplate,
+    chain: fn(&T, &gst::Pad, gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError>,
+    event: fn(&T, &gst::Pad, gst::Event) -> bool,
+) -> (gst::Pad, gst::Pad) {
+    use gst::subclass::prelude::ElementImplExt;
+    let sinkpad = gst::Pad::builder_from_template(sink)
+        .chain_function(move |pad, parent, buffer| {
+            T::catch_panic_pad_function(
+                parent,
+                || Err(gst::FlowError::Error),
+                |imp| chain(imp, pad, buffer),
+            )
+        })
+        .event_function(move |pad, parent, e| {
+            T::catch_panic_pad_function(parent, || false, |imp| event(imp, pad, e))
+        })
+        .build();
+    (sinkpad, gst::Pad::builder_from_template(src).build())
+}
+
 /// Mean milliseconds per frame of `busy` over `frames`.
 pub fn ms_per_frame(busy: std::time::Duration, frames: u64) -> f64 {
     if frames == 0 {

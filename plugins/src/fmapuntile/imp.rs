@@ -257,23 +257,12 @@ impl ObjectSubclass for FmapUntile {
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
-        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
-            .chain_function(|pad, parent, buffer| {
-                FmapUntile::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.chain(pad, buffer),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                FmapUntile::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |imp| imp.sink_event(pad, event),
-                )
-            })
-            .build();
-        let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap()).build();
+        let (sinkpad, srcpad) = picture::pads(
+            &klass.pad_template("sink").unwrap(),
+            &klass.pad_template("src").unwrap(),
+            Self::chain,
+            Self::sink_event,
+        );
         Self {
             sinkpad,
             srcpad,
