@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use codec_core::FeatureFrame;
+
 use crate::evaluate::{
     Clip, DetectionCache, FrameDetections, Measured, SettingResult, SplitRun, score,
 };
@@ -140,19 +142,29 @@ pub fn code_features(
     }
     let sizes = coded.buffers.iter().map(|b| b.size() as u64).collect();
     // Video encoders may shift timestamps (x264/x265 through GstVideoEncoder start at 1000 h to
-    // keep DTS positive); frames line up one to one, so they take back the recording's.
+    // keep DTS positive); frames line up one to one, so they take back the recording's, in the
+    // buffer and in the frame (so identical codes make identical frames for the cache).
     let buffers = decoded
         .buffers
-        .into_iter()
+        .iter()
         .zip(&run.features.buffers)
-        .map(|(mut d, src)| {
-            let b = d.make_mut();
-            b.set_pts(src.pts());
-            b.set_dts(src.dts());
-            b.set_duration(src.duration());
-            d
+        .map(|(d, src)| {
+            let parse = |b: &gst::Buffer| -> Result<FeatureFrame, String> {
+                let map = b.map_readable().map_err(|_| "unreadable feature frame")?;
+                FeatureFrame::from_raw(&map).map_err(|e| e.to_string())
+            };
+            let (mut frame, original) = (parse(d)?, parse(src)?);
+            (frame.index, frame.pts_ns) = (original.index, original.pts_ns);
+            let mut b = gst::Buffer::from_mut_slice(frame.to_raw().map_err(|e| e.to_string())?);
+            {
+                let b = b.get_mut().expect("new buffer is writable");
+                b.set_pts(src.pts());
+                b.set_dts(src.dts());
+                b.set_duration(src.duration());
+            }
+            Ok(b)
         })
-        .collect();
+        .collect::<Result<Vec<_>, String>>()?;
     let decoded = Recording {
         caps: decoded.caps,
         buffers,
