@@ -13,6 +13,7 @@ pub mod motion;
 pub mod quant;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod tile;
 
 pub use codec::{CodecConfig, CodecError, CodedUnit, Decoder, Encoder, Structure, UnitKind};
 pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};

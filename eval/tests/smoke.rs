@@ -41,8 +41,8 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
     let here: Vec<&Value> = results.iter().filter(|r| r["split"] == split).collect();
     assert_eq!(
         here.len(),
-        9 + 6,
-        "{split}: 9 quick settings + 6 tiled codecs"
+        9 + 10,
+        "{split}: 9 quick settings + 10 tiled codecs (lossless, PNG, x265 and x264 at 4 QPs)"
     );
     for r in &here {
         assert_eq!(r["frames"].as_u64(), Some(FRAMES), "{r}");
@@ -119,25 +119,30 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
         .unwrap();
     assert_eq!(lossless["accuracy"], png["accuracy"]);
     assert_eq!(png["network_frames"].as_u64(), Some(0), "{png}");
-    let mut lossy: Vec<(u32, f64)> = tiled
-        .iter()
-        .filter(|r| r["method"] == "tiled 8-bit + HEVC")
-        .map(|r| {
-            let enc = r["encoder"].as_str().unwrap();
-            let qp = enc
-                .split_whitespace()
-                .find_map(|p| p.strip_prefix("qp=")?.parse().ok())
-                .unwrap();
-            (qp, f(r, "kbit_per_s"))
-        })
-        .collect();
-    lossy.sort_by_key(|p| p.0);
-    assert!(lossy.len() >= 4);
-    assert!(
-        lossy.windows(2).all(|w| w[0].1 > w[1].1),
-        "{split}: tiled rate falls as QP rises: {lossy:?}"
-    );
-    assert!(lossy[0].1 < f(lossless, "kbit_per_s"));
+    for (method, qp_key) in [
+        ("tiled 8-bit + HEVC", "qp="),
+        ("tiled 8-bit + AVC", "quantizer="),
+    ] {
+        let mut lossy: Vec<(u32, f64)> = tiled
+            .iter()
+            .filter(|r| r["method"] == method)
+            .map(|r| {
+                let enc = r["encoder"].as_str().unwrap();
+                let qp = enc
+                    .split_whitespace()
+                    .find_map(|p| p.strip_prefix(qp_key)?.parse().ok())
+                    .unwrap();
+                (qp, f(r, "kbit_per_s"))
+            })
+            .collect();
+        lossy.sort_by_key(|p| p.0);
+        assert!(lossy.len() >= 4);
+        assert!(
+            lossy.windows(2).all(|w| w[0].1 > w[1].1),
+            "{split} {method}: tiled rate falls as QP rises: {lossy:?}"
+        );
+        assert!(lossy[0].1 < f(lossless, "kbit_per_s"));
+    }
 }
 
 /// The cloud-only anchors of one model: both sizes, every ladder point, rates ordered.

@@ -1,6 +1,7 @@
 //! The fmap GStreamer plugin: split object detection with compressed feature maps.
 //!
-//! Elements: `splitinfer-front`, `fmapenc`, `fmapdec`, `splitinfer-back`, `detectoverlay`.
+//! Elements: `splitinfer-front`, `fmapenc`, `fmapdec`, `splitinfer-back`, `detectoverlay`,
+//! `fmaptile`, `fmapuntile`.
 //! Each element lives in its own module and imports no other element; what they share (caps,
 //! model loading, the ONNX element properties) lives in [`common`]. The logic lives in
 //! `codec-core` and `fmap-infer`.
@@ -11,6 +12,8 @@ pub mod common;
 mod detectoverlay;
 mod fmapdec;
 pub mod fmapenc;
+mod fmaptile;
+mod fmapuntile;
 mod splitinfer_back;
 mod splitinfer_front;
 
@@ -18,6 +21,8 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     detectoverlay::register(plugin)?;
     fmapenc::register(plugin)?;
     fmapdec::register(plugin)?;
+    fmaptile::register(plugin)?;
+    fmapuntile::register(plugin)?;
     splitinfer_front::register(plugin)?;
     splitinfer_back::register(plugin)?;
     Ok(())

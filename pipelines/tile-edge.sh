@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The edge with a standard video codec: video -> front of the network -> fmaptile (feature maps
+# as one 8-bit mosaic picture) -> x265enc or x264enc -> RTP H.265/H.264 over UDP. Any encoder
+# that takes I420 works in their place (a hardware one on a camera).
+#
+#   pipelines/tile-edge.sh [VIDEO_FILE | /dev/videoN]     (default: the sample vtest.avi)
+#
+# Environment (defaults in brackets): SERVER_HOST [127.0.0.1], PORT [5000], MODEL
+# [models/nanodet.onnx], SPLIT [the profile's default; the server needs the same], CODEC
+# [h265 | h264], QP [22] (constant quantizer; lower = more bits, closer to the unsplit model),
+# KEY_INT [20] (frames between key frames), FRAMES [all], MTU [1400].
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+SOURCE="${1:-${FMAP_FOOTAGE:-$FMAP_ROOT/.cache/footage}/vtest.avi}"
+CODEC="${CODEC:-h265}"
+QP="${QP:-22}"
+KEY_INT="${KEY_INT:-20}"
+FRAMES="${FRAMES:-}"
+
+if [[ "$SOURCE" == /dev/video* ]]; then
+    src="v4l2src device=$SOURCE${FRAMES:+ num-buffers=$FRAMES} ! videoconvert"
+else
+    [[ -f "$SOURCE" ]] || { echo "no such video: $SOURCE" >&2; exit 1; }
+    src="$(file_source "$SOURCE" "$FRAMES")"
+fi
+case "$CODEC" in
+    h265) encoder="x265enc tune=zerolatency speed-preset=fast key-int-max=$KEY_INT qp=$QP \
+ ! rtph265pay config-interval=-1 mtu=$MTU" ;;
+    h264) encoder="x264enc tune=zerolatency speed-preset=fast key-int-max=$KEY_INT pass=quant quantizer=$QP \
+ ! rtph264pay config-interval=-1 mtu=$MTU" ;;
+    *) echo "CODEC must be h265 or h264, not '$CODEC'" >&2; exit 1 ;;
+esac
+
+launch "$src ! video/x-raw,format=BGRx \
+ ! splitinfer-front $(front_props) \
+ ! fmaptile name=tile ! video/x-raw,format=I420 \
+ ! $encoder \
+ ! udpsink host=$SERVER_HOST port=$PORT"

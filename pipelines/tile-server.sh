@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The server for pipelines/tile-edge.sh: RTP H.265/H.264 over UDP -> video decoder ->
+# fmapuntile (mosaic picture -> feature frames) -> rest of the network -> detections as JSON
+# lines. Runs until Ctrl-C (EOS: the file is complete).
+#
+#   pipelines/tile-server.sh
+#
+# Environment (defaults in brackets): PORT [5000], MODEL [models/nanodet.onnx], SPLIT [the
+# profile's default; must be the edge's], CODEC [h265 | h264], OUT [detections.jsonl],
+# JITTER_MS [200] (rtpjitterbuffer latency).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+CODEC="${CODEC:-h265}"
+OUT="${OUT:-detections.jsonl}"
+JITTER_MS="${JITTER_MS:-200}"
+case "$CODEC" in
+    h265) caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=H265,payload=96"
+          decoder="rtph265depay ! h265parse ! avdec_h265" ;;
+    h264) caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
+          decoder="rtph264depay ! h264parse ! avdec_h264" ;;
+    *) echo "CODEC must be h265 or h264, not '$CODEC'" >&2; exit 1 ;;
+esac
+split=""
+[[ -n "$SPLIT" ]] && split="split-at=$SPLIT"
+
+# The unbounded queue decouples the network thread from inference.
+launch "udpsrc port=$PORT buffer-size=4194304 caps=\"$caps\" \
+ ! rtpjitterbuffer latency=$JITTER_MS ! $decoder \
+ ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
+ ! fmapuntile name=untile model=\"$MODEL\" $split \
+ ! splitinfer-back $(back_props) \
+ ! filesink location=\"$OUT\" buffer-mode=unbuffered"

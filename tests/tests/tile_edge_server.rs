@@ -1,0 +1,120 @@
+//! The tiled path end to end: `pipelines/tile-edge.sh` (splitinfer-front → fmaptile → x265enc
+//! → rtph265pay, or the H.264 equivalent) and `pipelines/tile-server.sh` (rtph265depay →
+//! avdec_h265 → fmapuntile → splitinfer-back) as two gst-launch-1.0 processes over UDP
+//! loopback: a detection line for every frame sent.
+//!
+//! Needs the release plugin (GST_PLUGIN_PATH), the models and the sample footage.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use fmap_e2e::{
+    Launch, element_message_fields, footage_video, free_udp_port, missing_elements, model,
+    scratch_dir, wait_for_lines,
+};
+
+const FRAMES: usize = 30;
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+fn edge_and_server(codec: &str, payloader: &str) {
+    let missing = missing_elements(&[
+        "splitinfer-front",
+        "splitinfer-back",
+        "fmaptile",
+        "fmapuntile",
+        payloader,
+    ]);
+    assert!(
+        missing.is_empty(),
+        "elements not found (build the plugin in release, set GST_PLUGIN_PATH): {missing:?}"
+    );
+    assert!(footage_video().is_file() && model("nanodet.onnx").is_file());
+    let test = format!("tile-{codec}");
+    let dir = scratch_dir(&test);
+    let out = dir.join("detections.jsonl");
+    let port = free_udp_port().to_string();
+    let common = [
+        ("PORT", port),
+        ("CODEC", codec.to_string()),
+        ("SPLIT", "stage2".to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    let mut server_env = common.to_vec();
+    server_env.push(("OUT", out.display().to_string()));
+    let mut server = Launch::script("server", "tile-server.sh", &server_env, &dir, None);
+    server
+        .wait_for_stdout("Setting pipeline to PLAYING", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut edge_env = common.to_vec();
+    edge_env.push(("FRAMES", FRAMES.to_string()));
+    let mut edge = Launch::script("edge", "tile-edge.sh", &edge_env, &dir, None);
+    let edge_done = edge.wait(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        edge_done.status.success(),
+        "edge failed: {:?}\n{}",
+        edge_done.status,
+        edge.log_tail()
+    );
+    let tiled = element_message_fields(&edge_done.stdout, "fmaptile-stats")
+        .unwrap_or_else(|| panic!("no fmaptile-stats from the edge\n{}", edge.log_tail()));
+    wait_for_lines(&out, FRAMES, Duration::from_secs(15), TIMEOUT);
+    server.interrupt();
+    let server_done = server
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        server_done.status.success(),
+        "server did not end cleanly\n{}",
+        server.log_tail()
+    );
+    let untiled = element_message_fields(&server_done.stdout, "fmapuntile-stats")
+        .unwrap_or_else(|| panic!("no fmapuntile-stats from the server\n{}", server.log_tail()));
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let mut frames = BTreeSet::new();
+    let mut with_person = 0;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(768), Some(576))
+        );
+        frames.insert(v["frame"].as_u64().expect("frame index"));
+        with_person += v["detections"]
+            .as_array()
+            .expect("detections")
+            .iter()
+            .any(|d| d["label"] == "person") as usize;
+    }
+    eprintln!(
+        "{test}: {} frames tiled, {} lines ({} distinct frames, {with_person} with a person), \
+         untile {untiled:?}",
+        tiled["frames"],
+        text.lines().count(),
+        frames.len()
+    );
+    assert_eq!(
+        tiled["frames"], FRAMES as u64,
+        "{test}: the edge tiled every frame"
+    );
+    assert_eq!(
+        frames,
+        (0..FRAMES as u64).collect::<BTreeSet<_>>(),
+        "{test}: a detection line for every frame"
+    );
+    assert_eq!(text.lines().count(), FRAMES, "{test}: one line per frame");
+    assert_eq!(untiled["dropped"], 0, "{test}: no damaged header");
+    assert!(
+        with_person * 2 >= FRAMES,
+        "{test}: people found in most frames"
+    );
+}
+
+#[test]
+fn tiled_features_over_rtp_h265() {
+    edge_and_server("h265", "rtph265pay");
+}
+
+#[test]
+fn tiled_features_over_rtp_h264() {
+    edge_and_server("h264", "rtph264pay");
+}
