@@ -11,6 +11,7 @@
 #   FRAMES    frames from the start of vtest.avi, 0 = all 795        [0]
 #   SETTINGS  fmapenc settings: quick | full | ablation              [full]
 #   SPLITS    NanoDet splits, space-separated (e.g. "stage2 backbone") [stage2]
+#   ABLATION_FRAMES  frames of the ablation of the adaptive mode's levers, none = skip [300]
 #   ANCHORS   anchor ladder: quick | full                            [full]
 #   JOBS      measurements run in parallel                           [number of CPUs]
 #   OUT       directory of the raw results                           [out/report]
@@ -23,6 +24,7 @@ cd "$root"
 # shellcheck disable=SC1091
 source .cache/env.sh
 FRAMES="${FRAMES:-0}"
+ABLATION_FRAMES="${ABLATION_FRAMES:-300}"
 SETTINGS="${SETTINGS:-full}"
 ANCHORS="${ANCHORS:-full}"
 JOBS="${JOBS:-$(nproc)}"
@@ -66,13 +68,30 @@ if [ "${REPORT_ONLY:-0}" != 1 ]; then
     exit 1
   fi
   echo "wall_seconds=$(( $(date +%s) - t0 ))" >> "$OUT/env.txt"
+  if [ "$ABLATION_FRAMES" != none ]; then
+    # The adaptive mode's levers, each turned off (NanoDet stage2).
+    ablation=("$eval_bin" --model models/nanodet.onnx --split stage2 --frames "$ABLATION_FRAMES"
+      --settings ablation --jobs "$JOBS" --threads 1 --out "$OUT/ablation/nanodet")
+    echo "GST_PLUGIN_PATH=$GST_PLUGIN_PATH ${ablation[*]}" >> "$OUT/commands.txt"
+    say "running the ablation (full log: $OUT/ablation.log)"
+    t0=$(date +%s)
+    if ! "${ablation[@]}" > "$OUT/ablation.log" 2>&1; then
+      say "the ablation failed, see $OUT/ablation.log"
+      exit 1
+    fi
+    echo "ablation_wall_seconds=$(( $(date +%s) - t0 ))" >> "$OUT/env.txt"
+  fi
 fi
 
 runs=()
 for m in "${models[@]}"; do runs+=("$OUT/$m"); done
-.venv/bin/python eval/plot.py --runs "${runs[@]}" --env "$OUT/env.txt" \
+ablation_runs=()
+[ -d "$OUT/ablation/nanodet" ] && [ "$ABLATION_FRAMES" != none ] && ablation_runs=(--ablation "$OUT/ablation/nanodet")
+.venv/bin/python eval/plot.py --runs "${runs[@]}" "${ablation_runs[@]}" --env "$OUT/env.txt" \
   --commands "$OUT/commands.txt" --plots docs/results --markdown docs/results.md
 # The raw numbers behind the tables, next to the plots ($OUT is not versioned).
+[ ${#ablation_runs[@]} -gt 0 ] && cp "$OUT/ablation/nanodet/summary.json" docs/results/nanodet_ablation_summary.json \
+  && cp "$OUT/ablation/nanodet/results.json" docs/results/nanodet_ablation_results.json
 for run in "${models[@]}"; do
   for f in results.json results.csv anchors.json summary.json correlation.json run.json; do
     if [ -f "$OUT/$run/$f" ]; then cp "$OUT/$run/$f" "docs/results/${run%%_*}_$f"; fi

@@ -5,6 +5,7 @@
 //!
 //! Needs the release plugin (GST_PLUGIN_PATH), the models and the sample footage.
 
+use fmap_infer::detection::parse_detections_line;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -73,17 +74,11 @@ fn edge_and_server(codec: &str, payloader: &str) {
     let mut frames = BTreeSet::new();
     let mut with_person = 0;
     for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-        assert_eq!(
-            (v["width"].as_u64(), v["height"].as_u64()),
-            (Some(768), Some(576))
-        );
-        frames.insert(v["frame"].as_u64().expect("frame index"));
-        with_person += v["detections"]
-            .as_array()
-            .expect("detections")
-            .iter()
-            .any(|d| d["label"] == "person") as usize;
+        let parsed = parse_detections_line(line)
+            .unwrap_or_else(|e| panic!("not a detections line ({e}): {line}"));
+        assert_eq!((parsed.width, parsed.height), (768, 576), "{line}");
+        frames.insert(parsed.frame);
+        with_person += parsed.detections.iter().any(|d| d.label == "person") as usize;
     }
     eprintln!(
         "{test}: {} frames tiled, {} lines ({} distinct frames, {with_person} with a person), \
