@@ -22,6 +22,7 @@
 //! Parsing never trusts a size: every length is checked against the explicit limits and against
 //! the bytes actually present before anything is allocated.
 
+use crate::bytes::LeReader;
 use thiserror::Error;
 
 /// Magic bytes of a raw feature frame.
@@ -377,7 +378,10 @@ impl FeatureFrame {
     /// Parses the raw format. Every byte is untrusted: errors, never panics, and allocates only
     /// what the input actually holds.
     pub fn from_raw(bytes: &[u8]) -> Result<Self, FrameError> {
-        let mut r = RawReader { bytes, pos: 0 };
+        let mut r = LeReader::with_error(bytes, |offset, needed| FrameError::Truncated {
+            offset,
+            needed,
+        });
         if r.take(4)? != RAW_MAGIC {
             return Err(FrameError::BadMagic);
         }
@@ -428,8 +432,8 @@ impl FeatureFrame {
                     )
                 }
                 1 => {
-                    let scale = f32::from_le_bytes(r.array()?);
-                    let zero_point = i32::from_le_bytes(r.array()?);
+                    let scale = r.f32()?;
+                    let zero_point = r.i32()?;
                     validate_u8_params(scale, zero_point)?;
                     TensorData::U8 {
                         codes: r.take(n)?.to_vec(),
@@ -445,8 +449,8 @@ impl FeatureFrame {
             };
             tensors.push(Tensor { name, shape, data });
         }
-        if r.pos != bytes.len() {
-            return Err(FrameError::TrailingBytes(bytes.len() - r.pos));
+        if r.remaining() != 0 {
+            return Err(FrameError::TrailingBytes(r.remaining()));
         }
         let frame = FeatureFrame {
             index,
@@ -455,48 +459,6 @@ impl FeatureFrame {
         };
         frame.validate()?;
         Ok(frame)
-    }
-}
-
-struct RawReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> RawReader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        let available = self.bytes.len() - self.pos;
-        if n > available {
-            return Err(FrameError::Truncated {
-                offset: self.pos,
-                needed: n - available,
-            });
-        }
-        let s = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, FrameError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, FrameError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> Result<u32, FrameError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, FrameError> {
-        Ok(u64::from_le_bytes(self.array()?))
     }
 }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bytes;
 pub mod codec;
 pub mod entropy;
 pub mod frame;

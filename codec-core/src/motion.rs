@@ -75,6 +75,14 @@ impl SearchMethod {
         }
     }
 
+    /// One-line description, as `gst-inspect-1.0 fmapenc` shows it.
+    pub fn description(self) -> &'static str {
+        match self {
+            SearchMethod::ThreeStep => "Three-step search",
+            SearchMethod::Full => "Full (exhaustive) search",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -96,8 +104,16 @@ impl MvSharing {
     /// Name as used by properties and command lines.
     pub fn name(self) -> &'static str {
         match self {
-            MvSharing::PerChannel => "per-channel",
+            MvSharing::PerChannel => "channel",
             MvSharing::Shared => "shared",
+        }
+    }
+
+    /// One-line description, as `gst-inspect-1.0 fmapenc` shows it.
+    pub fn description(self) -> &'static str {
+        match self {
+            MvSharing::PerChannel => "One motion field per channel",
+            MvSharing::Shared => "One motion field shared by all channels",
         }
     }
 

@@ -215,6 +215,32 @@ pub enum QuantizerMode {
     Model8bit,
 }
 
+impl QuantizerMode {
+    /// Name as used by properties and command lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            QuantizerMode::PerTensorMinMax => "per-tensor",
+            QuantizerMode::PerChannelMinMax => "per-channel",
+            QuantizerMode::Calibrated(_) => "calibrated",
+            QuantizerMode::Model8bit => "model-int8",
+        }
+    }
+
+    /// One-line description, as `gst-inspect-1.0 fmapenc` shows it.
+    pub fn description(&self) -> &'static str {
+        match self {
+            QuantizerMode::PerTensorMinMax => "Per-tensor min/max of each frame",
+            QuantizerMode::PerChannelMinMax => "Per-channel min/max of each frame",
+            QuantizerMode::Calibrated(_) => {
+                "Calibrated per-tensor ranges from the JSON file in the calibration property"
+            }
+            QuantizerMode::Model8bit => {
+                "The model's own 8-bit scale and zero point (needs u8 feature maps)"
+            }
+        }
+    }
+}
+
 /// Quantizer for one tensor: one parameter set (per tensor) or one per channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorQuantizer {

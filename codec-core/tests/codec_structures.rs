@@ -472,11 +472,16 @@ fn encoder_rejects_bad_configs_and_out_of_order_frames() {
     for bad in [
         CodecConfig {
             bits: 0,
-            ..CodecConfig::default()
+            ..cfg(Structure::ClosedLoop)
         },
         CodecConfig {
             bits: 16,
-            ..CodecConfig::default()
+            ..cfg(Structure::ClosedLoop)
+        },
+        // Within the bitstream's 15 bits but beyond the quantizer's 8: one validation says so.
+        CodecConfig {
+            bits: 9,
+            ..cfg(Structure::Intra)
         },
         CodecConfig {
             block_size: 0,
@@ -495,6 +500,10 @@ fn encoder_rejects_bad_configs_and_out_of_order_frames() {
             ..CodecConfig::default()
         },
     ] {
+        assert!(
+            matches!(bad.validate(), Err(CodecError::Config(_))),
+            "{bad:?}"
+        );
         assert!(matches!(Encoder::new(bad), Err(CodecError::Config(_))));
     }
     let shape = Shape::new(1, 4, 4);

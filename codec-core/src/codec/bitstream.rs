@@ -2,6 +2,7 @@
 //! and the byte reader/writer. Layout: `codec-core/BITSTREAM.md`.
 
 use super::{CodecError, UnitKind};
+use crate::bytes::LeReader;
 use crate::entropy::{self, EntropyMode};
 use crate::frame::{MAX_NAME_LEN, MAX_TENSORS, Shape};
 use crate::motion::MvSharing;
@@ -24,23 +25,14 @@ pub const MAX_UNIT_BYTES: usize = 1 << 30;
 pub const MAX_BITS: u8 = 15;
 /// Largest motion block.
 pub const MAX_BLOCK_SIZE: usize = 256;
-/// Largest motion vector component.
-pub const MAX_SEARCH_RANGE: u8 = 127;
+/// Largest motion vector component (the motion module's limit).
+pub use crate::motion::MAX_SEARCH_RANGE;
 /// Bound on quantizer zero points in the stream.
 pub const MAX_ZERO_POINT_MAGNITUDE: i32 = 1 << 16;
 
 const FLAG_PTS: u8 = 1;
 const FLAG_PREVIOUS_FOLLOWS: u8 = 2;
 const TOTAL_LEN_OFFSET: usize = 8;
-
-/// Signed to unsigned: 0, −1, 1, −2, 2 … → 0, 1, 2, 3, 4 ….
-pub(crate) fn zigzag(v: i32) -> u32 {
-    ((v << 1) ^ (v >> 31)) as u32
-}
-
-pub(crate) fn unzigzag(u: u32) -> i32 {
-    ((u >> 1) as i32) ^ -((u & 1) as i32)
-}
 
 /// Alphabet width of zig-zagged motion vector components bounded by `range`.
 pub(crate) fn mv_alphabet_bits(range: u8) -> u8 {
@@ -210,53 +202,12 @@ impl UnitWriter {
     }
 }
 
-/// Reads untrusted bytes: every length is checked against what is present.
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
+/// Reads untrusted unit bytes: every length is checked against what is present.
+pub(crate) type Reader<'a> = LeReader<'a, CodecError>;
 
-impl<'a> Reader<'a> {
+impl<'a> LeReader<'a, CodecError> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, pos: 0 }
-    }
-
-    pub fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
-    }
-
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        if n > self.remaining() {
-            return Err(CodecError::Truncated);
-        }
-        let s = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    pub fn u8(&mut self) -> Result<u8, CodecError> {
-        Ok(self.take(1)?[0])
-    }
-    pub fn u16(&mut self) -> Result<u16, CodecError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-    pub fn u32(&mut self) -> Result<u32, CodecError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    pub fn u64(&mut self) -> Result<u64, CodecError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    pub fn i32(&mut self) -> Result<i32, CodecError> {
-        Ok(i32::from_le_bytes(self.array()?))
-    }
-    pub fn f32(&mut self) -> Result<f32, CodecError> {
-        Ok(f32::from_le_bytes(self.array()?))
+        LeReader::with_error(bytes, |_, _| CodecError::Truncated)
     }
 
     /// A tensor descriptor; `elements_left` is the unit's remaining element budget.
@@ -524,7 +475,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
         }
         MvSharing::PerChannel
     };
-    debug_assert_eq!(r.pos, HEADER_LEN);
+    debug_assert_eq!(r.position(), HEADER_LEN);
     Ok((
         UnitHeader {
             kind,
@@ -547,26 +498,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn zigzag_maps_small_magnitudes_to_small_codes() {
-        let pairs = [
-            (0, 0),
-            (-1, 1),
-            (1, 2),
-            (-2, 3),
-            (2, 4),
-            (-128, 255),
-            (127, 254),
-        ];
-        for (v, u) in pairs {
-            assert_eq!(zigzag(v), u);
-            assert_eq!(unzigzag(u), v);
-        }
-        for v in -40000..40000 {
-            assert_eq!(unzigzag(zigzag(v)), v);
-        }
-    }
+    use crate::entropy::zigzag;
 
     #[test]
     fn mv_alphabet_covers_the_range() {
@@ -576,8 +508,8 @@ mod tests {
         assert_eq!(mv_alphabet_bits(8), 5);
         assert_eq!(mv_alphabet_bits(127), 8);
         for r in 0..=127u8 {
-            assert!(zigzag(-(r as i32)) < 1 << mv_alphabet_bits(r));
-            assert!(zigzag(r as i32) < 1 << mv_alphabet_bits(r));
+            assert!(u32::from(zigzag(-(r as i32))) < 1 << mv_alphabet_bits(r));
+            assert!(u32::from(zigzag(r as i32)) < 1 << mv_alphabet_bits(r));
         }
     }
 }

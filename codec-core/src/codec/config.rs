@@ -4,7 +4,7 @@ use super::bitstream::{MAX_BITS, MAX_BLOCK_SIZE, MAX_SEARCH_RANGE};
 use super::{CodecError, Structure};
 use crate::entropy::EntropyMode;
 use crate::motion::{self, MvSharing, SearchMethod};
-use crate::quant::QuantizerMode;
+use crate::quant::{self, QuantizerMode};
 
 /// Default step of the adaptive mode, as a fraction of a tensor's standard deviation: keeps
 /// NanoDet's person AP@0.5 at about 0.98 of the unsplit model's (see `docs/results.md`).
@@ -81,24 +81,29 @@ impl Default for CodecConfig {
 impl CodecConfig {
     /// Checks every field against the limits of the bitstream; the error names the valid range.
     pub fn validate(&self) -> Result<(), CodecError> {
-        if !(1..=MAX_BITS).contains(&self.bits) {
+        // The bitstream carries codes of up to MAX_BITS; the encoder's quantizers make
+        // quant::MIN_BITS..=quant::MAX_BITS (the adaptive mode has a step instead).
+        let bits = quant::MIN_BITS..=quant::MAX_BITS.min(MAX_BITS);
+        if self.structure != Structure::Adaptive && !bits.contains(&self.bits) {
             return Err(CodecError::Config(format!(
-                "bits = {} outside 1..={MAX_BITS}",
-                self.bits
+                "bits = {} outside {}..={}",
+                self.bits,
+                bits.start(),
+                bits.end()
             )));
         }
         if !(1..=MAX_BLOCK_SIZE).contains(&self.block_size)
             || !motion::BLOCK_SIZES.contains(&self.block_size)
         {
             return Err(CodecError::Config(format!(
-                "block_size = {} (valid: {:?})",
+                "block-size = {} (valid: {:?})",
                 self.block_size,
                 motion::BLOCK_SIZES
             )));
         }
         if self.search_range > MAX_SEARCH_RANGE {
             return Err(CodecError::Config(format!(
-                "search_range = {} outside 0..={MAX_SEARCH_RANGE}",
+                "search-range = {} outside 0..={MAX_SEARCH_RANGE}",
                 self.search_range
             )));
         }
@@ -124,7 +129,7 @@ impl CodecConfig {
         }
         if self.key_interval == 0 {
             return Err(CodecError::Config(
-                "key_interval = 0; it must be at least 1".into(),
+                "key-interval = 0; it must be at least 1".into(),
             ));
         }
         Ok(())

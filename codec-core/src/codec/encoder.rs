@@ -43,16 +43,6 @@ pub struct Encoder {
 impl Encoder {
     pub fn new(cfg: CodecConfig) -> Result<Encoder, CodecError> {
         cfg.validate()?;
-        if cfg.structure != Structure::Adaptive
-            && !(quant::MIN_BITS..=quant::MAX_BITS).contains(&cfg.bits)
-        {
-            return Err(CodecError::Config(format!(
-                "bits = {} outside {}..={} (quantizer)",
-                cfg.bits,
-                quant::MIN_BITS,
-                quant::MAX_BITS
-            )));
-        }
         Ok(Encoder {
             cfg,
             reference: None,

@@ -3,7 +3,8 @@
 //! the decoder's by construction.
 
 use super::CodecError;
-use super::bitstream::{TensorDesc, unzigzag, zigzag};
+use super::bitstream::TensorDesc;
+use crate::entropy::{unzigzag, zigzag};
 use crate::frame::{FeatureFrame, Shape, Tensor, TensorData};
 use crate::motion::MotionError;
 use crate::motion::{self, BlockGrid, MotionField, MotionVector, MvSharing};
@@ -152,8 +153,8 @@ pub(crate) fn mv_symbols(fields: &[MotionField]) -> Vec<u16> {
     let mut out = Vec::with_capacity(fields.iter().map(|f| 2 * f.vectors.len()).sum());
     for f in fields {
         for v in &f.vectors {
-            out.push(zigzag(v.dy as i32) as u16);
-            out.push(zigzag(v.dx as i32) as u16);
+            out.push(zigzag(i32::from(v.dy)));
+            out.push(zigzag(i32::from(v.dx)));
         }
     }
     out
@@ -174,8 +175,8 @@ pub(crate) fn fields_from_symbols(
     for chunk in symbols.chunks(per_field.max(1)).take(count) {
         let mut vectors = Vec::with_capacity(grid.len());
         for pair in chunk.chunks_exact(2) {
-            let dy = unzigzag(pair[0] as u32);
-            let dx = unzigzag(pair[1] as u32);
+            let dy = unzigzag(pair[0]);
+            let dx = unzigzag(pair[1]);
             if dy.unsigned_abs() > range as u32 || dx.unsigned_abs() > range as u32 {
                 return Err(CodecError::Invalid(format!(
                     "motion vector ({dy}, {dx}) outside the search range {range}"
@@ -324,7 +325,7 @@ pub(crate) fn apply_residuals(
             for y in ys {
                 for x in xs.clone() {
                     let i = c * plane + y * shape.width + x;
-                    let r = next.next().map_or(0, |&s| unzigzag(s as u32));
+                    let r = next.next().map_or(0, |&s| unzigzag(s));
                     predicted[i] = (predicted[i] as i32 + r).clamp(0, max_code as i32) as u16;
                 }
             }
@@ -381,7 +382,7 @@ pub(crate) fn residuals(
             let (ys, xs) = block_ranges(grid, b);
             for y in ys {
                 for x in xs.clone() {
-                    symbols.push(zigzag(r[c * plane + y * shape.width + x]) as u16);
+                    symbols.push(zigzag(r[c * plane + y * shape.width + x]));
                 }
             }
         }

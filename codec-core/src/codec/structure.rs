@@ -40,6 +40,29 @@ impl Structure {
         }
     }
 
+    /// One-line description, as `gst-inspect-1.0 fmapenc` shows it.
+    pub fn description(self) -> &'static str {
+        match self {
+            Structure::Intra => "Intra: every frame coded on its own",
+            Structure::Uni => {
+                "Uni: anchor t-1 coded, frame t predicted from it with motion vectors only \
+                 (thesis, open loop)"
+            }
+            Structure::Bi => {
+                "Bi: anchor t coded, t-1 and t+1 predicted from it with motion vectors only \
+                 (thesis, open loop; one frame of delay)"
+            }
+            Structure::ClosedLoop => {
+                "Closed-loop: each frame predicted from the previous decoded frame plus an N-bit \
+                 residual"
+            }
+            Structure::Adaptive => {
+                "Adaptive: closed loop with a uniform step, rate-distortion decisions and \
+                 context-adaptive range coding"
+            }
+        }
+    }
+
     /// Parses [`Structure::name`].
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)

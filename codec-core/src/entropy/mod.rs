@@ -66,6 +66,17 @@ impl EntropyMode {
             EntropyMode::Rle => "rle",
         }
     }
+
+    /// One-line description, as `gst-inspect-1.0 fmapenc` shows it.
+    pub fn description(self) -> &'static str {
+        match self {
+            EntropyMode::None => "None: bit-packed fixed-width codes",
+            EntropyMode::Huffman => "Canonical Huffman",
+            EntropyMode::Zvc => "Zero-value compression",
+            EntropyMode::ZvcHuffman => "Zero-value compression + Huffman",
+            EntropyMode::Rle => "Run-length coding",
+        }
+    }
 }
 
 /// Errors from decoding an entropy-coded payload (or from invalid encoder arguments).

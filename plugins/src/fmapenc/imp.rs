@@ -289,9 +289,9 @@ impl FmapEnc {
             } else {
                 UNIT_VERSION
             }),
-            mode: settings.mode.nick(),
+            mode: settings.mode.to_core().name(),
             bits: settings.bits as i32,
-            quantizer: settings.quantizer.nick(),
+            quantizer: settings.quantizer.to_core_name(),
             entropy: settings.entropy.to_core().name(),
             delay_frames: encoder.delay_frames() as i32,
         };
@@ -466,7 +466,10 @@ impl ObjectImpl for FmapEnc {
             vec![
                 glib::ParamSpecEnum::builder_with_default("mode", d.mode)
                     .nick("Mode")
-                    .blurb("Frame structure: intra, uni, bi or closed-loop")
+                    .blurb(
+                        "Frame structure: intra, uni, bi, closed-loop (the thesis's modes and \
+                         their closed-loop extension) or adaptive (fmap's own, the default)",
+                    )
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("key-interval")
@@ -486,17 +489,20 @@ impl ObjectImpl for FmapEnc {
                     .build(),
                 glib::ParamSpecUInt::builder("bits")
                     .nick("Bits")
-                    .blurb("Quantizer bits per value")
-                    .minimum(2)
-                    .maximum(8)
+                    .blurb("thesis modes and closed-loop: quantizer bits per value")
+                    .minimum(u32::from(codec_core::quant::MIN_BITS))
+                    .maximum(u32::from(codec_core::quant::MAX_BITS))
                     .default_value(d.bits)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("block-size")
                     .nick("Block size")
-                    .blurb("Motion block edge in feature-map cells: 4, 8 or 16")
-                    .minimum(4)
-                    .maximum(16)
+                    .blurb(
+                        "Motion block edge in feature-map cells: 4, 8 or 16 (adaptive: also the \
+                         grid of its block decisions)",
+                    )
+                    .minimum(*codec_core::motion::BLOCK_SIZES.iter().min().unwrap_or(&4) as u32)
+                    .maximum(*codec_core::motion::BLOCK_SIZES.iter().max().unwrap_or(&16) as u32)
                     .default_value(d.block_size)
                     .mutable_ready()
                     .build(),
@@ -509,7 +515,7 @@ impl ObjectImpl for FmapEnc {
                     .nick("Search range")
                     .blurb("Largest motion vector component, in cells (0: no motion search)")
                     .minimum(0)
-                    .maximum(127)
+                    .maximum(u32::from(codec_core::motion::MAX_SEARCH_RANGE))
                     .default_value(d.search_range)
                     .mutable_ready()
                     .build(),

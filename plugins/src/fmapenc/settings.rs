@@ -17,17 +17,17 @@ pub enum Mode {
     #[enum_value(name = "Intra: every frame coded on its own", nick = "intra")]
     Intra = 0,
     #[enum_value(
-        name = "Uni: frames predicted from the previous anchor (open loop)",
+        name = "Uni: anchor t-1 coded, frame t predicted from it with motion vectors only (thesis, open loop)",
         nick = "uni"
     )]
     Uni = 1,
     #[enum_value(
-        name = "Bi: frames between two anchors predicted from both (adds reordering delay)",
+        name = "Bi: anchor t coded, t-1 and t+1 predicted from it with motion vectors only (thesis, open loop; one frame of delay)",
         nick = "bi"
     )]
     Bi = 2,
     #[enum_value(
-        name = "Closed-loop: frames predicted from the previous reconstruction",
+        name = "Closed-loop: each frame predicted from the previous decoded frame plus an N-bit residual",
         nick = "closed-loop"
     )]
     ClosedLoop = 3,
@@ -118,16 +118,6 @@ impl Mode {
             Mode::Adaptive => Structure::Adaptive,
         }
     }
-
-    pub fn nick(self) -> &'static str {
-        match self {
-            Mode::Intra => "intra",
-            Mode::Uni => "uni",
-            Mode::Bi => "bi",
-            Mode::ClosedLoop => "closed-loop",
-            Mode::Adaptive => "adaptive",
-        }
-    }
 }
 
 impl Search {
@@ -172,12 +162,13 @@ impl Quantizer {
         }
     }
 
-    pub fn nick(self) -> &'static str {
+    /// The codec-core mode of this choice (`Calibrated` without its ranges, for names).
+    pub fn to_core_name(self) -> &'static str {
         match self {
-            Quantizer::PerTensor => "per-tensor",
-            Quantizer::PerChannel => "per-channel",
-            Quantizer::Calibrated => "calibrated",
-            Quantizer::ModelInt8 => "model-int8",
+            Quantizer::PerTensor => QuantizerMode::PerTensorMinMax.name(),
+            Quantizer::PerChannel => QuantizerMode::PerChannelMinMax.name(),
+            Quantizer::Calibrated => QuantizerMode::Calibrated(BTreeMap::new()).name(),
+            Quantizer::ModelInt8 => QuantizerMode::Model8bit.name(),
         }
     }
 }
@@ -273,12 +264,10 @@ impl Settings {
             key_interval: self.key_interval,
             dead_zone: u16::try_from(self.dead_zone)
                 .map_err(|_| format!("dead-zone {} exceeds 65535", self.dead_zone))?,
-            bits: u8::try_from(self.bits)
-                .map_err(|_| format!("bits {} outside 2..=8", self.bits))?,
+            bits: u8::try_from(self.bits).unwrap_or(u8::MAX),
             block_size: self.block_size as usize,
             search: self.search.to_core(),
-            search_range: u8::try_from(self.search_range)
-                .map_err(|_| format!("search-range {} outside 0..=127", self.search_range))?,
+            search_range: u8::try_from(self.search_range).unwrap_or(u8::MAX),
             mv_sharing: self.mv_sharing.to_core(),
             quantizer,
             entropy: self.entropy.to_core(),
@@ -321,6 +310,73 @@ mod tests {
         let mut ranges = BTreeMap::new();
         ranges.insert("t".to_string(), (-1.0, 4.0));
         assert!(s.to_codec_config(Some(ranges)).is_ok());
+    }
+
+    /// codec-core owns the names and descriptions; the GLib enums gst-inspect shows must say
+    /// the same.
+    #[test]
+    fn glib_enums_say_what_codec_core_says() {
+        use glib::prelude::*;
+        fn values<T: StaticType>() -> Vec<(String, String)> {
+            glib::EnumClass::with_type(T::static_type())
+                .unwrap()
+                .values()
+                .iter()
+                .map(|v| (v.nick().to_string(), v.name().to_string()))
+                .collect()
+        }
+        let core = |pairs: Vec<(&str, &str)>| -> Vec<(String, String)> {
+            pairs
+                .into_iter()
+                .map(|(n, d)| (n.to_string(), d.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            values::<Mode>(),
+            core(Structure::ALL.map(|s| (s.name(), s.description())).to_vec())
+        );
+        assert_eq!(
+            values::<Search>(),
+            core(
+                SearchMethod::ALL
+                    .map(|s| (s.name(), s.description()))
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            values::<MvSharing>(),
+            core(
+                CoreMvSharing::ALL
+                    .map(|s| (s.name(), s.description()))
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            values::<Entropy>(),
+            core(
+                EntropyMode::ALL
+                    .map(|s| (s.name(), s.description()))
+                    .to_vec()
+            )
+        );
+        let quantizers = [
+            QuantizerMode::PerTensorMinMax,
+            QuantizerMode::PerChannelMinMax,
+            QuantizerMode::Calibrated(BTreeMap::new()),
+            QuantizerMode::Model8bit,
+        ];
+        assert_eq!(
+            values::<Quantizer>(),
+            core(
+                quantizers
+                    .iter()
+                    .map(|q| (q.name(), q.description()))
+                    .collect()
+            )
+        );
+        for q in &quantizers {
+            assert_eq!(Quantizer::from_core(q).to_core_name(), q.name());
+        }
     }
 
     #[test]
