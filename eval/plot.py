@@ -639,7 +639,11 @@ def scope_section(runs):
         f"{', ' + size if size else ''} street scene with pedestrians). For each split point the cut "
         f"tensors are coded by every feature method, and the cloud-only alternative (the input video "
         f"coded by x264, x265 or JPEG, decoded and run through the whole model) is measured on the same "
-        f"frames.\n")
+        f"frames. The feature methods are the thesis's (quantization with ZVC/Huffman, uni/bi "
+        f"prediction), closed loop, the tiled mosaic through `fmaptile` and a video encoder, and "
+        f"**adaptive**, fmap's own mode (`fmapenc`'s default: closed loop with a uniform step, "
+        f"rate–distortion block decisions and context-adaptive range coding), on a quality ladder "
+        f"and under rate control.\n")
     short = [r for r in runs if r["frames"] and r["frames"] < FULL_CLIP_FRAMES]
     if short:
         L.append(
@@ -648,7 +652,7 @@ def scope_section(runs):
     L.append(accuracy_paragraph(runs))
     L.append(
         f"Rates are kbit/s at the clip's frame rate. Feature rates count every coded byte of the cut "
-        f"tensors (for the tiled method also 8 bytes of side information per tensor per frame); video "
+        f"tensors (the tiled method's side information travels inside its pictures); video "
         f"rates count the coded elementary stream. "
         + source_rate_sentence(runs) + "\n")
     return L
@@ -970,7 +974,7 @@ def bd_cell(b):
 def plots_section(runs, plots_dir, md_dir):
     L = ["## Plots\n",
          "Per split point: rate against accuracy (feature methods in colour, one hue per family: "
-         "quantization blue, uni-directional TSS green, bi-directional TSS orange, closed-loop red, "
+         "adaptive copper, quantization blue, uni-directional TSS green, bi-directional TSS orange, closed-loop red, "
          "tiled 8-bit mosaic purple; marker and line style give the entropy coder; the video anchors in "
          "grey, dark = model input size, light = source size; hexagons = uncoded I420 ceilings; black star "
          "= raw float; "
@@ -1135,11 +1139,13 @@ METHOD_NOTES = (
     "without coding the server sees what the model sees: the strongest anchor; boxes are scaled back "
     "to source coordinates before scoring. The uncoded I420 point per size sends raw 4:2:0 frames: the "
     "accuracy ceiling of the video path, shown separately and not a headline candidate. The tiled "
-    "method (Choi & Bajić) quantizes each float tensor to 8 bits with its per-frame min/max (8-bit model "
-    "tensors keep their codes, scale and zero point), tiles the channels in a near-square grid padded "
-    "to multiples of 8, and codes the mosaic as the luma of I420 frames with chroma fixed at 128 (x265, "
-    "lossless or a QP ladder) or as GRAY8 (PNG); a cut with several tensors is one mosaic stream per "
-    "tensor, and the rate is their sum plus 8 bytes of side information per tensor per frame.\n")
+    "method (Choi & Bajić) runs through the `fmaptile` and `fmapuntile` elements: each float tensor "
+    "quantized to 8 bits with a range kept from frame to frame while it fits (8-bit model tensors keep "
+    "their codes, scale and zero point), the channels tiled in a near-square grid with sides multiple "
+    "of 16, coded as I420 by x265 or x264 (lossless or a QP ladder) or as GRAY8 by PNG, with the side "
+    "information coded robustly in the picture itself. The adaptive mode's quality is its quantizer "
+    "step as a fraction of each tensor's standard deviation; `bitrate=N` points use its rate control. "
+    "\n")
 
 
 def provenance_section(runs, commands, env):

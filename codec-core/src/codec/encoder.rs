@@ -237,17 +237,28 @@ impl Encoder {
         recon: RefFrame,
     ) -> Result<CodedUnit, CodecError> {
         let data = w.finish()?;
-        let reconstruction = self.keep_reconstructions.then(|| recon.to_frame());
+        let unit = self.coded_unit(frame, kind, data, || recon.to_frame());
         if kind.becomes_reference() {
             self.reference = Some(recon);
         }
-        Ok(CodedUnit {
+        Ok(unit)
+    }
+
+    /// A unit of `frame`, with the decoder's output when this encoder keeps it.
+    fn coded_unit(
+        &self,
+        frame: &FeatureFrame,
+        kind: UnitKind,
+        data: Vec<u8>,
+        reconstruction: impl FnOnce() -> FeatureFrame,
+    ) -> CodedUnit {
+        CodedUnit {
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
             kind,
             data,
-            reconstruction,
-        })
+            reconstruction: self.keep_reconstructions.then(reconstruction),
+        }
     }
 
     /// Intra / anchor / key: every tensor quantized and entropy coded.
@@ -454,15 +465,9 @@ impl Encoder {
             tensors,
         };
         let data = w.finish()?;
-        let reconstruction = self.keep_reconstructions.then(|| recon.to_frame());
+        let unit = self.coded_unit(frame, kind, data, || recon.to_frame());
         self.adaptive_reference = Some(recon);
-        Ok(CodedUnit {
-            frame_index: frame.index,
-            pts_ns: frame.pts_ns,
-            kind,
-            data,
-            reconstruction,
-        })
+        Ok(unit)
     }
 
     fn quantizer(&self, t: &Tensor) -> Result<TensorQuantizer, CodecError> {
