@@ -381,8 +381,10 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_are_errors() {
+        // bits belongs to the thesis's modes and closed loop (adaptive has a step).
         let s = Settings {
             bits: 300,
+            mode: Mode::ClosedLoop,
             ..Settings::default()
         };
         assert!(s.to_codec_config(None).unwrap_err().contains("bits"));
