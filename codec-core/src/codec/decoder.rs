@@ -168,12 +168,7 @@ impl Decoder {
         for i in 0..header.tensor_count {
             let reference_tensor = reference.map(|f| &f.tensors[i]);
             let desc = r.desc(&mut budget)?;
-            if tensors.iter().any(|t| t.desc.name == desc.name) {
-                return Err(CodecError::Invalid(format!(
-                    "tensor name '{}' appears twice",
-                    desc.name
-                )));
-            }
+            check_unique(tensors.iter().map(|t| &t.desc), &desc)?;
             if let Some(rt) = reference_tensor
                 && !desc.same_layout(&rt.desc)
             {
@@ -219,7 +214,7 @@ impl Decoder {
         let mut tensors: Vec<RefTensor> = Vec::with_capacity(header.tensor_count);
         for _ in 0..header.tensor_count {
             let desc = r.desc(&mut budget)?;
-            check_unique(&tensors, &desc)?;
+            check_unique(tensors.iter().map(|t| &t.desc), &desc)?;
             let params = r.params(header.bits, desc.shape.channels)?;
             let mut codes = r.payload(header.entropy, header.bits, desc.shape.len())?;
             unrotate(&mut codes, &params, desc.shape, header.bits);
@@ -238,8 +233,12 @@ impl Decoder {
     }
 }
 
-fn check_unique(tensors: &[RefTensor], desc: &TensorDesc) -> Result<(), CodecError> {
-    if tensors.iter().any(|t| t.desc.name == desc.name) {
+/// A tensor name must not repeat within a unit; `seen` are the descriptors already read.
+fn check_unique<'a>(
+    mut seen: impl Iterator<Item = &'a TensorDesc>,
+    desc: &TensorDesc,
+) -> Result<(), CodecError> {
+    if seen.any(|d| d.name == desc.name) {
         return Err(CodecError::Invalid(format!(
             "tensor name '{}' appears twice",
             desc.name

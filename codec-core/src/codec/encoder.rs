@@ -162,13 +162,10 @@ impl Encoder {
             }
             Structure::Adaptive => {
                 let predict = self.since_key < self.cfg.key_interval
-                    && self.adaptive_reference.as_ref().is_some_and(|r| {
-                        r.tensors.len() == frame.tensors.len()
-                            && r.tensors
-                                .iter()
-                                .zip(&frame.tensors)
-                                .all(|(a, b)| a.desc.same_layout(&desc_of(b)))
-                    });
+                    && self
+                        .adaptive_reference
+                        .as_ref()
+                        .is_some_and(|r| layout_matches(r.tensors.iter().map(|t| &t.desc), frame));
                 if predict {
                     self.since_key += 1;
                 } else {
@@ -203,13 +200,9 @@ impl Encoder {
     }
 
     fn can_predict(&self, frame: &FeatureFrame) -> bool {
-        self.reference.as_ref().is_some_and(|r| {
-            r.tensors.len() == frame.tensors.len()
-                && r.tensors
-                    .iter()
-                    .zip(&frame.tensors)
-                    .all(|(a, b)| a.desc.same_layout(&desc_of(b)))
-        })
+        self.reference
+            .as_ref()
+            .is_some_and(|r| layout_matches(r.tensors.iter().map(|t| &t.desc), frame))
     }
 
     fn header(&self, frame: &FeatureFrame, kind: UnitKind, ref_index: u64) -> UnitHeader {
@@ -529,9 +522,17 @@ pub(crate) fn desc_of(t: &Tensor) -> TensorDesc {
 }
 
 fn same_layout(a: &FeatureFrame, b: &FeatureFrame) -> bool {
-    a.tensors.len() == b.tensors.len()
-        && a.tensors
-            .iter()
-            .zip(&b.tensors)
-            .all(|(x, y)| desc_of(x).same_layout(&desc_of(y)))
+    layout_matches(a.tensors.iter().map(desc_of).collect::<Vec<_>>().iter(), b)
+}
+
+/// Whether `frame`'s tensors have the layouts of `reference` (names, order, shapes, dtypes):
+/// the condition for predicting the frame from that reference.
+fn layout_matches<'a>(
+    reference: impl ExactSizeIterator<Item = &'a TensorDesc>,
+    frame: &FeatureFrame,
+) -> bool {
+    reference.len() == frame.tensors.len()
+        && reference
+            .zip(&frame.tensors)
+            .all(|(a, b)| a.same_layout(&desc_of(b)))
 }
