@@ -7,7 +7,7 @@
 //!
 //! A setting is a space-separated list of `key=value` among `mode` (a [`Structure`] name),
 //! `quality`, `lambda`, `rounding`, `key-interval`, `search-range`, `block-size`, `bits`,
-//! `slice-channels`.
+//! `slice-channels`, `gradual-refresh` (0 or 1).
 
 use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure};
 use codec_core::{FeatureFrame, UnitKind};
@@ -146,6 +146,7 @@ fn parse(s: &str) -> Result<CodecConfig, Box<dyn std::error::Error>> {
             "block-size" => cfg.block_size = v.parse()?,
             "bits" => cfg.bits = v.parse()?,
             "slice-channels" => cfg.slice_channels = v.parse()?,
+            "gradual-refresh" => cfg.gradual_refresh = v.parse::<u8>()? != 0,
             other => return Err(format!("unknown setting {other}").into()),
         }
     }

@@ -154,13 +154,14 @@ fn motion_search_follows_a_shifted_scene() {
 }
 
 #[test]
-fn key_interval_and_layout_changes_start_key_units() {
+fn key_interval_and_layout_changes_start_key_units_or_refresh_slices() {
     let shape = Shape::new(2, 9, 9);
     let mut frames: Vec<_> = (0..7).map(|i| moving_frame(i, shape, (0.3, 0.3))).collect();
     // Frame 5 changes shape: it cannot be predicted.
     frames[5] = moving_frame(5, Shape::new(2, 9, 10), (0.3, 0.3));
     let cfg = CodecConfig {
         key_interval: 3,
+        gradual_refresh: false,
         ..adaptive(0.2, 0.0, 1)
     };
     let kinds: Vec<_> = assert_round_trip(&cfg, &frames)
@@ -169,6 +170,16 @@ fn key_interval_and_layout_changes_start_key_units() {
         .collect();
     use UnitKind::{AdaptiveKey as K, AdaptivePredicted as P};
     assert_eq!(kinds, [K, P, P, K, P, K, K]);
+    // With gradual refresh only the start and the layout change are key units.
+    let cfg = CodecConfig {
+        gradual_refresh: true,
+        ..cfg
+    };
+    let kinds: Vec<_> = assert_round_trip(&cfg, &frames)
+        .iter()
+        .map(|u| u.kind)
+        .collect();
+    assert_eq!(kinds, [K, P, P, P, P, K, K]);
 }
 
 #[test]

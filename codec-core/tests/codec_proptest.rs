@@ -28,6 +28,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
             prop::sample::select(vec![0.0f32, 0.3]),
             prop::sample::select(vec![0.2f32, 0.5]),
             0usize..3,
+            prop::bool::ANY,
         ),
     )
         .prop_map(
@@ -42,7 +43,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                 shared,
                 per_channel,
                 entropy,
-                (quality, lambda, rounding, slice_channels),
+                (quality, lambda, rounding, slice_channels, gradual_refresh),
             )| {
                 CodecConfig {
                     structure,
@@ -71,6 +72,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                     lambda,
                     rounding,
                     slice_channels,
+                    gradual_refresh,
                 }
             },
         )

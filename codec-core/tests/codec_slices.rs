@@ -153,3 +153,94 @@ fn a_key_unit_missing_slices_conceals_from_the_previous_frame_or_is_refused() {
         Err(CodecError::Invalid(_))
     ));
 }
+
+fn gradual(frames: u64, key_interval: u32) -> Vec<CodedUnit> {
+    let cfg = CodecConfig {
+        slice_channels: WIDTH,
+        key_interval,
+        gradual_refresh: true,
+        ..CodecConfig::default()
+    };
+    let frames: Vec<_> = (0..frames)
+        .map(|i| moving_frame(i, SHAPE, (0.5, 1.0)))
+        .collect();
+    assert_round_trip(&cfg, &frames)
+}
+
+#[test]
+fn gradual_refresh_replaces_key_units_with_one_refresh_slice_per_slice_and_interval() {
+    let all = gradual(13, 4);
+    assert_eq!(all[0].kind, UnitKind::AdaptiveKey);
+    assert!(
+        all[1..]
+            .iter()
+            .all(|u| u.kind == UnitKind::AdaptivePredicted)
+    );
+    // 3 slices over an interval of 4 frames: each refreshed once per interval.
+    let refreshed: Vec<Vec<usize>> = all
+        .iter()
+        .map(|u| {
+            unit_pieces(&u.data).unwrap()[1..]
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p[0] == b'R')
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .collect();
+    for window in refreshed[1..].chunks(4).filter(|w| w.len() == 4) {
+        let mut slices: Vec<usize> = window.iter().flatten().copied().collect();
+        slices.sort();
+        assert_eq!(slices, [0, 1, 2], "{refreshed:?}");
+    }
+}
+
+#[test]
+fn a_lost_slice_comes_back_at_its_refresh_and_a_late_receiver_syncs_within_an_interval() {
+    let all = gradual(14, 4);
+    let refresh_of_slice_1 = (3..all.len())
+        .find(|&i| unit_pieces(&all[i].data).unwrap()[2][0] == b'R')
+        .unwrap();
+    let mut dec = Decoder::new();
+    for (i, unit) in all.iter().enumerate() {
+        let pieces = unit_pieces(&unit.data).unwrap();
+        let kept: Vec<&[u8]> = if i == 2 {
+            pieces
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != 2)
+                .map(|(_, p)| *p)
+                .collect()
+        } else {
+            pieces
+        };
+        let out = dec.decode(&assemble_unit(&kept).unwrap()).unwrap();
+        let differ = differing_channels(&out[0], unit.reconstruction.as_ref().unwrap());
+        if (2..refresh_of_slice_1).contains(&i) {
+            assert!(dec.concealed().0 == 3 && differ.iter().all(|c| (3..6).contains(c)));
+        } else {
+            assert_eq!(dec.concealed(), (0, 0), "unit {i}");
+            assert!(differ.is_empty(), "unit {i}");
+        }
+    }
+    // A receiver that starts at unit 5, without a key unit: concealed until every slice has
+    // been refreshed (at most one interval), exact from then on.
+    let mut late = Decoder::new();
+    late.set_concealment(true);
+    let mut concealed = Vec::new();
+    for unit in &all[5..] {
+        let out = late.decode(&unit.data).unwrap();
+        concealed.push(late.concealed().0);
+        if late.concealed().0 == 0 {
+            assert_eq!(out[0], *unit.reconstruction.as_ref().unwrap());
+        }
+    }
+    assert!(concealed[0] > 0);
+    assert!(concealed.windows(2).all(|w| w[1] <= w[0]), "{concealed:?}");
+    assert!(concealed[4..].iter().all(|&c| c == 0), "{concealed:?}");
+    // Without concealment it waits for a key unit.
+    assert!(matches!(
+        Decoder::new().decode(&all[5].data),
+        Err(CodecError::MissingReference { .. })
+    ));
+}

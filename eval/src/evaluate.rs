@@ -188,10 +188,12 @@ pub fn adaptive_settings() -> Vec<Setting> {
 }
 
 /// The levers of the adaptive mode, each turned off in turn: (method name, properties).
-pub const ADAPTIVE_LEVERS: [(&str, &str); 4] = [
+pub const ADAPTIVE_LEVERS: [(&str, &str); 6] = [
     ("adaptive, no RD decisions", "lambda=0"),
     ("adaptive, no motion", "search-range=0"),
-    ("adaptive, key every 30", "key-interval=30"),
+    ("adaptive, refresh every 30", "key-interval=30"),
+    ("adaptive, periodic key units", "gradual-refresh=false"),
+    ("adaptive, one slice per tensor", "slice-channels=0"),
     ("adaptive, block 8", "block-size=8"),
 ];
 

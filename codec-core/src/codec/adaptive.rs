@@ -21,7 +21,7 @@
 
 use super::CodecError;
 use super::bitstream::TensorDesc;
-use super::slices;
+use super::slices::{self, SliceRef};
 use crate::entropy::EntropyError;
 use crate::entropy::context::{Context, ContextDecoder, ContextEncoder, MAX_ESCAPE_BITS};
 use crate::frame::{FeatureFrame, Shape, Tensor, TensorData};
@@ -56,6 +56,29 @@ pub(crate) struct AdaptiveFrame {
 }
 
 impl AdaptiveFrame {
+    /// An all-zero frame of the given layouts: the reference of a receiver that joined late.
+    pub fn blank(stream_id: u16, index: u64, descs: &[TensorDesc], block_size: usize) -> Self {
+        AdaptiveFrame {
+            stream_id,
+            index,
+            pts_ns: None,
+            tensors: descs
+                .iter()
+                .map(|d| AdaptiveTensor {
+                    desc: d.clone(),
+                    values: vec![0.0; d.shape.len()],
+                    activity: vec![0; d.shape.len()],
+                    coded: vec![
+                        false;
+                        d.shape.channels
+                            * BlockGrid::new(block_size, d.shape.height, d.shape.width)
+                                .map_or(0, |g| g.len())
+                    ],
+                })
+                .collect(),
+        }
+    }
+
     pub fn to_frame(&self) -> FeatureFrame {
         FeatureFrame::new(
             self.index,
@@ -421,13 +444,22 @@ fn reconstruct(
     }
 }
 
-/// Where a tensor's slices go: channels per slice, the tensor's index in the unit and the
-/// unit's frame tag.
+/// Where a tensor's slices go: channels per slice, the tensor's index in the unit, the unit's
+/// frame tag, and which slices of a predicted unit are refresh slices.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Slicing {
+pub(crate) struct Slicing<'a> {
     pub width: usize,
     pub tensor: u8,
     pub tag: u16,
+    /// Per slice, whether it is a refresh slice (missing entries: no).
+    pub refresh: &'a [bool],
+}
+
+/// Overwrites the prediction of `channels` with their medians (key-coded channels).
+fn predict_medians(pred: &mut [f32], dc: &[f32], plane: usize, channels: Range<usize>) {
+    for c in channels {
+        pred[c * plane..(c + 1) * plane].fill(dc[c]);
+    }
 }
 
 /// Encodes one tensor: its head fields (step, slice width, motion field) into `head` and its
@@ -439,12 +471,16 @@ pub(crate) fn encode_tensor(
     reference: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
     d: &Decisions,
-    slicing: Slicing,
+    slicing: Slicing<'_>,
     head: &mut Vec<u8>,
     slices: &mut Vec<u8>,
 ) -> Result<AdaptiveTensor, CodecError> {
     let shape = desc.shape;
     let plane = shape.plane_len();
+    let key = reference.is_none();
+    let width = slicing.width;
+    let refreshed = |k: usize| !key && slicing.refresh.get(k).copied().unwrap_or(false);
+    let slice_channels = |k: usize| k * width..((k + 1) * width).min(shape.channels);
     let field = match reference {
         Some(r) if d.search_range > 0 => {
             let a: Vec<&[f32]> = r.values.chunks(plane).collect();
@@ -456,19 +492,27 @@ pub(crate) fn encode_tensor(
         }
         _ => None,
     };
-    let dc = if reference.is_none() {
+    let slice_count = shape.channels.div_ceil(width);
+    let dc = if key || (0..slice_count).any(refreshed) {
         channel_medians(current, shape, desc.model8.is_some())
     } else {
         Vec::new()
     };
-    let pred = prediction(reference, &dc, shape, field.as_ref())?;
+    let mut pred = prediction(reference, &dc, shape, field.as_ref())?;
+    for k in (0..slice_count).filter(|&k| refreshed(k)) {
+        predict_medians(&mut pred, &dc, plane, slice_channels(k));
+    }
     let inv = 1.0 / d.step;
-    let rounding = if reference.is_none() { 0.5 } else { d.rounding };
     let mut residuals = vec![0i32; shape.len()];
     let blocks = grid.len();
     let mut coded = vec![false; shape.channels * blocks];
     for c in 0..shape.channels {
         let base = c * plane;
+        let rounding = if key || refreshed(c / width) {
+            0.5
+        } else {
+            d.rounding
+        };
         for b in 0..blocks {
             let rect = grid.rect(b);
             let mut nonzero = 0u32;
@@ -517,11 +561,14 @@ pub(crate) fn encode_tensor(
     head.extend_from_slice(&(field_bytes.len() as u32).to_le_bytes());
     head.extend_from_slice(&field_bytes);
     let mut body = Vec::new();
-    for (index, first) in (0..shape.channels).step_by(slicing.width).enumerate() {
-        let channels = first..(first + slicing.width).min(shape.channels);
+    for k in 0..slice_count {
+        let channels = slice_channels(k);
+        let refresh = refreshed(k);
         body.clear();
-        for m in dc.get(channels.clone()).unwrap_or_default() {
-            body.extend_from_slice(&m.to_le_bytes());
+        if key || refresh {
+            for m in &dc[channels.clone()] {
+                body.extend_from_slice(&m.to_le_bytes());
+            }
         }
         let mut coder = ContextEncoder::new();
         code_residuals(
@@ -529,16 +576,16 @@ pub(crate) fn encode_tensor(
             &mut Contexts::new(),
             shape,
             grid,
-            reference,
+            if refresh { None } else { reference },
             &pred,
             inv,
             channels,
             &mut symbols,
         )?;
         body.extend_from_slice(&coder.finish());
-        let index = u16::try_from(index)
-            .map_err(|_| CodecError::LimitExceeded(format!("slice {index} of a tensor")))?;
-        slices::write_slice(slices, slicing.tag, slicing.tensor, index, &body)?;
+        let index = u16::try_from(k)
+            .map_err(|_| CodecError::LimitExceeded(format!("slice {k} of a tensor")))?;
+        slices::write_slice(slices, refresh, slicing.tag, slicing.tensor, index, &body)?;
     }
     Ok(reconstruct(desc, pred, d.step, symbols))
 }
@@ -596,17 +643,17 @@ pub(crate) struct Concealment {
     pub slices: usize,
 }
 
-/// Decodes one tensor from its head fields and the slice bodies that arrived (`slices[k]` is
-/// slice k). The channels of a missing or undecodable slice are concealed: the prediction
-/// (the motion-compensated reference; for a key unit the held `fallback` frame, else zero), and
+/// Decodes one tensor from its head fields and the slices that arrived (`slices[k]` is slice
+/// k). The channels of a missing or undecodable slice are concealed: the prediction (the
+/// motion-compensated reference; for a key unit the held `fallback` frame, else zero), and
 /// marked in `tainted`. A predicted slice with a tainted channel is not parsed (its contexts
-/// would read a reference the encoder never had) and stays concealed until a key unit brings
-/// the channel back. Errors only on a malformed head.
+/// would read a reference the encoder never had) and stays concealed until a key unit or a
+/// refresh slice brings the channel back. Errors only on a malformed head.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_tensor(
     desc: TensorDesc,
     head: &TensorHead<'_>,
-    slices: &[Option<&[u8]>],
+    slices: &[Option<SliceRef<'_>>],
     reference: Option<&AdaptiveTensor>,
     fallback: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
@@ -636,31 +683,40 @@ pub(crate) fn decode_tensor(
     };
     let key = reference.is_none();
     let ranges = |k: usize| k * width..((k + 1) * width).min(shape.channels);
-    // Key units: the medians of the slices that arrived.
-    let mut usable: Vec<Option<&[u8]>> = slices.to_vec();
+    let plane = shape.plane_len();
+    // Per slice: whether it is key-coded, and its payload after the medians.
+    let mut usable: Vec<Option<(bool, &[u8])>> = Vec::with_capacity(slices.len());
     let mut dc = Vec::new();
-    if key {
-        dc = vec![0.0; shape.channels];
-        for (k, slot) in usable.iter_mut().enumerate() {
-            let Some(body) = *slot else { continue };
-            let channels = ranges(k);
-            let n = channels.len() * 4;
-            let medians: Vec<f32> = body
-                .get(..n)
-                .unwrap_or_default()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            if body.len() < n || check_medians(&medians).is_err() {
-                *slot = None;
-                continue;
-            }
-            dc[channels].copy_from_slice(&medians);
-            *slot = Some(&body[n..]);
+    for (k, slot) in slices.iter().enumerate() {
+        let Some(slice) = slot else {
+            usable.push(None);
+            continue;
+        };
+        let intra = key || slice.refresh;
+        if !intra {
+            usable.push(Some((false, slice.body)));
+            continue;
         }
+        let channels = ranges(k);
+        let n = channels.len() * 4;
+        let medians: Vec<f32> = slice
+            .body
+            .get(..n)
+            .unwrap_or_default()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if slice.body.len() < n || check_medians(&medians).is_err() {
+            usable.push(None);
+            continue;
+        }
+        if dc.is_empty() {
+            dc = vec![0.0; shape.channels];
+        }
+        dc[channels].copy_from_slice(&medians);
+        usable.push(Some((true, &slice.body[n..])));
     }
     let mut pred = prediction(reference, &dc, shape, field.as_ref())?;
-    let plane = shape.plane_len();
     let mut symbols = TensorSymbols {
         field,
         coded: vec![false; shape.channels * grid.len()],
@@ -669,22 +725,45 @@ pub(crate) fn decode_tensor(
     let mut concealment = Concealment::default();
     for (k, slot) in usable.iter().enumerate() {
         let channels = ranges(k);
-        let parse = match slot {
-            Some(payload) if key || !tainted[channels.clone()].contains(&true) => decode_slice(
-                payload,
-                &mut symbols,
-                shape,
-                grid,
-                reference,
-                &pred,
-                step,
-                &channels,
-            )
-            .is_ok(),
+        let values = channels.start * plane..channels.end * plane;
+        let parsed = match *slot {
+            Some((true, payload)) if !key => {
+                // A refresh slice: key-coded channels inside a predicted unit.
+                let kept = pred[values.clone()].to_vec();
+                predict_medians(&mut pred, &dc, plane, channels.clone());
+                let ok = decode_slice(
+                    payload,
+                    &mut symbols,
+                    shape,
+                    grid,
+                    None,
+                    &pred,
+                    step,
+                    &channels,
+                )
+                .is_ok();
+                if !ok {
+                    pred[values.clone()].copy_from_slice(&kept);
+                }
+                ok
+            }
+            Some((intra, payload)) if intra || !tainted[channels.clone()].contains(&true) => {
+                decode_slice(
+                    payload,
+                    &mut symbols,
+                    shape,
+                    grid,
+                    reference,
+                    &pred,
+                    step,
+                    &channels,
+                )
+                .is_ok()
+            }
             _ => false,
         };
-        if parse {
-            if key {
+        if parsed {
+            if slot.is_some_and(|(intra, _)| intra) {
                 tainted[channels].fill(false);
             }
             continue;
@@ -693,11 +772,10 @@ pub(crate) fn decode_tensor(
             concealment.slices += 1;
         }
         concealment.channels += channels.len();
-        symbols.residuals[channels.start * plane..channels.end * plane].fill(0);
+        symbols.residuals[values.clone()].fill(0);
         symbols.coded[channels.start * grid.len()..channels.end * grid.len()].fill(false);
         if key && let Some(f) = fallback.filter(|f| f.desc.same_layout(&desc)) {
-            pred[channels.start * plane..channels.end * plane]
-                .copy_from_slice(&f.values[channels.start * plane..channels.end * plane]);
+            pred[values.clone()].copy_from_slice(&f.values[values]);
         }
         tainted[channels].fill(true);
     }

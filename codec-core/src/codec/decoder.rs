@@ -6,7 +6,7 @@ use super::reconstruct::{
     RefFrame, RefTensor, apply_residuals, compensate_codes, field_count, fields_from_symbols,
     motion_error, params_for, predict_codes, residual_count, unrotate,
 };
-use super::slices::{self, MAX_SLICES_PER_TENSOR};
+use super::slices::{self, MAX_SLICES_PER_TENSOR, SliceRef};
 use super::{CodecError, UnitKind};
 use crate::frame::FeatureFrame;
 use crate::motion::{BlockGrid, MvSharing};
@@ -177,40 +177,12 @@ impl Decoder {
             .adaptive_reference
             .as_ref()
             .filter(|f| f.stream_id == header.stream_id && f.tensors.len() == header.tensor_count);
-        let mut lost_sync = false;
-        let reference = if header.kind == UnitKind::AdaptivePredicted {
-            match held {
-                Some(reference) if reference.index == header.ref_index => Some(reference),
-                // The reference was lost: predict from what is held, every channel concealed
-                // until a key unit.
-                Some(reference) if self.conceal => {
-                    lost_sync = true;
-                    Some(reference)
-                }
-                _ => {
-                    return Err(CodecError::MissingReference {
-                        frame: header.frame_index,
-                        reference: header.ref_index,
-                    });
-                }
-            }
-        } else {
-            None
-        };
         let mut budget = self.limits.max_elements;
         let mut heads = Vec::with_capacity(header.tensor_count);
         let mut descs: Vec<TensorDesc> = Vec::with_capacity(header.tensor_count);
-        for i in 0..header.tensor_count {
+        for _ in 0..header.tensor_count {
             let desc = r.desc(&mut budget)?;
             check_unique(descs.iter(), &desc)?;
-            if let Some(rt) = reference.map(|f| &f.tensors[i])
-                && !desc.same_layout(&rt.desc)
-            {
-                return Err(CodecError::Invalid(format!(
-                    "tensor '{}' {} does not match the reference's '{}' {}",
-                    desc.name, desc.shape, rt.desc.name, rt.desc.shape
-                )));
-            }
             let step = r.f32()?;
             let slice_width = r.u32()? as usize;
             let channels = desc.shape.channels;
@@ -232,9 +204,52 @@ impl Decoder {
             });
             descs.push(desc);
         }
+        let mut lost_sync = false;
+        let blank;
+        let reference = if header.kind == UnitKind::AdaptivePredicted {
+            match held {
+                Some(reference) if reference.index == header.ref_index => Some(reference),
+                // The reference was lost: predict from what is held, every channel concealed
+                // until a key unit or its refresh slice.
+                Some(reference) if self.conceal => {
+                    lost_sync = true;
+                    Some(reference)
+                }
+                // Nothing held (a receiver that joined late): start from zeros, every channel
+                // concealed until its refresh slice (gradual refresh) or a key unit.
+                None if self.conceal => {
+                    lost_sync = true;
+                    blank = AdaptiveFrame::blank(
+                        header.stream_id,
+                        header.ref_index,
+                        &descs,
+                        header.block_size,
+                    );
+                    Some(&blank)
+                }
+                _ => {
+                    return Err(CodecError::MissingReference {
+                        frame: header.frame_index,
+                        reference: header.ref_index,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(reference) = reference {
+            for (desc, rt) in descs.iter().zip(&reference.tensors) {
+                if !desc.same_layout(&rt.desc) {
+                    return Err(CodecError::Invalid(format!(
+                        "tensor '{}' {} does not match the reference's '{}' {}",
+                        desc.name, desc.shape, rt.desc.name, rt.desc.shape
+                    )));
+                }
+            }
+        }
         r.expect_end()?;
         // Slice k of tensor t goes to slots[t][k]; strays and repeats are dropped.
-        let mut slots: Vec<Vec<Option<&[u8]>>> = descs
+        let mut slots: Vec<Vec<Option<SliceRef<'_>>>> = descs
             .iter()
             .zip(&heads)
             .map(|(d, h)| vec![None; d.shape.channels.div_ceil(h.slice_width)])
@@ -249,13 +264,13 @@ impl Decoder {
                 .and_then(|t| t.get_mut(usize::from(slice.index)))
                 && slot.is_none()
             {
-                *slot = Some(slice.body);
+                *slot = Some(slice);
             }
         }
         if reference.is_none() {
             for (i, (desc, slots)) in descs.iter().zip(&slots).enumerate() {
                 let fallback = held.is_some_and(|f| f.tensors[i].desc.same_layout(desc));
-                if !fallback && slots.contains(&None) {
+                if !fallback && slots.iter().any(Option::is_none) {
                     return Err(CodecError::Invalid(format!(
                         "key unit {} lacks slices of tensor '{}' and no earlier frame can \
                          conceal them",

@@ -120,7 +120,8 @@ impl Encoder {
             )));
         }
         self.last_index = Some(frame.index);
-        if std::mem::take(&mut self.force_key) {
+        let forced = std::mem::take(&mut self.force_key);
+        if forced {
             // Forget the reference: whatever the structure, the frame starts afresh.
             self.since_key = self.cfg.key_interval;
             self.expect_predicted = false;
@@ -163,17 +164,26 @@ impl Encoder {
                 }
             }
             Structure::Adaptive => {
-                let predict = self.since_key < self.cfg.key_interval
+                // With gradual refresh, key units only start the stream, follow a layout change
+                // or answer a request; refresh slices take their place.
+                let interval_open =
+                    self.since_key < self.cfg.key_interval || self.cfg.gradual_refresh;
+                let predict = !forced
+                    && interval_open
                     && self
                         .adaptive_reference
                         .as_ref()
                         .is_some_and(|r| layout_matches(r.tensors.iter().map(|t| &t.desc), frame));
-                if predict {
-                    self.since_key += 1;
+                let refresh_phase = if predict {
+                    // Frames since the key unit, this one included, in the refresh cycle.
+                    let phase = self.since_key % self.cfg.key_interval;
+                    self.since_key = self.since_key.saturating_add(1);
+                    self.cfg.gradual_refresh.then_some(phase)
                 } else {
                     self.since_key = 1;
-                }
-                Ok(vec![self.adaptive_unit(frame, predict)?])
+                    None
+                };
+                Ok(vec![self.adaptive_unit(frame, predict, refresh_phase)?])
             }
             Structure::ClosedLoop => {
                 if self.since_key < self.cfg.key_interval && self.can_predict(frame) {
@@ -403,11 +413,15 @@ impl Encoder {
     }
 
     /// Adaptive mode: a key unit (`predict` false) or a unit predicted from the previous
-    /// reconstruction.
+    /// reconstruction. With gradual refresh, `refresh_phase` is the frame's place in the
+    /// refresh cycle of `key_interval` frames: slice k of a tensor of S slices is refreshed at
+    /// phase ⌊k · key_interval / S⌋, so every slice once per cycle, and the tensors' spreads are
+    /// measured again at phase 0 (as at a key unit).
     fn adaptive_unit(
         &mut self,
         frame: &FeatureFrame,
         predict: bool,
+        refresh_phase: Option<u32>,
     ) -> Result<CodedUnit, CodecError> {
         let reference = if predict {
             self.adaptive_reference.take()
@@ -425,7 +439,7 @@ impl Encoder {
         header.entropy = crate::entropy::EntropyMode::None;
         let mut w = UnitWriter::new(&header);
         let values: Vec<Vec<f32>> = frame.tensors.iter().map(adaptive::native_values).collect();
-        if reference.is_none() {
+        if reference.is_none() || refresh_phase == Some(0) {
             self.spreads = values.iter().map(|v| adaptive::spread(v)).collect();
         }
         let quality = self.quality();
@@ -444,10 +458,20 @@ impl Encoder {
             };
             w.desc(&desc);
             let mut head = Vec::new();
+            let width = slices::slice_width(t.shape.channels, self.cfg.slice_channels);
+            let count = t.shape.channels.div_ceil(width) as u64;
+            let interval = u64::from(self.cfg.key_interval);
+            let refresh: Vec<bool> = match refresh_phase {
+                Some(phase) => (0..count)
+                    .map(|k| k * interval / count == u64::from(phase))
+                    .collect(),
+                None => Vec::new(),
+            };
             let slicing = Slicing {
-                width: slices::slice_width(t.shape.channels, self.cfg.slice_channels),
+                width,
                 tensor: i as u8, // at most MAX_TENSORS
                 tag: slices::frame_tag(frame.index),
+                refresh: &refresh,
             };
             tensors.push(adaptive::encode_tensor(
                 desc,

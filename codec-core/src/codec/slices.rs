@@ -12,8 +12,17 @@ use super::CodecError;
 use super::bitstream::{UNIT_MAGIC, UnitHeader, parse_envelope};
 use crate::bytes::LeReader;
 
-/// First byte of every slice (a head piece starts with [`UNIT_MAGIC`]).
+/// First byte of a slice coded like the rest of its unit (a head piece starts with
+/// [`UNIT_MAGIC`]).
 pub const SLICE_TYPE: u8 = b'S';
+/// First byte of a refresh slice: coded as in a key unit (its channels' medians, key contexts,
+/// no reference) inside a predicted unit, so that its channels recover from a loss without a
+/// key unit.
+pub const REFRESH_SLICE_TYPE: u8 = b'R';
+
+fn is_slice_type(b: u8) -> bool {
+    b == SLICE_TYPE || b == REFRESH_SLICE_TYPE
+}
 /// Bytes of a slice before its body: type, length, frame tag, tensor, slice index.
 pub const SLICE_HEADER_LEN: usize = 10;
 /// Bytes a slice adds to its body: header and CRC.
@@ -38,9 +47,11 @@ pub(crate) fn slice_width(channels: usize, requested: usize) -> usize {
     }
 }
 
-/// Writes one slice: `body` is the key unit's medians followed by the range-coded payload.
+/// Writes one slice: `body` is the medians (key units and refresh slices) followed by the
+/// range-coded payload.
 pub(crate) fn write_slice(
     out: &mut Vec<u8>,
+    refresh: bool,
     tag: u16,
     tensor: u8,
     index: u16,
@@ -49,7 +60,11 @@ pub(crate) fn write_slice(
     let len = u32::try_from(body.len() + SLICE_OVERHEAD)
         .map_err(|_| CodecError::LimitExceeded(format!("slice of {} bytes", body.len())))?;
     let start = out.len();
-    out.push(SLICE_TYPE);
+    out.push(if refresh {
+        REFRESH_SLICE_TYPE
+    } else {
+        SLICE_TYPE
+    });
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&tag.to_le_bytes());
     out.push(tensor);
@@ -63,6 +78,8 @@ pub(crate) fn write_slice(
 /// One slice as found in a unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct SliceRef<'a> {
+    /// A refresh slice ([`REFRESH_SLICE_TYPE`]).
+    pub refresh: bool,
     pub tag: u16,
     pub tensor: u8,
     pub index: u16,
@@ -83,7 +100,7 @@ fn read_slice(bytes: &[u8]) -> Result<(SliceRef<'_>, usize), SliceFault> {
     let mut r: LeReader<'_, ()> = LeReader::with_error(bytes, |_, _| ());
     let kind = r.u8().map_err(|_| SliceFault::Framing)?;
     let len = r.u32().map_err(|_| SliceFault::Framing)? as usize;
-    if kind != SLICE_TYPE || len < SLICE_OVERHEAD || len > bytes.len() {
+    if !is_slice_type(kind) || len < SLICE_OVERHEAD || len > bytes.len() {
         return Err(SliceFault::Framing);
     }
     let crc_at = len - 4;
@@ -101,6 +118,7 @@ fn read_slice(bytes: &[u8]) -> Result<(SliceRef<'_>, usize), SliceFault> {
     let index = u16::from_le_bytes([bytes[8], bytes[9]]);
     Ok((
         SliceRef {
+            refresh: kind == REFRESH_SLICE_TYPE,
             tag,
             tensor,
             index,
@@ -210,7 +228,7 @@ pub fn assemble_unit(pieces: &[&[u8]]) -> Result<Vec<u8>, CodecError> {
 /// The well-framed slices at the start of `bytes` (a piece is normally exactly one slice).
 fn split_concatenated(mut bytes: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
-    while bytes.len() >= SLICE_OVERHEAD && bytes[0] == SLICE_TYPE {
+    while bytes.len() >= SLICE_OVERHEAD && is_slice_type(bytes[0]) {
         let len = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
         if len < SLICE_OVERHEAD || len > bytes.len() {
             break;
@@ -243,11 +261,15 @@ mod tests {
     fn a_damaged_slice_is_skipped_and_a_broken_length_ends_the_walk() {
         let mut bytes = Vec::new();
         for i in 0..3u16 {
-            write_slice(&mut bytes, 7, 0, i, &[i as u8; 5]).unwrap();
+            write_slice(&mut bytes, i == 1, 7, 0, i, &[i as u8; 5]).unwrap();
         }
         let (all, damaged) = parse_slices(&bytes);
         assert_eq!((all.len(), damaged), (3, 0));
         assert_eq!(all[2].body, &[2u8; 5]);
+        assert_eq!(
+            all.iter().map(|s| s.refresh).collect::<Vec<_>>(),
+            [false, true, false]
+        );
         let mut flipped = bytes.clone();
         flipped[SLICE_OVERHEAD + 5 + SLICE_HEADER_LEN] ^= 1; // body of slice 1
         let (some, damaged) = parse_slices(&flipped);

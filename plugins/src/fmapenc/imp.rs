@@ -474,7 +474,11 @@ impl ObjectImpl for FmapEnc {
                     .build(),
                 glib::ParamSpecUInt::builder("key-interval")
                     .nick("Key interval")
-                    .blurb("closed-loop: frames from one key frame to the next (1 = every frame a key)")
+                    .blurb(
+                        "closed-loop and adaptive: frames from one key frame to the next (1 = \
+                         every frame a key); with gradual-refresh, the frames over which every \
+                         slice is refreshed once",
+                    )
                     .minimum(1)
                     .maximum(100_000)
                     .default_value(d.key_interval)
@@ -482,7 +486,9 @@ impl ObjectImpl for FmapEnc {
                     .build(),
                 glib::ParamSpecUInt::builder("dead-zone")
                     .nick("Dead zone")
-                    .blurb("closed-loop: residual codes with magnitude at most this are sent as zero")
+                    .blurb(
+                        "closed-loop: residual codes with magnitude at most this are sent as zero",
+                    )
                     .maximum(u32::from(u16::MAX))
                     .default_value(d.dead_zone)
                     .mutable_ready()
@@ -593,6 +599,19 @@ impl ObjectImpl for FmapEnc {
                     .default_value(d.slice_channels)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("gradual-refresh")
+                    .nick("Gradual refresh")
+                    .blurb(
+                        "adaptive: refresh each slice once per key-interval frames, spread over \
+                         the interval, instead of a key unit every key-interval frames: the same \
+                         rate (+0.1% on NanoDet at key-interval 100) without bursts, and a \
+                         receiver that lost a slice or joined late recovers within key-interval \
+                         frames without asking. Key units then only start the stream, follow a \
+                         layout change or answer a force-key-unit request",
+                    )
+                    .default_value(d.gradual_refresh)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("bitrate")
                     .nick("Bit rate")
                     .blurb(
@@ -633,6 +652,7 @@ impl ObjectImpl for FmapEnc {
             "rounding" => s.rounding = value.get().expect("type checked upstream"),
             "lambda" => s.lambda = value.get().expect("type checked upstream"),
             "slice-channels" => s.slice_channels = value.get().expect("type checked upstream"),
+            "gradual-refresh" => s.gradual_refresh = value.get().expect("type checked upstream"),
             "bitrate" => s.bitrate = value.get().expect("type checked upstream"),
             "calibration" => {
                 s.calibration = value
@@ -665,6 +685,7 @@ impl ObjectImpl for FmapEnc {
             "rounding" => s.rounding.to_value(),
             "lambda" => s.lambda.to_value(),
             "slice-channels" => s.slice_channels.to_value(),
+            "gradual-refresh" => s.gradual_refresh.to_value(),
             "bitrate" => s.bitrate.to_value(),
             "calibration" => s.calibration.to_value(),
             other => unreachable!("unknown property {other}"),

@@ -216,6 +216,8 @@ pub struct Settings {
     pub lambda: f32,
     /// Adaptive: channels per slice (0 = one slice per tensor).
     pub slice_channels: u32,
+    /// Adaptive: refresh slices instead of periodic key units.
+    pub gradual_refresh: bool,
     /// Adaptive: target rate in kbit/s (0 = constant quality).
     pub bitrate: u32,
 }
@@ -239,6 +241,7 @@ impl Default for Settings {
             rounding: c.rounding,
             lambda: c.lambda,
             slice_channels: c.slice_channels as u32,
+            gradual_refresh: c.gradual_refresh,
             bitrate: 0,
         }
     }
@@ -278,6 +281,7 @@ impl Settings {
             rounding: self.rounding,
             lambda: self.lambda,
             slice_channels: self.slice_channels as usize,
+            gradual_refresh: self.gradual_refresh,
         };
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
