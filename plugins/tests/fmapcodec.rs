@@ -464,6 +464,36 @@ fn lost_slices_and_units_are_concealed_and_every_frame_comes_out() {
     assert!(request.is_some(), "a force-key-unit event went upstream");
 }
 
+/// fmapenc announces its caps downstream (a force-key-unit event with all-headers, on which
+/// rtpgstpay and rtpfmappay resend them in-band) before the first unit and then once per
+/// `config-interval`, so that a receiver that joins late gets them without asking.
+#[test]
+fn caps_are_announced_every_config_interval_for_late_receivers() {
+    init();
+    for (props, want) in [
+        ("", vec![0u64, 1_000_000_000, 2_000_000_000]),
+        ("config-interval=2", vec![0, 2_000_000_000]),
+        ("config-interval=0", vec![0]),
+    ] {
+        let mut h = Harness::new_parse(&format!("fmapenc {props}"));
+        h.set_src_caps(raw_caps());
+        for i in 0..25 {
+            h.push(raw_buffer(&frame(i))).unwrap();
+        }
+        let announced: Vec<u64> = std::iter::from_fn(|| h.try_pull_event())
+            .filter_map(|e| {
+                gst_video::DownstreamForceKeyUnitEvent::parse(&e)
+                    .ok()
+                    .map(|k| {
+                        assert!(k.all_headers);
+                        k.timestamp.unwrap().nseconds()
+                    })
+            })
+            .collect();
+        assert_eq!(announced, want, "fmapenc {props}");
+    }
+}
+
 #[test]
 fn garbage_never_stops_the_decoder() {
     init();

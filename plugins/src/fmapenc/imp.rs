@@ -61,6 +61,31 @@ struct Coding {
     checked_dtype: bool,
     /// Adaptive with `bitrate`: chooses each frame's quality.
     rate: Option<RateController>,
+    /// `config-interval` (0 = with key units only).
+    config_interval: gst::ClockTime,
+    /// When the caps were last announced downstream.
+    last_config: Option<gst::ClockTime>,
+}
+
+impl Coding {
+    /// Whether `buffer` should be preceded by a downstream force-key-unit event with
+    /// all-headers, which makes payloaders (`rtpgstpay`, `rtpfmappay`) send the caps in-band
+    /// again so that a receiver that joined late can decode: before every key unit and, with
+    /// a `config-interval`, at least that often.
+    fn announce(&mut self, buffer: &gst::Buffer) -> bool {
+        let pts = buffer.pts();
+        let due = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+            || (!self.config_interval.is_zero()
+                && match (self.last_config, pts) {
+                    (Some(last), Some(pts)) => pts.saturating_sub(last) >= self.config_interval,
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                });
+        if due {
+            self.last_config = pts.or(self.last_config);
+        }
+        due
+    }
 }
 
 #[derive(Default)]
@@ -78,19 +103,22 @@ pub struct FmapEnc {
 
 impl FmapEnc {
     /// Counts the units in the statistics and wraps each in a buffer.
+    /// Each buffer comes with whether to announce the caps before it ([`Coding::announce`]).
     fn coded_buffers(
         &self,
         coding: &mut Coding,
         stats: &mut Stats,
         units: Vec<CodedUnit>,
-    ) -> Vec<gst::Buffer> {
+    ) -> Vec<(gst::Buffer, bool)> {
         units
             .into_iter()
             .map(|u| {
                 stats.units_out += 1;
                 stats.bytes_out += u.data.len() as u64;
                 stats.sync_units += u64::from(u.kind.is_sync_point());
-                self.coded_buffer(coding, u)
+                let buffer = self.coded_buffer(coding, u);
+                let announce = coding.announce(&buffer);
+                (buffer, announce)
             })
             .collect()
     }
@@ -125,8 +153,20 @@ impl FmapEnc {
         buffer
     }
 
-    fn push_units(&self, buffers: Vec<gst::Buffer>) -> Result<gst::FlowSuccess, gst::FlowError> {
-        for b in buffers {
+    fn push_units(
+        &self,
+        buffers: Vec<(gst::Buffer, bool)>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        for (b, announce) in buffers {
+            if announce {
+                let event = gst_video::DownstreamForceKeyUnitEvent::builder()
+                    .timestamp(b.pts())
+                    .stream_time(b.pts())
+                    .running_time(b.pts())
+                    .all_headers(true)
+                    .build();
+                self.srcpad.push_event(event);
+            }
             gst::trace!(
                 CAT,
                 imp = self,
@@ -313,6 +353,8 @@ impl FmapEnc {
             discont: true,
             checked_dtype: false,
             rate,
+            config_interval: gst::ClockTime::from_seconds(u64::from(settings.config_interval)),
+            last_config: None,
         });
         Ok(out)
     }
@@ -612,6 +654,19 @@ impl ObjectImpl for FmapEnc {
                     .default_value(d.gradual_refresh)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("config-interval")
+                    .nick("Config interval")
+                    .blurb(
+                        "seconds between two announcements of the caps downstream (a \
+                         force-key-unit event with all-headers, on which rtpgstpay and \
+                         rtpfmappay send the caps in-band again), so that a receiver that joins \
+                         late can decode; they also precede every key unit. 0 = with key units \
+                         only",
+                    )
+                    .maximum(3600)
+                    .default_value(d.config_interval)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("bitrate")
                     .nick("Bit rate")
                     .blurb(
@@ -653,6 +708,7 @@ impl ObjectImpl for FmapEnc {
             "lambda" => s.lambda = value.get().expect("type checked upstream"),
             "slice-channels" => s.slice_channels = value.get().expect("type checked upstream"),
             "gradual-refresh" => s.gradual_refresh = value.get().expect("type checked upstream"),
+            "config-interval" => s.config_interval = value.get().expect("type checked upstream"),
             "bitrate" => s.bitrate = value.get().expect("type checked upstream"),
             "calibration" => {
                 s.calibration = value
@@ -686,6 +742,7 @@ impl ObjectImpl for FmapEnc {
             "lambda" => s.lambda.to_value(),
             "slice-channels" => s.slice_channels.to_value(),
             "gradual-refresh" => s.gradual_refresh.to_value(),
+            "config-interval" => s.config_interval.to_value(),
             "bitrate" => s.bitrate.to_value(),
             "calibration" => s.calibration.to_value(),
             other => unreachable!("unknown property {other}"),

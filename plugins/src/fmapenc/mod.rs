@@ -4,12 +4,15 @@
 //! Every output buffer is one self-delimiting coded unit. PTS is the frame's presentation time;
 //! with `mode=bi` units leave in decode order, so DTS is set (monotonic, never after PTS) and
 //! the element adds the reordering delay to latency queries. Units that need an earlier unit to
-//! decode carry `DELTA_UNIT`.
+//! decode carry `DELTA_UNIT`. Before the first unit, before every key unit and then every
+//! `config-interval` seconds, fmapenc pushes a downstream force-key-unit event with
+//! all-headers, on which `rtpgstpay` (without any `config-interval` of its own) and `rtpfmappay`
+//! resend the caps in-band, so that a receiver that starts late can decode.
 //!
 //! ```text
 //! gst-launch-1.0 filesrc location=vtest.avi ! decodebin ! videoconvert \
 //!     ! splitinfer-front model=models/nanodet.onnx ! fmapenc mode=bi bits=6 entropy=zvc-huffman \
-//!     ! rtpgstpay config-interval=1 ! udpsink host=127.0.0.1 port=5000
+//!     ! rtpgstpay ! udpsink host=127.0.0.1 port=5000
 //! ```
 //!
 //! [`Encoder`]: codec_core::Encoder

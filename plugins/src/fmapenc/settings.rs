@@ -195,6 +195,9 @@ impl Entropy {
     }
 }
 
+/// Default of `config-interval`: a receiver that joins late gets the caps within a second.
+pub const DEFAULT_CONFIG_INTERVAL: u32 = 1;
+
 /// What the properties hold. Defaults come from [`CodecConfig::default`] so the element and the
 /// library agree.
 #[derive(Debug, Clone)]
@@ -218,6 +221,8 @@ pub struct Settings {
     pub slice_channels: u32,
     /// Adaptive: refresh slices instead of periodic key units.
     pub gradual_refresh: bool,
+    /// Seconds between two in-band announcements of the caps (0 = with key units only).
+    pub config_interval: u32,
     /// Adaptive: target rate in kbit/s (0 = constant quality).
     pub bitrate: u32,
 }
@@ -242,6 +247,7 @@ impl Default for Settings {
             lambda: c.lambda,
             slice_channels: c.slice_channels as u32,
             gradual_refresh: c.gradual_refresh,
+            config_interval: DEFAULT_CONFIG_INTERVAL,
             bitrate: 0,
         }
     }
