@@ -3,13 +3,16 @@
 //! encode/decode time per frame. The maps are `splitinfer-front` buffers, one file per frame,
 //! as `scripts/record-maps.sh` writes them.
 //!
-//! `cargo run --release -p codec-core --example recorded -- DIR [--fps 10] "quality=1 lambda=0.3" ...`
+//! `cargo run --release -p codec-core --example recorded -- DIR [--fps 10] [--lose-slices P] "quality=1 lambda=0.3" ...`
+//!
+//! `--lose-slices P` drops each slice of a unit with probability P before decoding (the head
+//! always arrives), so that the SNR shows what concealment keeps on a lossy link.
 //!
 //! A setting is a space-separated list of `key=value` among `mode` (a [`Structure`] name),
 //! `quality`, `lambda`, `rounding`, `key-interval`, `search-range`, `block-size`, `bits`,
-//! `slice-channels`, `gradual-refresh` (0 or 1).
+//! `slice-channels`, `gradual-refresh` (0 or 1), `resilient` (0 or 1).
 
-use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure};
+use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure, assemble_unit, unit_pieces};
 use codec_core::{FeatureFrame, UnitKind};
 use std::time::Instant;
 
@@ -19,10 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: recorded DIR [--fps N] SETTING...")?;
     let mut fps = 10.0f64;
+    let mut lose = 0.0f64;
     let mut settings = Vec::new();
     while let Some(a) = args.next() {
         if a == "--fps" {
             fps = args.next().ok_or("--fps needs a value")?.parse()?;
+        } else if a == "--lose-slices" {
+            lose = args.next().ok_or("--lose-slices needs a value")?.parse()?;
         } else {
             settings.push(a);
         }
@@ -47,6 +53,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cfg = parse(s)?;
         let mut enc = Encoder::new(cfg)?;
         let mut dec = Decoder::new();
+        dec.set_concealment(true);
+        // Deterministic slice losses (a 64-bit LCG), the same for every setting.
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut lost = |_: &[u8]| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) < lose
+        };
         let (mut key, mut nkey, mut pred, mut npred) = (0usize, 0usize, 0usize, 0usize);
         let (mut signal, mut noise) = (0f64, 0f64);
         let (mut tenc, mut tdec) = (0f64, 0f64);
@@ -64,8 +79,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     pred += u.data.len();
                     npred += 1;
                 }
+                let received = if lose > 0.0 {
+                    let pieces = unit_pieces(&u.data)?;
+                    let mut kept = vec![pieces[0]];
+                    kept.extend(pieces[1..].iter().copied().filter(|p| !lost(p)));
+                    assemble_unit(&kept)?
+                } else {
+                    u.data.clone()
+                };
                 let t = Instant::now();
-                let out = dec.decode(&u.data)?;
+                let out = dec.decode(&received)?;
                 tdec += t.elapsed().as_secs_f64();
                 for o in out {
                     if let Some(l) = &last
@@ -147,6 +170,7 @@ fn parse(s: &str) -> Result<CodecConfig, Box<dyn std::error::Error>> {
             "bits" => cfg.bits = v.parse()?,
             "slice-channels" => cfg.slice_channels = v.parse()?,
             "gradual-refresh" => cfg.gradual_refresh = v.parse::<u8>()? != 0,
+            "resilient" => cfg.resilient = v.parse::<u8>()? != 0,
             other => return Err(format!("unknown setting {other}").into()),
         }
     }

@@ -29,6 +29,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
             prop::sample::select(vec![0.2f32, 0.5]),
             0usize..3,
             prop::bool::ANY,
+            prop::bool::ANY,
         ),
     )
         .prop_map(
@@ -43,7 +44,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                 shared,
                 per_channel,
                 entropy,
-                (quality, lambda, rounding, slice_channels, gradual_refresh),
+                (quality, lambda, rounding, slice_channels, gradual_refresh, resilient),
             )| {
                 CodecConfig {
                     structure,
@@ -73,6 +74,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                     rounding,
                     slice_channels,
                     gradual_refresh,
+                    resilient,
                 }
             },
         )

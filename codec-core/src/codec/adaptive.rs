@@ -144,17 +144,20 @@ pub(crate) fn spread(values: &[f32]) -> f32 {
 pub(crate) fn step_for(desc: &TensorDesc, quality: f32, spread: f32) -> f32 {
     let step = quality * spread.max(f32::MIN_POSITIVE);
     if desc.model8.is_some() {
-        step.round().max(1.0)
+        step.round().clamp(1.0, MAX_STEP)
     } else if step.is_finite() && step > 0.0 {
-        step
+        step.min(MAX_STEP)
     } else {
         1.0
     }
 }
 
+/// Largest step a unit may carry.
+const MAX_STEP: f32 = 1e29;
+
 /// Checks a step read from a unit.
 pub(crate) fn check_step(step: f32) -> Result<f32, CodecError> {
-    if step.is_finite() && step > 0.0 && step < 1e30 {
+    if step.is_finite() && step > 0.0 && step <= MAX_STEP {
         Ok(step)
     } else {
         Err(CodecError::Invalid(format!(
@@ -166,6 +169,8 @@ pub(crate) fn check_step(step: f32) -> Result<f32, CodecError> {
 /// Encoder-side choices for one tensor.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Decisions {
+    /// Predicted units: contexts that do not read the reference ([`code_residuals`]).
+    pub resilient: bool,
     pub step: f32,
     /// Rounding offset of the quantizer (0.5 = nearest).
     pub rounding: f32,
@@ -253,9 +258,12 @@ fn prediction_class(pred: f32, inv_step: f32) -> usize {
 }
 
 /// The block flags and residuals of one slice (the channels `channels` of a tensor), in both
-/// directions. `reference` is `None` for key units; `pred` is the prediction both sides
+/// directions. `reference` is `None` for key-coded slices; `pred` is the prediction both sides
 /// computed. Every context depends only on this slice's symbols and on the reference, so a
-/// slice decodes without the others.
+/// slice decodes without the others; with `resilient`, not on the reference either (no
+/// co-located residual, block flag or prediction magnitude of a predicted slice), so that it
+/// parses even when the decoder's reference differs from the encoder's (the sign context then
+/// does not read the prediction either).
 #[allow(clippy::too_many_arguments)]
 fn code_residuals<C: BinCoder>(
     coder: &mut C,
@@ -263,12 +271,15 @@ fn code_residuals<C: BinCoder>(
     shape: Shape,
     grid: &BlockGrid,
     reference: Option<&AdaptiveTensor>,
+    resilient: bool,
     pred: &[f32],
     inv_step: f32,
     channels: Range<usize>,
     symbols: &mut TensorSymbols,
 ) -> Result<(), CodecError> {
     let key = reference.is_none();
+    let reads_reference = !key && !resilient;
+    let reference = reference.filter(|_| !resilient);
     let width = shape.width;
     let plane = shape.plane_len();
     let cols = grid.cols();
@@ -312,7 +323,11 @@ fn code_residuals<C: BinCoder>(
                     let a = if y > 0 { res[i - width] } else { 0 };
                     let n = (l.unsigned_abs().min(2) + a.unsigned_abs().min(2)).min(3) as usize;
                     let act = previous.map_or(0, |(pa, _)| usize::from(pa[i]));
-                    let class = prediction_class(pred[i], inv_step);
+                    let class = if key || reads_reference {
+                        prediction_class(pred[i], inv_step)
+                    } else {
+                        0
+                    };
                     let h = u32::from(hits[i]);
                     let seen = (c - first) as u32;
                     let cross = if h == 0 {
@@ -332,7 +347,7 @@ fn code_residuals<C: BinCoder>(
                     }
                     hits[i] = hits[i].saturating_add(1);
                     let sign_ctx = (key_offset * 3 + (l.signum() + 1) as usize) * 2
-                        + usize::from(pred[i] > 0.0);
+                        + usize::from((key || reads_reference) && pred[i] > 0.0);
                     let negative = coder.bit(&mut ctx.sign[sign_ctx], value < 0)?;
                     let mag_ctx = key_offset * 3 + n.min(2);
                     let m = coder.unary_escape(
@@ -577,6 +592,7 @@ pub(crate) fn encode_tensor(
             shape,
             grid,
             if refresh { None } else { reference },
+            d.resilient,
             &pred,
             inv,
             channels,
@@ -648,13 +664,16 @@ pub(crate) struct Concealment {
 /// motion-compensated reference; for a key unit the held `fallback` frame, else zero), and
 /// marked in `tainted`. A predicted slice with a tainted channel is not parsed (its contexts
 /// would read a reference the encoder never had) and stays concealed until a key unit or a
-/// refresh slice brings the channel back. Errors only on a malformed head.
+/// refresh slice brings the channel back; in a `resilient` unit it is parsed (its contexts do
+/// not read the reference), and its channels, still off by what was lost, stay counted as
+/// concealed until then. Errors only on a malformed head.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_tensor(
     desc: TensorDesc,
     head: &TensorHead<'_>,
     slices: &[Option<SliceRef<'_>>],
     reference: Option<&AdaptiveTensor>,
+    resilient: bool,
     fallback: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
     search_range: u8,
@@ -736,7 +755,7 @@ pub(crate) fn decode_tensor(
                     &mut symbols,
                     shape,
                     grid,
-                    None,
+                    (None, false),
                     &pred,
                     step,
                     &channels,
@@ -747,13 +766,15 @@ pub(crate) fn decode_tensor(
                 }
                 ok
             }
-            Some((intra, payload)) if intra || !tainted[channels.clone()].contains(&true) => {
+            Some((intra, payload))
+                if intra || resilient || !tainted[channels.clone()].contains(&true) =>
+            {
                 decode_slice(
                     payload,
                     &mut symbols,
                     shape,
                     grid,
-                    reference,
+                    (reference, resilient),
                     &pred,
                     step,
                     &channels,
@@ -765,6 +786,8 @@ pub(crate) fn decode_tensor(
         if parsed {
             if slot.is_some_and(|(intra, _)| intra) {
                 tainted[channels].fill(false);
+            } else {
+                concealment.channels += tainted[channels].iter().filter(|&&t| t).count();
             }
             continue;
         }
@@ -790,7 +813,7 @@ fn decode_slice(
     symbols: &mut TensorSymbols,
     shape: Shape,
     grid: &BlockGrid,
-    reference: Option<&AdaptiveTensor>,
+    (reference, resilient): (Option<&AdaptiveTensor>, bool),
     pred: &[f32],
     step: f32,
     channels: &Range<usize>,
@@ -802,6 +825,7 @@ fn decode_slice(
         shape,
         grid,
         reference,
+        resilient,
         pred,
         1.0 / step,
         channels.clone(),

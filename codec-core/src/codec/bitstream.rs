@@ -34,6 +34,7 @@ pub const MAX_ZERO_POINT_MAGNITUDE: i32 = 1 << 16;
 
 const FLAG_PTS: u8 = 1;
 const FLAG_PREVIOUS_FOLLOWS: u8 = 2;
+const FLAG_RESILIENT: u8 = 4;
 const TOTAL_LEN_OFFSET: usize = 8;
 
 /// Alphabet width of zig-zagged motion vector components bounded by `range`.
@@ -47,6 +48,9 @@ pub(crate) fn mv_alphabet_bits(range: u8) -> u8 {
 pub(crate) struct UnitHeader {
     pub kind: UnitKind,
     pub previous_follows: bool,
+    /// Adaptive predicted units: the slices' contexts do not read the reference, so a slice
+    /// parses even when its reference is concealed.
+    pub resilient: bool,
     pub entropy: EntropyMode,
     pub frame_index: u64,
     pub pts_ns: Option<u64>,
@@ -104,6 +108,9 @@ impl UnitWriter {
         }
         if h.previous_follows {
             flags |= FLAG_PREVIOUS_FOLLOWS;
+        }
+        if h.resilient {
+            flags |= FLAG_RESILIENT;
         }
         buf.push(flags);
         buf.push(h.entropy.id());
@@ -397,10 +404,16 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
         )));
     }
     let flags = r.u8()?;
-    if flags & !(FLAG_PTS | FLAG_PREVIOUS_FOLLOWS) != 0 {
+    if flags & !(FLAG_PTS | FLAG_PREVIOUS_FOLLOWS | FLAG_RESILIENT) != 0 {
         return Err(CodecError::Invalid(format!("unknown flags {flags:#04x}")));
     }
     let previous_follows = flags & FLAG_PREVIOUS_FOLLOWS != 0;
+    let resilient = flags & FLAG_RESILIENT != 0;
+    if resilient && kind != UnitKind::AdaptivePredicted {
+        return Err(CodecError::Invalid(
+            "resilient flag on a unit that is not adaptive-predicted".into(),
+        ));
+    }
     if previous_follows && kind != UnitKind::Anchor {
         return Err(CodecError::Invalid(
             "previous-follows flag on a unit that is not an anchor".into(),
@@ -484,6 +497,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
         UnitHeader {
             kind,
             previous_follows,
+            resilient,
             entropy,
             frame_index,
             pts_ns: (flags & FLAG_PTS != 0).then_some(pts),

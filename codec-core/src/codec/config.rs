@@ -76,6 +76,13 @@ pub struct CodecConfig {
     /// answer a request. The rate stays even, and a receiver that lost a slice gets its
     /// channels back within `key_interval` frames without asking.
     pub gradual_refresh: bool,
+    /// Adaptive mode: code predicted units with contexts that do not read the reference (its
+    /// values or the previous unit's residuals), so that after a loss the decoder keeps parsing
+    /// every slice and its error only drifts until the slice's refresh, instead of holding the
+    /// slice concealed. On 240 recorded NanoDet stage2 frames at quality 1.4 it costs 13% more
+    /// bits, and with 5% of the slices lost keeps a feature SNR of 7.6 dB instead of 5.4 (10.4
+    /// without loss; `examples/recorded.rs --lose-slices 0.05`).
+    pub resilient: bool,
 }
 
 impl Default for CodecConfig {
@@ -96,6 +103,7 @@ impl Default for CodecConfig {
             lambda: DEFAULT_LAMBDA,
             slice_channels: DEFAULT_SLICE_CHANNELS,
             gradual_refresh: DEFAULT_GRADUAL_REFRESH,
+            resilient: false,
         }
     }
 }

@@ -296,6 +296,7 @@ impl Decoder {
                 head,
                 slots,
                 reference.map(|f| &f.tensors[i]),
+                header.resilient,
                 held.map(|f| &f.tensors[i]),
                 &grid,
                 header.search_range,

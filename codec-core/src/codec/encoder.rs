@@ -221,6 +221,7 @@ impl Encoder {
         UnitHeader {
             kind,
             previous_follows: false,
+            resilient: false,
             entropy: self.cfg.entropy,
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
@@ -437,6 +438,7 @@ impl Encoder {
         let mut header = self.header(frame, kind, ref_index);
         header.mv_sharing = MvSharing::Shared;
         header.entropy = crate::entropy::EntropyMode::None;
+        header.resilient = self.cfg.resilient && kind == UnitKind::AdaptivePredicted;
         let mut w = UnitWriter::new(&header);
         let values: Vec<Vec<f32>> = frame.tensors.iter().map(adaptive::native_values).collect();
         if reference.is_none() || refresh_phase == Some(0) {
@@ -450,6 +452,7 @@ impl Encoder {
             let grid = BlockGrid::new(self.cfg.block_size, t.shape.height, t.shape.width)
                 .map_err(reconstruct::motion_error)?;
             let decisions = Decisions {
+                resilient: header.resilient,
                 step: adaptive::step_for(&desc, quality, self.spreads[i]),
                 rounding: self.cfg.rounding,
                 lambda: self.cfg.lambda,

@@ -223,6 +223,8 @@ pub struct Settings {
     pub gradual_refresh: bool,
     /// Seconds between two in-band announcements of the caps (0 = with key units only).
     pub config_interval: u32,
+    /// Adaptive: contexts that do not read the reference.
+    pub resilient: bool,
     /// Adaptive: target rate in kbit/s (0 = constant quality).
     pub bitrate: u32,
 }
@@ -248,6 +250,7 @@ impl Default for Settings {
             slice_channels: c.slice_channels as u32,
             gradual_refresh: c.gradual_refresh,
             config_interval: DEFAULT_CONFIG_INTERVAL,
+            resilient: c.resilient,
             bitrate: 0,
         }
     }
@@ -288,6 +291,7 @@ impl Settings {
             lambda: self.lambda,
             slice_channels: self.slice_channels as usize,
             gradual_refresh: self.gradual_refresh,
+            resilient: self.resilient,
         };
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
