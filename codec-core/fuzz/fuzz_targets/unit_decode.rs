@@ -6,13 +6,13 @@
 //!   decoder before the chunk.
 //! * structured (bit 7 set): real units from the `Encoder` (structure, entropy mode, bits and
 //!   frame contents taken from the input), then byte mutations `[unit][pos: u16 LE][xor]` with
-//!   the CRC repaired. Without mutations the decoder must output exactly the encoder's
-//!   reconstructions, bit for bit.
+//!   the CRC repaired (the head's and every slice's). Without mutations the decoder must output
+//!   exactly the encoder's reconstructions, bit for bit.
 //!
 //! In both forms decoding must never panic, whatever the bytes.
 #![no_main]
 
-use codec_core::codec::DecoderLimits;
+use codec_core::codec::{ADAPTIVE_UNIT_VERSION, DecoderLimits, SLICE_OVERHEAD};
 use codec_core::codec::Structure;
 use codec_core::entropy::EntropyMode;
 use codec_core::test_support::Rng;
@@ -24,18 +24,39 @@ use std::sync::OnceLock;
 const TOTAL_LEN_AT: usize = 8;
 const MIN_REPAIRABLE: usize = 16;
 
-/// Makes the envelope of `unit` valid: magic and version from a real unit, total_len = the
-/// chunk length, and the trailing CRC-32 recomputed.
+/// Makes the envelope of `unit` valid: magic and version from a real unit, and CRC-32s
+/// recomputed. Version 1: total_len = the chunk length, the trailing CRC. Adaptive units
+/// (version 3): the head piece keeps its total_len when it fits in the chunk (else it becomes
+/// the whole chunk), and every well-framed slice after it gets its CRC recomputed too, so that
+/// mutations reach the slice parser.
 fn repair(unit: &mut [u8], template: &[u8]) {
     if unit.len() < MIN_REPAIRABLE || template.len() < 5 {
         return;
     }
     unit[..5].copy_from_slice(&template[..5]);
-    let len = unit.len() as u32;
-    unit[TOTAL_LEN_AT..TOTAL_LEN_AT + 4].copy_from_slice(&len.to_le_bytes());
-    let body_end = unit.len() - 4;
-    let crc = crc32fast::hash(&unit[..body_end]);
-    unit[body_end..].copy_from_slice(&crc.to_le_bytes());
+    let claimed = u32::from_le_bytes(unit[TOTAL_LEN_AT..TOTAL_LEN_AT + 4].try_into().unwrap());
+    let head = match claimed as usize {
+        n if unit[4] == ADAPTIVE_UNIT_VERSION && (MIN_REPAIRABLE..=unit.len()).contains(&n) => n,
+        _ => unit.len(),
+    };
+    unit[TOTAL_LEN_AT..TOTAL_LEN_AT + 4].copy_from_slice(&(head as u32).to_le_bytes());
+    fix_crc(&mut unit[..head]);
+    let mut at = head;
+    while unit.len() - at >= SLICE_OVERHEAD {
+        let len = u32::from_le_bytes(unit[at + 1..at + 5].try_into().unwrap()) as usize;
+        if len < SLICE_OVERHEAD || len > unit.len() - at {
+            break;
+        }
+        fix_crc(&mut unit[at..at + len]);
+        at += len;
+    }
+}
+
+/// Recomputes the CRC-32 in the last 4 bytes of `piece`.
+fn fix_crc(piece: &mut [u8]) {
+    let end = piece.len() - 4;
+    let crc = crc32fast::hash(&piece[..end]);
+    piece[end..].copy_from_slice(&crc.to_le_bytes());
 }
 
 
@@ -155,6 +176,8 @@ fn structured_form(data: &[u8]) {
     let template = units[0].data.clone();
 
     let mut dec = Decoder::with_limits(FUZZ_LIMITS);
+    // Byte 5's top bit: decode lost references from what is held (fmapdec's default).
+    dec.set_concealment(data[5] & 0x80 != 0);
     let mut out = Vec::new();
     for unit in &mut coded {
         if mutated {
