@@ -6,7 +6,8 @@
 //! `cargo run --release -p codec-core --example recorded -- DIR [--fps 10] "quality=1 lambda=0.3" ...`
 //!
 //! A setting is a space-separated list of `key=value` among `mode` (a [`Structure`] name),
-//! `quality`, `lambda`, `rounding`, `key-interval`, `search-range`, `block-size`, `bits`.
+//! `quality`, `lambda`, `rounding`, `key-interval`, `search-range`, `block-size`, `bits`,
+//! `slice-channels`.
 
 use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure};
 use codec_core::{FeatureFrame, UnitKind};
@@ -144,6 +145,7 @@ fn parse(s: &str) -> Result<CodecConfig, Box<dyn std::error::Error>> {
             "search-range" => cfg.search_range = v.parse()?,
             "block-size" => cfg.block_size = v.parse()?,
             "bits" => cfg.bits = v.parse()?,
+            "slice-channels" => cfg.slice_channels = v.parse()?,
             other => return Err(format!("unknown setting {other}").into()),
         }
     }

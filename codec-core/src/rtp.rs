@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::codec::CodecError;
+use crate::codec::{CodecError, assemble_unit, unit_pieces};
 
 /// `encoding-name` of the format (SDP `a=rtpmap:<pt> X-FMAP/90000`).
 pub const ENCODING_NAME: &str = "X-FMAP";
@@ -430,6 +430,8 @@ pub struct DepacketizerStats {
 
 /// Builds a unit from its pieces (head first); [`assemble_unit`] unless a test or fuzz target
 /// says otherwise.
+///
+/// [`assemble_unit`]: crate::codec::assemble_unit
 pub type Assembler = fn(&[&[u8]]) -> Result<Vec<u8>, CodecError>;
 
 /// The packets of one RTP timestamp, kept until the unit ends.
@@ -753,28 +755,6 @@ impl Depacketizer {
     }
 }
 
-// Stand-ins for `codec::unit_pieces` / `codec::assemble_unit` until slices land in the codec:
-// a unit is a single piece.
-
-/// The pieces of a complete unit, head first.
-fn unit_pieces(unit: &[u8]) -> Result<Vec<&[u8]>, CodecError> {
-    if unit.is_empty() {
-        return Err(CodecError::Truncated);
-    }
-    Ok(vec![unit])
-}
-
-/// A decodable unit from its head and any subset of its slices.
-pub fn assemble_unit(pieces: &[&[u8]]) -> Result<Vec<u8>, CodecError> {
-    match pieces {
-        [unit] => Ok(unit.to_vec()),
-        [] => Err(CodecError::Truncated),
-        _ => Err(CodecError::Invalid(
-            "this build codes units without slices".into(),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -864,18 +844,19 @@ mod tests {
     }
 
     #[test]
-    fn a_unit_without_slices_is_one_packet_or_fragments() {
-        let unit = vec![5u8; 1000];
-        let out = packetize_unit(&unit, false, MAX).unwrap();
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].len(), PIECE_HEADER_LEN + 1000);
-        let unit = vec![5u8; 35_000];
-        let out = packetize_unit(&unit, false, MAX).unwrap();
-        assert_eq!(out.len(), 35_000usize.div_ceil(MAX - PIECE_HEADER_LEN));
+    fn a_unit_without_slices_is_one_piece_in_one_packet_or_fragments() {
+        let unit = sliced_units_of(crate::codec::Structure::Intra).swap_remove(0);
+        assert_eq!(unit_pieces(&unit.data).unwrap().len(), 1);
+        let out = packetize_unit(&unit.data, true, MAX).unwrap();
+        assert_eq!(out.len(), unit.data.len().div_ceil(MAX - PIECE_HEADER_LEN));
+        assert!(out.len() > 1);
         let mut d = Depacketizer::default();
         let got = run(&mut d, &packets(&out, 0, 1));
-        assert_eq!(units(&got)[0].data, unit);
-        assert!(!units(&got)[0].key);
+        assert_eq!(units(&got)[0].data, unit.data);
+        assert!(units(&got)[0].key);
+        let small = packetize_pieces(&[&[5u8; 1000][..]], false, MAX).unwrap();
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].len(), PIECE_HEADER_LEN + 1000);
     }
 
     #[test]
@@ -949,19 +930,19 @@ mod tests {
             "application/x-fmap-coded, model=(string)abc, cut=(string)\"a:0,b:0\"".repeat(40);
         let cfg = packetize_config(&caps, 200).unwrap();
         assert!(cfg.len() > 1 && cfg.iter().all(|p| p.len() <= 200));
-        let unit = packetize_unit(b"unit bytes", true, 200).unwrap();
+        let unit = packetize_pieces(&[&b"unit bytes"[..]], true, 200).unwrap();
         let mut list = packets(&cfg, 40, 9);
         for p in &mut list {
             p.2 = false;
         }
         list.extend(packets(&unit, 40 + cfg.len() as u16, 9));
-        let mut d = Depacketizer::default();
+        let mut d = depacketizer();
         let got = run(&mut d, &list);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], Depacketized::Config(caps.clone()));
         assert!(matches!(&got[1], Depacketized::Unit(u) if u.data == b"unit bytes" && u.key));
         // A config missing a part is not output.
-        let mut d = Depacketizer::default();
+        let mut d = depacketizer();
         let mut list = packets(&cfg, 0, 9);
         list.remove(1);
         assert!(run(&mut d, &list).is_empty());
@@ -969,9 +950,9 @@ mod tests {
 
     #[test]
     fn late_and_duplicate_packets_are_counted_not_used() {
-        let out = packetize_unit(&[1u8; 3000], false, MAX).unwrap();
+        let out = packetize_pieces(&[&[1u8; 3000][..]], false, MAX).unwrap();
         let list = packets(&out, 500, 1);
-        let mut d = Depacketizer::default();
+        let mut d = depacketizer();
         let mut all = list.clone();
         all.push(list[1].clone()); // after the marker: late
         all.extend(packets(&out, 503, 2));
@@ -984,8 +965,8 @@ mod tests {
 
     #[test]
     fn sequence_restart_is_not_counted_as_loss() {
-        let out = packetize_unit(&[1u8; 100], false, MAX).unwrap();
-        let mut d = Depacketizer::default();
+        let out = packetize_pieces(&[&[1u8; 100][..]], false, MAX).unwrap();
+        let mut d = depacketizer();
         let mut list = packets(&out, 10, 1);
         list.extend(packets(&out, 40_000, 2));
         let got = run(&mut d, &list);
@@ -1045,7 +1026,7 @@ mod tests {
             max_config_bytes: 100,
         };
         let mut d = Depacketizer::with_assembler(limits, concat);
-        let out = packetize_unit(&[1u8; 5000], false, MAX).unwrap();
+        let out = packetize_pieces(&[&[1u8; 5000][..]], false, MAX).unwrap();
         assert!(units(&run(&mut d, &packets(&out, 0, 1))).is_empty());
         assert_eq!(d.stats().units_lost, 1);
         let cfg = packetize_config(&"c".repeat(300), 64).unwrap();
@@ -1084,5 +1065,80 @@ mod tests {
         let s = d.stats();
         assert_eq!(s.units_complete + s.units_partial, sent_heads);
         assert!(s.units_partial > 0 && s.pieces_lost > 0);
+    }
+
+    /// Adaptive units of an 8-channel tensor with one slice per channel, large enough to need
+    /// several packets.
+    fn sliced_units() -> Vec<crate::CodedUnit> {
+        sliced_units_of(crate::codec::Structure::Adaptive)
+    }
+
+    /// Units of `structure` for 4 frames of noise (adaptive: one slice per channel).
+    fn sliced_units_of(structure: crate::codec::Structure) -> Vec<crate::CodedUnit> {
+        use crate::codec::{CodecConfig, Encoder};
+        use crate::{FeatureFrame, Shape, Tensor};
+        let mut rng = Rng(3);
+        let shape = Shape::new(8, 24, 24);
+        let mut enc = Encoder::new(CodecConfig {
+            structure,
+            slice_channels: 1,
+            quality: 0.02,
+            ..CodecConfig::default()
+        })
+        .unwrap();
+        let mut units = Vec::new();
+        for t in 0..4u64 {
+            let data = (0..shape.len()).map(|_| rng.unit() * 4.0).collect();
+            let frame = FeatureFrame::new(
+                t,
+                Some(t * 100_000_000),
+                vec![Tensor::from_f32("x", shape, data).unwrap()],
+            );
+            units.extend(enc.push(&frame).unwrap());
+        }
+        units.extend(enc.finish().unwrap());
+        units
+    }
+
+    #[test]
+    fn real_units_round_trip_and_a_lost_slice_costs_only_that_slice() {
+        let units = sliced_units();
+        let mut d = Depacketizer::default();
+        let mut seq = 0u16;
+        let mut lossy = Depacketizer::default();
+        let mut partial = Vec::new();
+        for (i, unit) in units.iter().enumerate() {
+            let pieces = unit_pieces(&unit.data).unwrap();
+            assert_eq!(pieces.len(), 9, "head + one slice per channel");
+            let out = packetize_unit(&unit.data, unit.kind.is_sync_point(), MAX).unwrap();
+            assert!(out.len() > 2, "{} packets", out.len());
+            let list = packets(&out, seq, i as u32);
+            seq = seq.wrapping_add(out.len() as u16);
+            let got = run(&mut d, &list);
+            assert_eq!(
+                units_of(&got),
+                std::slice::from_ref(&unit.data),
+                "unit {i} bit-identical"
+            );
+            // Without the second packet (slices only: the head is in the first), except for
+            // the first unit (a key unit's lost slices need an earlier frame to conceal them).
+            let mut list = list;
+            if i > 0 {
+                list.remove(1);
+            }
+            partial.extend(units_of(&run(&mut lossy, &list)));
+        }
+        assert_eq!(d.stats().units_complete, units.len() as u64);
+        let s = lossy.stats();
+        assert_eq!(s.units_partial, units.len() as u64 - 1, "{s:?}");
+        assert!(s.pieces_lost >= units.len() as u64 - 1);
+        // The decoder takes every partial unit and conceals the missing channels.
+        let mut dec = crate::Decoder::new();
+        let frames: usize = partial.iter().map(|u| dec.decode(u).unwrap().len()).sum();
+        assert_eq!(frames, units.len());
+    }
+
+    fn units_of(out: &[Depacketized]) -> Vec<Vec<u8>> {
+        units(out).into_iter().map(|u| u.data.clone()).collect()
     }
 }

@@ -27,6 +27,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
             prop::sample::select(vec![0.05f32, 0.5, 2.0]),
             prop::sample::select(vec![0.0f32, 0.3]),
             prop::sample::select(vec![0.2f32, 0.5]),
+            0usize..3,
         ),
     )
         .prop_map(
@@ -41,7 +42,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                 shared,
                 per_channel,
                 entropy,
-                (quality, lambda, rounding),
+                (quality, lambda, rounding, slice_channels),
             )| {
                 CodecConfig {
                     structure,
@@ -69,6 +70,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                     quality,
                     lambda,
                     rounding,
+                    slice_channels,
                 }
             },
         )

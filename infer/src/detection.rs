@@ -5,6 +5,10 @@
 //! {"pts_ns":123,"frame":7,"width":768,"height":576,"detections":[{"label":"person","class_id":0,"score":0.87,"box":[10.5,20,110,220.2]}]}
 //! ```
 //!
+//! A frame whose features were partly concealed after a loss on the network (a lost slice or
+//! unit, see `fmapdec`) has `"concealed":true` before `"detections"`; the field is absent
+//! otherwise.
+//!
 //! No spaces, no trailing newline (the writer of a line adds `\n`). `pts_ns` is `null` when the
 //! buffer had no timestamp. Scores are rounded to 4 decimals and box coordinates (x1, y1, x2, y2
 //! in video-frame pixels) to 1 decimal, printed in the shortest form (`220` rather than `220.0`).
@@ -56,6 +60,7 @@ pub fn detections_json_line(
     frame: u64,
     width: u32,
     height: u32,
+    concealed: bool,
     dets: &[Detection],
 ) -> String {
     let mut out = String::with_capacity(80 + dets.len() * 96);
@@ -65,8 +70,12 @@ pub fn detections_json_line(
         None => out.push_str("null"),
     }
     out.push_str(&format!(
-        ",\"frame\":{frame},\"width\":{width},\"height\":{height},\"detections\":["
+        ",\"frame\":{frame},\"width\":{width},\"height\":{height},"
     ));
+    if concealed {
+        out.push_str("\"concealed\":true,");
+    }
+    out.push_str("\"detections\":[");
     for (i, d) in dets.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -94,6 +103,8 @@ pub struct DetectionsLine {
     pub frame: u64,
     pub width: u32,
     pub height: u32,
+    /// The frame's features were partly concealed after a loss.
+    pub concealed: bool,
     pub detections: Vec<Detection>,
 }
 
@@ -105,6 +116,7 @@ impl DetectionsLine {
             self.frame,
             self.width,
             self.height,
+            self.concealed,
             &self.detections,
         )
     }
@@ -118,6 +130,8 @@ struct LineJson {
     frame: Option<u64>,
     width: u32,
     height: u32,
+    #[serde(default)]
+    concealed: bool,
     detections: Vec<DetectionJson>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
@@ -179,6 +193,7 @@ pub fn parse_detections_line_with(
         frame,
         width: j.width,
         height: j.height,
+        concealed: j.concealed,
         detections: j
             .detections
             .into_iter()
@@ -212,15 +227,23 @@ mod tests {
             det("traffic light", 9, 0.123_456, [0.0, -0.01, 767.99, 576.0]),
         ];
         assert_eq!(
-            detections_json_line(Some(1_000_000_000), 7, 768, 576, &dets),
+            detections_json_line(Some(1_000_000_000), 7, 768, 576, false, &dets),
             "{\"pts_ns\":1000000000,\"frame\":7,\"width\":768,\"height\":576,\"detections\":[\
              {\"label\":\"person\",\"class_id\":0,\"score\":0.87,\"box\":[10,20,111,220.3]},\
              {\"label\":\"traffic light\",\"class_id\":9,\"score\":0.1235,\"box\":[0,0,768,576]}]}"
         );
         assert_eq!(
-            detections_json_line(None, 0, 1, 2, &[]),
+            detections_json_line(None, 0, 1, 2, false, &[]),
             "{\"pts_ns\":null,\"frame\":0,\"width\":1,\"height\":2,\"detections\":[]}"
         );
+        let concealed = detections_json_line(None, 3, 1, 2, true, &[]);
+        assert_eq!(
+            concealed,
+            "{\"pts_ns\":null,\"frame\":3,\"width\":1,\"height\":2,\"concealed\":true,\"detections\":[]}"
+        );
+        let back = parse_detections_line(&concealed).unwrap();
+        assert!(back.concealed);
+        assert_eq!(back.to_json_line(), concealed);
     }
 
     #[test]
@@ -231,7 +254,7 @@ mod tests {
             f32::NAN,
             [f32::INFINITY, 1e-9, 1e9, -3.25],
         )];
-        let line = detections_json_line(Some(u64::MAX), u64::MAX, u32::MAX, 0, &dets);
+        let line = detections_json_line(Some(u64::MAX), u64::MAX, u32::MAX, 0, false, &dets);
         assert!(!line.contains('\n') && !line.contains(' '));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["detections"][0]["label"], "a\"b\\c\nd\u{1}é");
@@ -247,7 +270,7 @@ mod tests {
             det("dog", 16, 0.9123, [130.5, 220.0, 310.5, 540.0]),
             det("bicycle", 1, 0.5, [1.0, 2.0, 3.0, 4.0]),
         ];
-        let line = detections_json_line(Some(42), 3, 768, 576, &dets);
+        let line = detections_json_line(Some(42), 3, 768, 576, false, &dets);
         let parsed = parse_detections_line(&format!("{line}\n")).unwrap();
         assert_eq!(
             parsed,
@@ -256,6 +279,7 @@ mod tests {
                 frame: 3,
                 width: 768,
                 height: 576,
+                concealed: false,
                 detections: dets
             }
         );
@@ -270,7 +294,7 @@ mod tests {
     #[test]
     fn lenient_reading_ignores_unknown_fields_and_a_missing_frame() {
         let dets = vec![det("dog", 16, 0.9123, [130.5, 220.0, 310.5, 540.0])];
-        let line = detections_json_line(Some(42), 3, 768, 576, &dets);
+        let line = detections_json_line(Some(42), 3, 768, 576, false, &dets);
         let extra = line
             .replace("\"frame\":3,", "\"camera\":\"north\",")
             .replace("\"score\"", "\"track\":7,\"score\"");

@@ -165,7 +165,7 @@ impl Model {
                 params.max_detections,
             )
             .unwrap();
-        let line = detections_json_line(Some(7), 3, img.width, img.height, &dets);
+        let line = detections_json_line(Some(7), 3, img.width, img.height, false, &dets);
         let parsed = parse_detections_line(&line).unwrap();
         assert_eq!(
             (parsed.width, parsed.height, parsed.frame),

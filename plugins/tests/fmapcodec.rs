@@ -4,7 +4,7 @@
 
 mod fmap_synthetic;
 
-use codec_core::codec::{CodecConfig, CodedUnit, Structure};
+use codec_core::codec::{CodecConfig, CodedUnit, Structure, assemble_unit, unit_pieces};
 use codec_core::entropy::EntropyMode;
 use codec_core::quant::QuantizerMode;
 use codec_core::{FeatureFrame, TensorData};
@@ -319,8 +319,9 @@ fn coded_caps_carry_the_raw_fields_and_fmapdec_restores_them() {
     assert_eq!(out, raw);
 }
 
-/// Corrupted, truncated and missing units are dropped (counted, warned), the stream goes on, and
-/// every frame that does come out is exactly the encoder's reconstruction of that frame.
+/// With `conceal=false`, corrupted, truncated and missing units are dropped (counted, warned),
+/// the stream goes on, and every frame that does come out is exactly the encoder's
+/// reconstruction of that frame.
 #[test]
 fn damaged_units_are_dropped_and_the_decoder_resynchronizes() {
     init();
@@ -352,6 +353,7 @@ fn damaged_units_are_dropped_and_the_decoder_resynchronizes() {
     let bus = gst::Bus::new();
     let (decoded, h) = {
         let mut h = Harness::new("fmapdec");
+        h.element().unwrap().set_property("conceal", false);
         h.element().unwrap().set_bus(Some(&bus));
         h.set_src_caps(caps);
         let mut out = Vec::new();
@@ -393,6 +395,73 @@ fn damaged_units_are_dropped_and_the_decoder_resynchronizes() {
         std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning])).collect();
     assert_eq!(warnings.len(), 7, "one warning per dropped unit");
     assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none());
+}
+
+/// With concealment (the default), a lost slice costs its channels and a lost unit is repeated:
+/// every frame comes out, the concealed ones flagged CORRUPTED, the others exact, and fmapdec
+/// asks upstream for a key unit.
+#[test]
+fn lost_slices_and_units_are_concealed_and_every_frame_comes_out() {
+    init();
+    let cfg = CodecConfig {
+        slice_channels: 2,
+        ..CodecConfig::default()
+    };
+    let input = frames(10);
+    let reference = reference_units(&cfg, &input);
+    let (mut coded, caps) = encode("slice-channels=2", &input);
+    assert_eq!(coded.len(), 10);
+    // Unit 3 loses its second slice (tensor 0, channels 2..4); unit 6 is lost.
+    {
+        let unit = coded[3].map_readable().unwrap().to_vec();
+        let pieces = unit_pieces(&unit).unwrap();
+        assert_eq!(pieces.len(), 1 + 3 + 2, "head, 3 + 2 slices");
+        let kept: Vec<&[u8]> = [0, 1, 3, 4, 5].iter().map(|&k| pieces[k]).collect();
+        coded[3] = gst::Buffer::from_mut_slice(assemble_unit(&kept).unwrap());
+    }
+    coded.remove(6);
+    coded[6].make_mut().set_flags(gst::BufferFlags::DISCONT);
+
+    let mut h = Harness::new("fmapdec");
+    h.set_src_caps(caps);
+    let mut out = Vec::new();
+    for u in coded {
+        assert!(h.push(u).is_ok());
+        while let Some(b) = h.try_pull() {
+            let f = FeatureFrame::from_raw(&b.map_readable().unwrap()).unwrap();
+            out.push((f, b.flags().contains(gst::BufferFlags::CORRUPTED)));
+        }
+    }
+    assert_eq!(
+        out.iter().map(|(f, _)| f.index).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    for (f, concealed) in &out {
+        let exact = reference[f.index as usize].reconstruction.as_ref().unwrap();
+        assert_eq!(*concealed, f.index >= 3, "frame {}", f.index);
+        if f.index < 3 {
+            assert_eq!(f, exact);
+        } else if f.index < 6 {
+            // Only tensor 0's channels 2..4 are concealed; tensor 1 is exact.
+            assert_eq!(f.tensors[1], exact.tensors[1], "frame {}", f.index);
+            let plane = f.tensors[0].shape.plane_len();
+            let (got, want) = (f.tensors[0].to_f32(), exact.tensors[0].to_f32());
+            assert_eq!(got[..2 * plane], want[..2 * plane]);
+            assert_eq!(got[4 * plane..], want[4 * plane..]);
+            assert_ne!(got[2 * plane..4 * plane], want[2 * plane..4 * plane]);
+        }
+    }
+    // Frame 6 never arrived: frame 5 again, with its own index.
+    assert_eq!(out[6].0.tensors, out[5].0.tensors);
+    let s = stats(&h);
+    assert_eq!(s.get::<u64>("lost-slices").unwrap(), 1);
+    assert_eq!(s.get::<u64>("repeated").unwrap(), 1);
+    assert_eq!(s.get::<u64>("concealed").unwrap(), 7);
+    assert_eq!(s.get::<u64>("dropped").unwrap(), 0);
+    assert!(s.get::<u64>("key-requests").unwrap() >= 1);
+    let request = std::iter::from_fn(|| h.try_pull_upstream_event())
+        .find(|e| gst_video::ForceKeyUnitEvent::is(e));
+    assert!(request.is_some(), "a force-key-unit event went upstream");
 }
 
 #[test]

@@ -317,9 +317,10 @@ fn lossy_link_keeps_both_pipelines_running() {
 /// The same lossy link with the fmap RTP payload format (`PAYLOAD=fmap`: rtpfmappay /
 /// rtpfmapdepay, MTU 1400, the adaptive mode with a key unit every 10 frames): both pipelines
 /// reach EOS, the server writes one line per decoded frame, and the depayloader counts what the
-/// link lost. (Units without slices are one piece, so a lost packet still loses its unit, and
-/// the decoder waits for the next key unit: with no rtpbin, its key-unit requests reach no
-/// encoder. How many frames decode is therefore left to chance here.)
+/// link lost. Adaptive units are a head and slices (`slice-channels`), so most lost packets cost
+/// a slice, which fmapdec conceals, rather than a unit. (A lost head still costs the unit, and
+/// with no rtpbin the decoder's key-unit requests reach no encoder: how many frames decode is
+/// left to chance here.)
 #[test]
 fn rtpfmap_lossy_link_keeps_both_pipelines_running() {
     require_everything();

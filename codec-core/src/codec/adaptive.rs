@@ -21,10 +21,12 @@
 
 use super::CodecError;
 use super::bitstream::TensorDesc;
+use super::slices;
 use crate::entropy::EntropyError;
 use crate::entropy::context::{Context, ContextDecoder, ContextEncoder, MAX_ESCAPE_BITS};
 use crate::frame::{FeatureFrame, Shape, Tensor, TensorData};
 use crate::motion::{self, BlockGrid, MotionField, MotionVector};
+use std::ops::Range;
 
 /// Context-coded bins of a residual magnitude before the Exp-Golomb escape.
 const MAGNITUDE_BINS: usize = 6;
@@ -150,8 +152,8 @@ pub(crate) struct Decisions {
     pub search: motion::SearchMethod,
 }
 
-/// The contexts of one tensor's syntax. Fresh for every tensor of every unit, so that a unit
-/// decodes from its reference alone.
+/// The contexts of one range-coded payload (a motion field or a slice). Fresh for every
+/// payload, so that each decodes from its reference alone.
 struct Contexts {
     coded: [Context; 24],
     significant: [Context; 384],
@@ -227,8 +229,10 @@ fn prediction_class(pred: f32, inv_step: f32) -> usize {
     }
 }
 
-/// The block flags and residuals of one tensor, in both directions. `reference` is `None` for
-/// key units; `pred` is the prediction both sides computed.
+/// The block flags and residuals of one slice (the channels `channels` of a tensor), in both
+/// directions. `reference` is `None` for key units; `pred` is the prediction both sides
+/// computed. Every context depends only on this slice's symbols and on the reference, so a
+/// slice decodes without the others.
 #[allow(clippy::too_many_arguments)]
 fn code_residuals<C: BinCoder>(
     coder: &mut C,
@@ -238,6 +242,7 @@ fn code_residuals<C: BinCoder>(
     reference: Option<&AdaptiveTensor>,
     pred: &[f32],
     inv_step: f32,
+    channels: Range<usize>,
     symbols: &mut TensorSymbols,
 ) -> Result<(), CodecError> {
     let key = reference.is_none();
@@ -246,15 +251,16 @@ fn code_residuals<C: BinCoder>(
     let cols = grid.cols();
     let blocks = grid.len();
     let key_offset = usize::from(key);
-    // Per position: in how many of the channels coded so far its residual was nonzero.
-    // Motion and new objects change every channel at the same places, so this is the
+    // Per position: in how many of the slice's channels coded so far its residual was
+    // nonzero. Motion and new objects change every channel at the same places, so this is the
     // significance flag's cross-channel clue.
     let mut hits = vec![0u16; plane];
-    for c in 0..shape.channels {
+    let first = channels.start;
+    for c in channels {
         let res = &mut symbols.residuals[c * plane..(c + 1) * plane];
         let pred = &pred[c * plane..(c + 1) * plane];
         let previous_channel_coded: Option<Vec<bool>> =
-            (c > 0).then(|| symbols.coded[(c - 1) * blocks..c * blocks].to_vec());
+            (c > first).then(|| symbols.coded[(c - 1) * blocks..c * blocks].to_vec());
         let coded = &mut symbols.coded[c * blocks..(c + 1) * blocks];
         let previous = reference.map(|r| {
             (
@@ -285,11 +291,12 @@ fn code_residuals<C: BinCoder>(
                     let act = previous.map_or(0, |(pa, _)| usize::from(pa[i]));
                     let class = prediction_class(pred[i], inv_step);
                     let h = u32::from(hits[i]);
+                    let seen = (c - first) as u32;
                     let cross = if h == 0 {
                         0
-                    } else if h * 16 < c as u32 {
+                    } else if h * 16 < seen {
                         1
-                    } else if h * 4 < c as u32 {
+                    } else if h * 4 < seen {
                         2
                     } else {
                         3
@@ -414,15 +421,27 @@ fn reconstruct(
     }
 }
 
-/// Encodes one tensor into `out` (a length-prefixed range-coded payload) and returns its
-/// reconstruction.
+/// Where a tensor's slices go: channels per slice, the tensor's index in the unit and the
+/// unit's frame tag.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slicing {
+    pub width: usize,
+    pub tensor: u8,
+    pub tag: u16,
+}
+
+/// Encodes one tensor: its head fields (step, slice width, motion field) into `head` and its
+/// slices into `slices`; returns its reconstruction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn encode_tensor(
     desc: TensorDesc,
     current: &[f32],
     reference: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
     d: &Decisions,
-    out: &mut Vec<u8>,
+    slicing: Slicing,
+    head: &mut Vec<u8>,
+    slices: &mut Vec<u8>,
 ) -> Result<AdaptiveTensor, CodecError> {
     let shape = desc.shape;
     let plane = shape.plane_len();
@@ -485,30 +504,42 @@ pub(crate) fn encode_tensor(
         coded,
         residuals,
     };
-    let mut coder = ContextEncoder::new();
-    let mut ctx = Contexts::new();
-    if let Some(field) = symbols.field.as_mut() {
-        code_field(&mut coder, &mut ctx, field, d.search_range)?;
+    let field_bytes = match symbols.field.as_mut() {
+        Some(field) => {
+            let mut coder = ContextEncoder::new();
+            code_field(&mut coder, &mut Contexts::new(), field, d.search_range)?;
+            coder.finish()
+        }
+        None => Vec::new(),
+    };
+    head.extend_from_slice(&d.step.to_le_bytes());
+    head.extend_from_slice(&(slicing.width as u32).to_le_bytes());
+    head.extend_from_slice(&(field_bytes.len() as u32).to_le_bytes());
+    head.extend_from_slice(&field_bytes);
+    let mut body = Vec::new();
+    for (index, first) in (0..shape.channels).step_by(slicing.width).enumerate() {
+        let channels = first..(first + slicing.width).min(shape.channels);
+        body.clear();
+        for m in dc.get(channels.clone()).unwrap_or_default() {
+            body.extend_from_slice(&m.to_le_bytes());
+        }
+        let mut coder = ContextEncoder::new();
+        code_residuals(
+            &mut coder,
+            &mut Contexts::new(),
+            shape,
+            grid,
+            reference,
+            &pred,
+            inv,
+            channels,
+            &mut symbols,
+        )?;
+        body.extend_from_slice(&coder.finish());
+        let index = u16::try_from(index)
+            .map_err(|_| CodecError::LimitExceeded(format!("slice {index} of a tensor")))?;
+        slices::write_slice(slices, slicing.tag, slicing.tensor, index, &body)?;
     }
-    code_residuals(
-        &mut coder,
-        &mut ctx,
-        shape,
-        grid,
-        reference,
-        &pred,
-        inv,
-        &mut symbols,
-    )?;
-    let bytes = coder.finish();
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| CodecError::LimitExceeded(format!("payload of {} bytes", bytes.len())))?;
-    out.extend_from_slice(&d.step.to_le_bytes());
-    for m in &dc {
-        out.extend_from_slice(&m.to_le_bytes());
-    }
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&bytes);
     Ok(reconstruct(desc, pred, d.step, symbols))
 }
 
@@ -546,39 +577,156 @@ pub(crate) fn check_medians(dc: &[f32]) -> Result<(), CodecError> {
     }
 }
 
-/// Decodes one tensor's step, channel medians (key units) and payload.
+/// A tensor's fields in the head piece.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TensorHead<'a> {
+    pub step: f32,
+    /// Channels per slice.
+    pub slice_width: usize,
+    /// The range-coded motion field (empty without one).
+    pub field: &'a [u8],
+}
+
+/// What became of a tensor's channels in one unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Concealment {
+    /// Channels whose slice was missing, damaged, or predicted from a concealed channel.
+    pub channels: usize,
+    /// Slices that were missing or damaged.
+    pub slices: usize,
+}
+
+/// Decodes one tensor from its head fields and the slice bodies that arrived (`slices[k]` is
+/// slice k). The channels of a missing or undecodable slice are concealed: the prediction
+/// (the motion-compensated reference; for a key unit the held `fallback` frame, else zero), and
+/// marked in `tainted`. A predicted slice with a tainted channel is not parsed (its contexts
+/// would read a reference the encoder never had) and stays concealed until a key unit brings
+/// the channel back. Errors only on a malformed head.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_tensor(
     desc: TensorDesc,
-    step: f32,
-    dc: &[f32],
-    payload: &[u8],
+    head: &TensorHead<'_>,
+    slices: &[Option<&[u8]>],
     reference: Option<&AdaptiveTensor>,
+    fallback: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
     search_range: u8,
-) -> Result<AdaptiveTensor, CodecError> {
+    tainted: &mut [bool],
+) -> Result<(AdaptiveTensor, Concealment), CodecError> {
     let shape = desc.shape;
-    let step = check_step(step)?;
-    let mut coder = ContextDecoder::new(payload)?;
-    let mut ctx = Contexts::new();
+    let step = check_step(head.step)?;
+    let width = head.slice_width;
+    debug_assert_eq!(slices.len(), shape.channels.div_ceil(width));
+    debug_assert_eq!(tainted.len(), shape.channels);
+    let field = if reference.is_some() && search_range > 0 {
+        let mut field = MotionField::zero(*grid);
+        code_field(
+            &mut ContextDecoder::new(head.field)?,
+            &mut Contexts::new(),
+            &mut field,
+            search_range,
+        )?;
+        Some(field)
+    } else if head.field.is_empty() {
+        None
+    } else {
+        return Err(CodecError::Invalid(
+            "motion field in a unit without motion".into(),
+        ));
+    };
+    let key = reference.is_none();
+    let ranges = |k: usize| k * width..((k + 1) * width).min(shape.channels);
+    // Key units: the medians of the slices that arrived.
+    let mut usable: Vec<Option<&[u8]>> = slices.to_vec();
+    let mut dc = Vec::new();
+    if key {
+        dc = vec![0.0; shape.channels];
+        for (k, slot) in usable.iter_mut().enumerate() {
+            let Some(body) = *slot else { continue };
+            let channels = ranges(k);
+            let n = channels.len() * 4;
+            let medians: Vec<f32> = body
+                .get(..n)
+                .unwrap_or_default()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if body.len() < n || check_medians(&medians).is_err() {
+                *slot = None;
+                continue;
+            }
+            dc[channels].copy_from_slice(&medians);
+            *slot = Some(&body[n..]);
+        }
+    }
+    let mut pred = prediction(reference, &dc, shape, field.as_ref())?;
+    let plane = shape.plane_len();
     let mut symbols = TensorSymbols {
-        field: (reference.is_some() && search_range > 0).then(|| MotionField::zero(*grid)),
+        field,
         coded: vec![false; shape.channels * grid.len()],
         residuals: vec![0; shape.len()],
     };
-    if let Some(field) = symbols.field.as_mut() {
-        code_field(&mut coder, &mut ctx, field, search_range)?;
+    let mut concealment = Concealment::default();
+    for (k, slot) in usable.iter().enumerate() {
+        let channels = ranges(k);
+        let parse = match slot {
+            Some(payload) if key || !tainted[channels.clone()].contains(&true) => decode_slice(
+                payload,
+                &mut symbols,
+                shape,
+                grid,
+                reference,
+                &pred,
+                step,
+                &channels,
+            )
+            .is_ok(),
+            _ => false,
+        };
+        if parse {
+            if key {
+                tainted[channels].fill(false);
+            }
+            continue;
+        }
+        if slot.is_none() {
+            concealment.slices += 1;
+        }
+        concealment.channels += channels.len();
+        symbols.residuals[channels.start * plane..channels.end * plane].fill(0);
+        symbols.coded[channels.start * grid.len()..channels.end * grid.len()].fill(false);
+        if key && let Some(f) = fallback.filter(|f| f.desc.same_layout(&desc)) {
+            pred[channels.start * plane..channels.end * plane]
+                .copy_from_slice(&f.values[channels.start * plane..channels.end * plane]);
+        }
+        tainted[channels].fill(true);
     }
-    check_medians(dc)?;
-    let pred = prediction(reference, dc, shape, symbols.field.as_ref())?;
+    Ok((reconstruct(desc, pred, step, symbols), concealment))
+}
+
+/// Parses one slice's payload into `symbols`; on error the slice's channels hold garbage that
+/// the caller clears.
+#[allow(clippy::too_many_arguments)]
+fn decode_slice(
+    payload: &[u8],
+    symbols: &mut TensorSymbols,
+    shape: Shape,
+    grid: &BlockGrid,
+    reference: Option<&AdaptiveTensor>,
+    pred: &[f32],
+    step: f32,
+    channels: &Range<usize>,
+) -> Result<(), CodecError> {
+    let mut coder = ContextDecoder::new(payload)?;
     code_residuals(
         &mut coder,
-        &mut ctx,
+        &mut Contexts::new(),
         shape,
         grid,
         reference,
-        &pred,
+        pred,
         1.0 / step,
-        &mut symbols,
-    )?;
-    Ok(reconstruct(desc, pred, step, symbols))
+        channels.clone(),
+        symbols,
+    )
 }

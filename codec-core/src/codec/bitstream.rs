@@ -13,8 +13,10 @@ pub const UNIT_MAGIC: [u8; 4] = *b"FMCU";
 /// Bitstream version of the thesis's modes and closed loop (unchanged since version 1, so those
 /// units stay bit-exact).
 pub const UNIT_VERSION: u8 = 1;
-/// Bitstream version of the adaptive mode's units ([`UnitKind::is_adaptive`]).
-pub const ADAPTIVE_UNIT_VERSION: u8 = 2;
+/// Bitstream version of the adaptive mode's units ([`UnitKind::is_adaptive`]): a head piece
+/// followed by independently decodable slices (version 2, the same mode without slices, is
+/// retired).
+pub const ADAPTIVE_UNIT_VERSION: u8 = 3;
 /// Fixed header length.
 pub const HEADER_LEN: usize = 44;
 /// Shortest possible unit: header + CRC (a real unit also has tensor sections).
@@ -186,7 +188,8 @@ impl UnitWriter {
         Ok(())
     }
 
-    /// Patches the total length and appends the CRC.
+    /// Patches the total length (of the envelope: an adaptive unit's head piece) and appends
+    /// the CRC.
     pub fn finish(mut self) -> Result<Vec<u8>, CodecError> {
         let total = self.buf.len() + 4;
         if total > MAX_UNIT_BYTES {
@@ -331,8 +334,9 @@ impl<'a> LeReader<'a, CodecError> {
 }
 
 /// Checks magic, version, length and CRC, parses the fixed header and returns it with the
-/// bytes of the tensor sections.
-pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecError> {
+/// bytes of the tensor sections and what follows the envelope: the slices of an adaptive unit
+/// (whose envelope is its head piece; `slices.rs`), nothing for the other kinds.
+pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), CodecError> {
     if unit.len() < 4 {
         return Err(CodecError::Truncated);
     }
@@ -363,7 +367,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
             "unit claims {total} bytes, less than the minimum {MIN_UNIT_LEN}"
         )));
     }
-    if total < unit.len() {
+    if total < unit.len() && version != ADAPTIVE_UNIT_VERSION {
         return Err(CodecError::Invalid(format!(
             "{} bytes after the unit's claimed end",
             unit.len() - total
@@ -492,6 +496,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8]), CodecEr
             mv_sharing,
         },
         &unit[HEADER_LEN..body_end],
+        &unit[total..],
     ))
 }
 

@@ -1,11 +1,12 @@
 //! The decoder: treats every byte as untrusted.
 
-use super::adaptive::{self, AdaptiveFrame};
+use super::adaptive::{self, AdaptiveFrame, Concealment, TensorHead};
 use super::bitstream::{Reader, TensorDesc, UnitHeader, mv_alphabet_bits, parse_envelope};
 use super::reconstruct::{
     RefFrame, RefTensor, apply_residuals, compensate_codes, field_count, fields_from_symbols,
     motion_error, params_for, predict_codes, residual_count, unrotate,
 };
+use super::slices::{self, MAX_SLICES_PER_TENSOR};
 use super::{CodecError, UnitKind};
 use crate::frame::FeatureFrame;
 use crate::motion::{BlockGrid, MvSharing};
@@ -34,6 +35,11 @@ pub struct Decoder {
     pending_anchor: Option<(u16, FeatureFrame)>,
     /// Adaptive mode: the previous reconstruction.
     adaptive_reference: Option<AdaptiveFrame>,
+    /// Adaptive mode: per tensor and channel, whether the held reference is concealed there.
+    taint: Vec<Vec<bool>>,
+    /// Adaptive mode: predict from the held reference when a unit's own reference was lost.
+    conceal: bool,
+    last_concealment: Concealment,
 }
 
 impl Decoder {
@@ -51,13 +57,16 @@ impl Decoder {
     /// Decodes one unit; returns the frames that became ready, in display order. On error the
     /// decoder's state is unchanged (a held anchor stays held).
     pub fn decode(&mut self, unit: &[u8]) -> Result<Vec<FeatureFrame>, CodecError> {
-        let (header, body) = parse_envelope(unit)?;
+        let (header, body, slice_bytes) = parse_envelope(unit)?;
         let mut r = Reader::new(body);
+        self.last_concealment = Concealment::default();
         if header.kind.is_adaptive() {
-            let recon = self.decode_adaptive(&header, &mut r)?;
-            r.expect_end()?;
+            let (recon, tainted, concealment) =
+                self.decode_adaptive(&header, &mut r, slice_bytes)?;
             let frame = recon.to_frame();
             self.adaptive_reference = Some(recon);
+            self.taint = tainted;
+            self.last_concealment = concealment;
             return Ok(self
                 .pending_anchor
                 .take()
@@ -122,6 +131,21 @@ impl Decoder {
         Ok(out)
     }
 
+    /// Adaptive mode: when a predicted unit's reference was lost (a whole unit missing), decode
+    /// it from the frame held instead, with every channel concealed until the next key unit,
+    /// rather than failing with [`CodecError::MissingReference`]. Missing slices are always
+    /// concealed.
+    pub fn set_concealment(&mut self, conceal: bool) {
+        self.conceal = conceal;
+    }
+
+    /// Channels of the last decoded unit that are concealed (their slice was lost or damaged,
+    /// or they are predicted from a concealed channel) and slices missing from it; (0, 0) for
+    /// a unit decoded exactly as the encoder reconstructed it.
+    pub fn concealed(&self) -> (usize, usize) {
+        (self.last_concealment.channels, self.last_concealment.slices)
+    }
+
     /// End of stream: returns a held anchor whose t−1 never arrived.
     pub fn finish(&mut self) -> Vec<FeatureFrame> {
         self.pending_anchor
@@ -137,20 +161,30 @@ impl Decoder {
         self.reference = None;
         self.pending_anchor = None;
         self.adaptive_reference = None;
+        self.taint.clear();
     }
 
+    /// Decodes an adaptive unit: its head piece (`r`) and the slices after it. Returns the
+    /// reconstruction, the channels still concealed afterwards per tensor, and what this unit
+    /// concealed.
     fn decode_adaptive(
         &self,
         header: &UnitHeader,
         r: &mut Reader<'_>,
-    ) -> Result<AdaptiveFrame, CodecError> {
+        slice_bytes: &[u8],
+    ) -> Result<(AdaptiveFrame, Vec<Vec<bool>>, Concealment), CodecError> {
+        let held = self
+            .adaptive_reference
+            .as_ref()
+            .filter(|f| f.stream_id == header.stream_id && f.tensors.len() == header.tensor_count);
+        let mut lost_sync = false;
         let reference = if header.kind == UnitKind::AdaptivePredicted {
-            match &self.adaptive_reference {
-                Some(reference)
-                    if reference.index == header.ref_index
-                        && reference.stream_id == header.stream_id
-                        && reference.tensors.len() == header.tensor_count =>
-                {
+            match held {
+                Some(reference) if reference.index == header.ref_index => Some(reference),
+                // The reference was lost: predict from what is held, every channel concealed
+                // until a key unit.
+                Some(reference) if self.conceal => {
+                    lost_sync = true;
                     Some(reference)
                 }
                 _ => {
@@ -164,12 +198,12 @@ impl Decoder {
             None
         };
         let mut budget = self.limits.max_elements;
-        let mut tensors: Vec<adaptive::AdaptiveTensor> = Vec::with_capacity(header.tensor_count);
+        let mut heads = Vec::with_capacity(header.tensor_count);
+        let mut descs: Vec<TensorDesc> = Vec::with_capacity(header.tensor_count);
         for i in 0..header.tensor_count {
-            let reference_tensor = reference.map(|f| &f.tensors[i]);
             let desc = r.desc(&mut budget)?;
-            check_unique(tensors.iter().map(|t| &t.desc), &desc)?;
-            if let Some(rt) = reference_tensor
+            check_unique(descs.iter(), &desc)?;
+            if let Some(rt) = reference.map(|f| &f.tensors[i])
                 && !desc.same_layout(&rt.desc)
             {
                 return Err(CodecError::Invalid(format!(
@@ -178,35 +212,95 @@ impl Decoder {
                 )));
             }
             let step = r.f32()?;
-            let dc = if reference_tensor.is_none() {
-                let bytes = r.take(desc.shape.channels.saturating_mul(4))?;
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let slice_width = r.u32()? as usize;
+            let channels = desc.shape.channels;
+            if slice_width == 0
+                || slice_width > channels.max(1)
+                || channels.div_ceil(slice_width) > MAX_SLICES_PER_TENSOR
+            {
+                return Err(CodecError::Invalid(format!(
+                    "tensor '{}': {slice_width} channels per slice for {channels} channels",
+                    desc.name
+                )));
+            }
             let len = r.u32()? as usize;
-            let payload = r.take(len)?;
+            let field = r.take(len)?;
+            heads.push(TensorHead {
+                step,
+                slice_width,
+                field,
+            });
+            descs.push(desc);
+        }
+        r.expect_end()?;
+        // Slice k of tensor t goes to slots[t][k]; strays and repeats are dropped.
+        let mut slots: Vec<Vec<Option<&[u8]>>> = descs
+            .iter()
+            .zip(&heads)
+            .map(|(d, h)| vec![None; d.shape.channels.div_ceil(h.slice_width)])
+            .collect();
+        let (found, _damaged) = slices::parse_slices(slice_bytes);
+        for slice in found {
+            if slice.tag != slices::frame_tag(header.frame_index) {
+                continue;
+            }
+            if let Some(slot) = slots
+                .get_mut(usize::from(slice.tensor))
+                .and_then(|t| t.get_mut(usize::from(slice.index)))
+                && slot.is_none()
+            {
+                *slot = Some(slice.body);
+            }
+        }
+        if reference.is_none() {
+            for (i, (desc, slots)) in descs.iter().zip(&slots).enumerate() {
+                let fallback = held.is_some_and(|f| f.tensors[i].desc.same_layout(desc));
+                if !fallback && slots.contains(&None) {
+                    return Err(CodecError::Invalid(format!(
+                        "key unit {} lacks slices of tensor '{}' and no earlier frame can \
+                         conceal them",
+                        header.frame_index, desc.name
+                    )));
+                }
+            }
+        }
+        let mut concealment = Concealment::default();
+        let mut tainted = Vec::with_capacity(header.tensor_count);
+        let mut tensors: Vec<adaptive::AdaptiveTensor> = Vec::with_capacity(header.tensor_count);
+        for (i, ((desc, head), slots)) in descs.into_iter().zip(&heads).zip(&slots).enumerate() {
+            let channels = desc.shape.channels;
+            let mut taint = match (reference, self.taint.get(i)) {
+                (Some(_), Some(t)) if t.len() == channels && !lost_sync => t.clone(),
+                (Some(_), _) => vec![true; channels],
+                (None, _) => vec![false; channels],
+            };
             let grid = BlockGrid::new(header.block_size, desc.shape.height, desc.shape.width)
                 .map_err(motion_error)?;
-            tensors.push(adaptive::decode_tensor(
+            let (tensor, c) = adaptive::decode_tensor(
                 desc,
-                step,
-                &dc,
-                payload,
-                reference_tensor,
+                head,
+                slots,
+                reference.map(|f| &f.tensors[i]),
+                held.map(|f| &f.tensors[i]),
                 &grid,
                 header.search_range,
-            )?);
+                &mut taint,
+            )?;
+            concealment.channels += c.channels;
+            concealment.slices += c.slices;
+            tensors.push(tensor);
+            tainted.push(taint);
         }
-        Ok(AdaptiveFrame {
-            stream_id: header.stream_id,
-            index: header.frame_index,
-            pts_ns: header.pts_ns,
-            tensors,
-        })
+        Ok((
+            AdaptiveFrame {
+                stream_id: header.stream_id,
+                index: header.frame_index,
+                pts_ns: header.pts_ns,
+                tensors,
+            },
+            tainted,
+            concealment,
+        ))
     }
 
     fn decode_sync(&self, header: &UnitHeader, r: &mut Reader<'_>) -> Result<RefFrame, CodecError> {

@@ -1,11 +1,13 @@
 //! The streaming encoder.
 
-use super::adaptive::{self, AdaptiveFrame, Decisions};
+use super::adaptive::{self, AdaptiveFrame, Decisions, Slicing};
+use super::bitstream::MAX_UNIT_BYTES;
 use super::bitstream::{TensorDesc, UnitHeader, UnitWriter, mv_alphabet_bits};
 use super::reconstruct::{
     self, RefFrame, RefTensor, apply_residuals, compensate_codes, estimate, mv_symbols,
     predict_codes, residuals, rotate,
 };
+use super::slices;
 use super::{CodecConfig, CodecError, CodedUnit, Structure, UnitKind};
 use crate::frame::{FeatureFrame, Tensor, TensorData};
 use crate::motion::{BlockGrid, MvSharing};
@@ -428,6 +430,7 @@ impl Encoder {
         }
         let quality = self.quality();
         let mut tensors = Vec::with_capacity(frame.tensors.len());
+        let mut slice_bytes = Vec::new();
         for (i, (t, current)) in frame.tensors.iter().zip(&values).enumerate() {
             let desc = desc_of(t);
             let grid = BlockGrid::new(self.cfg.block_size, t.shape.height, t.shape.width)
@@ -440,16 +443,23 @@ impl Encoder {
                 search: self.cfg.search,
             };
             w.desc(&desc);
-            let mut body = Vec::new();
+            let mut head = Vec::new();
+            let slicing = Slicing {
+                width: slices::slice_width(t.shape.channels, self.cfg.slice_channels),
+                tensor: i as u8, // at most MAX_TENSORS
+                tag: slices::frame_tag(frame.index),
+            };
             tensors.push(adaptive::encode_tensor(
                 desc,
                 current,
                 reference.as_ref().map(|r| &r.tensors[i]),
                 &grid,
                 &decisions,
-                &mut body,
+                slicing,
+                &mut head,
+                &mut slice_bytes,
             )?);
-            w.bytes(&body);
+            w.bytes(&head);
         }
         let recon = AdaptiveFrame {
             stream_id: self.stream_id,
@@ -457,7 +467,14 @@ impl Encoder {
             pts_ns: frame.pts_ns,
             tensors,
         };
-        let data = w.finish()?;
+        let mut data = w.finish()?;
+        if data.len() + slice_bytes.len() > MAX_UNIT_BYTES {
+            return Err(CodecError::LimitExceeded(format!(
+                "coded unit of {} bytes exceeds {MAX_UNIT_BYTES}",
+                data.len() + slice_bytes.len()
+            )));
+        }
+        data.extend_from_slice(&slice_bytes);
         let unit = self.coded_unit(frame, kind, data, || recon.to_frame());
         self.adaptive_reference = Some(recon);
         Ok(unit)

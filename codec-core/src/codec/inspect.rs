@@ -33,7 +33,7 @@ pub struct UnitInfo {
 
 /// Checks and parses every payload of `unit` (entropy decoding included) and reports sizes.
 pub fn inspect_unit(unit: &[u8]) -> Result<UnitInfo, CodecError> {
-    let (h, body) = parse_envelope(unit)?;
+    let (h, body, slice_bytes) = parse_envelope(unit)?;
     let mut info = UnitInfo {
         kind: h.kind,
         entropy: h.entropy,
@@ -57,21 +57,13 @@ pub fn inspect_unit(unit: &[u8]) -> Result<UnitInfo, CodecError> {
         let desc = r.desc(&mut budget)?;
         let shape = desc.shape;
         if h.kind.is_adaptive() {
-            // Step, channel medians (key units), then one range-coded payload (motion, block
-            // flags and residuals together).
+            // Step, channels per slice, then the range-coded motion field; the channels'
+            // medians, block flags and residuals are in the slices after the head.
             r.f32()?;
-            let medians = if h.kind.is_sync_point() {
-                r.take(shape.channels.saturating_mul(4))?.len()
-            } else {
-                0
-            };
+            r.u32()?;
             let len = r.u32()? as usize;
             r.take(len)?;
-            if h.kind.is_sync_point() {
-                info.code_bytes += len + medians + 8;
-            } else {
-                info.residual_bytes += len + 8;
-            }
+            info.mv_bytes += len;
             info.tensors.push((desc.name, shape));
             continue;
         }
@@ -122,5 +114,10 @@ pub fn inspect_unit(unit: &[u8]) -> Result<UnitInfo, CodecError> {
         info.tensors.push((desc.name, shape));
     }
     r.expect_end()?;
+    if h.kind.is_sync_point() {
+        info.code_bytes += slice_bytes.len();
+    } else {
+        info.residual_bytes += slice_bytes.len();
+    }
     Ok(info)
 }

@@ -42,17 +42,22 @@ mod encoder;
 mod inspect;
 mod rate;
 mod reconstruct;
+mod slices;
 mod structure;
 
 pub use bitstream::{
     ADAPTIVE_UNIT_VERSION, HEADER_LEN, MAX_BLOCK_SIZE, MAX_UNIT_BYTES, MIN_UNIT_LEN, UNIT_MAGIC,
     UNIT_VERSION,
 };
-pub use config::{CodecConfig, DEFAULT_LAMBDA, DEFAULT_QUALITY, DEFAULT_ROUNDING, QUALITY_RANGE};
+pub use config::{
+    CodecConfig, DEFAULT_LAMBDA, DEFAULT_QUALITY, DEFAULT_ROUNDING, DEFAULT_SLICE_CHANNELS,
+    QUALITY_RANGE,
+};
 pub use decoder::{Decoder, DecoderLimits};
 pub use encoder::Encoder;
 pub use inspect::{UnitInfo, inspect_unit};
 pub use rate::RateController;
+pub use slices::{SLICE_OVERHEAD, assemble_unit, unit_pieces};
 pub use structure::{Structure, UnitKind};
 
 use crate::entropy::EntropyError;

@@ -25,6 +25,12 @@ struct Stats {
     units_dropped: u64,
     disconts: u64,
     key_requests: u64,
+    /// Frames out with concealed features (the CORRUPTED flag), repeated ones included.
+    concealed: u64,
+    /// Frames repeated in place of units that never arrived or could not be decoded.
+    repeated: u64,
+    /// Slices missing or damaged in the units that arrived.
+    lost_slices: u64,
 }
 
 impl Stats {
@@ -36,6 +42,9 @@ impl Stats {
             .field("dropped", self.units_dropped)
             .field("disconts", self.disconts)
             .field("key-requests", self.key_requests)
+            .field("concealed", self.concealed)
+            .field("repeated", self.repeated)
+            .field("lost-slices", self.lost_slices)
             .build()
     }
 }
@@ -49,20 +58,67 @@ struct State {
     /// When the last key unit was requested upstream (requests are at most one per
     /// [`KEY_REQUEST_INTERVAL`]).
     last_key_request: Option<std::time::Instant>,
+    /// The last frame out: what a lost frame is concealed with.
+    last: Option<FeatureFrame>,
 }
 
 /// Shortest time between two force-key-unit requests.
 const KEY_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most frames repeated for one gap in the frame indices (a longer gap is a restart of the
+/// sender, not a loss).
+const MAX_REPEATED: u64 = 300;
+/// Default of the `conceal` property.
+const DEFAULT_CONCEAL: bool = true;
 
-impl Default for State {
-    fn default() -> Self {
+impl State {
+    fn new(conceal: bool) -> Self {
+        let mut decoder = Decoder::new();
+        decoder.set_concealment(conceal);
         State {
-            decoder: Decoder::new(),
+            decoder,
             frame_duration: None,
             discont: true,
             stats: Stats::default(),
             last_key_request: None,
+            last: None,
         }
+    }
+
+    /// Whether a key unit may be requested now (at most one per [`KEY_REQUEST_INTERVAL`]);
+    /// counts the request.
+    fn key_request_due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last_key_request
+            .is_some_and(|t| now.duration_since(t) < KEY_REQUEST_INTERVAL)
+        {
+            return false;
+        }
+        self.last_key_request = Some(now);
+        self.stats.key_requests += 1;
+        true
+    }
+
+    /// Copies of the last frame for the `count` frames after it, timestamped between it and
+    /// `next_pts_ns` (or a frame duration apart).
+    fn repeats(&mut self, count: u64, next_pts_ns: Option<u64>) -> Vec<FeatureFrame> {
+        let Some(last) = &self.last else {
+            return Vec::new();
+        };
+        let count = count.min(MAX_REPEATED);
+        let spacing = match (last.pts_ns, next_pts_ns) {
+            (Some(a), Some(b)) if b > a => Some((b - a) / (count + 1)),
+            _ => self.frame_duration.map(|d| d.nseconds()),
+        };
+        self.stats.repeated += count;
+        (1..=count)
+            .map(|k| {
+                let mut f = last.clone();
+                f.index = last.index + k;
+                f.pts_ns = last.pts_ns.zip(spacing).map(|(p, s)| p + k * s);
+                f
+            })
+            .collect()
     }
 }
 
@@ -70,10 +126,49 @@ pub struct FmapDec {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
     state: Mutex<State>,
+    conceal: Mutex<bool>,
 }
 
 impl FmapDec {
-    fn frame_buffers(&self, state: &mut State, frames: Vec<FeatureFrame>) -> Vec<gst::Buffer> {
+    /// Output buffers for decoded `frames`; `concealed` marks them CORRUPTED. With concealment
+    /// on, a gap in the frame indices before a frame is filled with copies of the last frame,
+    /// marked too, so that every frame the sender coded comes out.
+    fn frame_buffers(
+        &self,
+        state: &mut State,
+        frames: Vec<FeatureFrame>,
+        concealed: bool,
+    ) -> Vec<gst::Buffer> {
+        let mut out = Vec::with_capacity(frames.len());
+        let conceal = *self.conceal.lock().unwrap();
+        for frame in frames {
+            let gap = state
+                .last
+                .as_ref()
+                .map_or(0, |l| frame.index.saturating_sub(l.index + 1));
+            if conceal && gap > 0 {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "frames {}..{} lost: repeating frame {}",
+                    frame.index - gap,
+                    frame.index,
+                    frame.index - gap - 1
+                );
+                let repeats = state.repeats(gap, frame.pts_ns);
+                out.extend(self.frame_buffers_of(state, repeats, true));
+            }
+            out.extend(self.frame_buffers_of(state, vec![frame], concealed));
+        }
+        out
+    }
+
+    fn frame_buffers_of(
+        &self,
+        state: &mut State,
+        frames: Vec<FeatureFrame>,
+        concealed: bool,
+    ) -> Vec<gst::Buffer> {
         let mut out = Vec::with_capacity(frames.len());
         for frame in frames {
             let raw = match frame.to_raw() {
@@ -101,8 +196,13 @@ impl FmapDec {
                     b.set_flags(gst::BufferFlags::DISCONT);
                     state.discont = false;
                 }
+                if concealed {
+                    b.set_flags(gst::BufferFlags::CORRUPTED);
+                }
             }
             state.stats.frames_out += 1;
+            state.stats.concealed += u64::from(concealed);
+            state.last = Some(frame);
             out.push(buffer);
         }
         out
@@ -149,7 +249,20 @@ impl FmapDec {
                 gst::FlowError::Error
             })?;
             match state.decoder.decode(&map) {
-                Ok(frames) => self.frame_buffers(&mut state, frames),
+                Ok(frames) => {
+                    let (channels, slices) = state.decoder.concealed();
+                    state.stats.lost_slices += slices as u64;
+                    if channels > 0 {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "unit {:?}: {channels} channels concealed ({slices} slices missing)",
+                            buffer.pts()
+                        );
+                        request_key |= state.key_request_due();
+                    }
+                    self.frame_buffers(&mut state, frames, channels > 0)
+                }
                 Err(e) => {
                     state.stats.units_dropped += 1;
                     // The decoder's state is unchanged by a failed unit; units that needed
@@ -172,16 +285,15 @@ impl FmapDec {
                             map.len()
                         ]
                     );
-                    let now = std::time::Instant::now();
-                    if state
-                        .last_key_request
-                        .is_none_or(|t| now.duration_since(t) >= KEY_REQUEST_INTERVAL)
-                    {
-                        state.last_key_request = Some(now);
-                        state.stats.key_requests += 1;
-                        request_key = true;
+                    request_key |= state.key_request_due();
+                    if *self.conceal.lock().unwrap() {
+                        // The frame still comes out: the last one again, marked concealed.
+                        let next = buffer.pts().map(|t| t.nseconds());
+                        let repeats = state.repeats(1, next);
+                        self.frame_buffers_of(&mut state, repeats, true)
+                    } else {
+                        Vec::new()
                     }
-                    Vec::new()
                 }
             }
         };
@@ -201,7 +313,7 @@ impl FmapDec {
         let buffers = {
             let mut state = self.state.lock().unwrap();
             let frames = state.decoder.finish();
-            self.frame_buffers(&mut state, frames)
+            self.frame_buffers(&mut state, frames, false)
         };
         self.push_frames(buffers)
     }
@@ -242,6 +354,7 @@ impl FmapDec {
             EventView::FlushStop(_) => {
                 let mut state = self.state.lock().unwrap();
                 state.decoder.reset();
+                state.last = None;
                 state.discont = true;
                 drop(state);
                 self.srcpad.push_event(event)
@@ -278,7 +391,8 @@ impl ObjectSubclass for FmapDec {
         Self {
             sinkpad,
             srcpad,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(DEFAULT_CONCEAL)),
+            conceal: Mutex::new(DEFAULT_CONCEAL),
         }
     }
 }
@@ -297,21 +411,46 @@ impl ObjectImpl for FmapDec {
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
-                        "units (received), bytes, frames (decoded), dropped (units that could \
+                        "units (received), bytes, frames (out), dropped (units that could \
                          not be decoded), disconts (losses signalled by RTP), key-requests \
-                         (force-key-unit events sent upstream after losing sync, at most one per \
-                         second)",
+                         (force-key-unit events sent upstream after losing sync or concealing, \
+                         at most one per second), concealed (frames out with concealed \
+                         features), repeated (frames repeated for lost units), lost-slices",
                     )
                     .read_only()
+                    .build(),
+                glib::ParamSpecBoolean::builder("conceal")
+                    .nick("Conceal losses")
+                    .blurb(
+                        "Output a frame for every frame the sender coded, whatever the network \
+                         lost: channels of lost slices come from the previous frame until a key \
+                         unit, a lost unit repeats the previous frame, and such frames carry the \
+                         CORRUPTED flag (splitinfer-back writes \"concealed\":true). Off: units \
+                         that cannot be decoded exactly are dropped until the next key unit",
+                    )
+                    .default_value(DEFAULT_CONCEAL)
+                    .mutable_ready()
                     .build(),
             ]
         });
         PROPERTIES.as_ref()
     }
 
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        match pspec.name() {
+            "conceal" => {
+                let conceal = value.get().expect("type checked upstream");
+                *self.conceal.lock().unwrap() = conceal;
+                self.state.lock().unwrap().decoder.set_concealment(conceal);
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "stats" => self.state.lock().unwrap().stats.to_structure().to_value(),
+            "conceal" => self.conceal.lock().unwrap().to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -326,7 +465,8 @@ impl ElementImpl for FmapDec {
                 "Feature map decoder",
                 "Codec/Decoder/Tensor",
                 "Decodes coded units (application/x-fmap-coded) into raw feature frames \
-                 (application/x-fmap) in display order; drops damaged units and resynchronizes",
+                 (application/x-fmap) in display order; conceals lost slices and units, and \
+                 asks upstream for a key unit to resynchronize",
                 "fmap developers",
             )
         });
@@ -360,7 +500,7 @@ impl ElementImpl for FmapDec {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::ReadyToPaused {
-            *self.state.lock().unwrap() = State::default();
+            *self.state.lock().unwrap() = State::new(*self.conceal.lock().unwrap());
         }
         self.parent_change_state(transition)
     }

@@ -5,9 +5,15 @@
 //! Frames leave in display order, timestamped with the presentation time the sender gave them
 //! (carried inside every coded unit), whatever RTP did to buffer timestamps on the way.
 //!
-//! Loss is expected: a corrupted, truncated or unusable unit (its reference was lost) is dropped
-//! with a warning and counted in `stats`; the decoder resynchronizes at the next anchor and the
-//! stream goes on. The output buffer after a drop carries `DISCONT`.
+//! Loss is expected. With `conceal=true` (the default) every frame the sender coded comes out:
+//! the channels of a lost or damaged slice (`rtpfmapdepay` delivers units with the slices that
+//! arrived) come from the previous frame and stay concealed until the next key unit; a unit
+//! that is lost or cannot be decoded repeats the previous frame. Such frames carry the
+//! `CORRUPTED` buffer flag, which `splitinfer-back` turns into `"concealed":true`, and
+//! `fmapdec` asks upstream for a key unit (a force-key-unit event, which `rtpbin` turns into
+//! RTCP PLI), at most once per second. With `conceal=false` a unit that cannot be decoded
+//! exactly is dropped with a warning until the next key unit. Everything is counted in
+//! `stats`; the output buffer after a loss carries `DISCONT`.
 //!
 //! ```text
 //! gst-launch-1.0 udpsrc port=5000 caps="application/x-rtp,media=application,clock-rate=90000,encoding-name=X-GST" \

@@ -579,6 +579,20 @@ impl ObjectImpl for FmapEnc {
                     .default_value(d.lambda)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("slice-channels")
+                    .nick("Channels per slice")
+                    .blurb(&format!(
+                        "adaptive: channels of a tensor per slice, the part of a unit that \
+                         decodes on its own, so that a lost packet (rtpfmappay) costs one slice \
+                         rather than the unit; 0 = one slice per tensor. Each slice costs \
+                         {} bytes of header and restarts its contexts (64 channels: +0.7% rate \
+                         on NanoDet)",
+                        codec_core::codec::SLICE_OVERHEAD
+                    ))
+                    .maximum(u32::from(u16::MAX))
+                    .default_value(d.slice_channels)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("bitrate")
                     .nick("Bit rate")
                     .blurb(
@@ -618,6 +632,7 @@ impl ObjectImpl for FmapEnc {
             "quality" => s.quality = value.get().expect("type checked upstream"),
             "rounding" => s.rounding = value.get().expect("type checked upstream"),
             "lambda" => s.lambda = value.get().expect("type checked upstream"),
+            "slice-channels" => s.slice_channels = value.get().expect("type checked upstream"),
             "bitrate" => s.bitrate = value.get().expect("type checked upstream"),
             "calibration" => {
                 s.calibration = value
@@ -649,6 +664,7 @@ impl ObjectImpl for FmapEnc {
             "quality" => s.quality.to_value(),
             "rounding" => s.rounding.to_value(),
             "lambda" => s.lambda.to_value(),
+            "slice-channels" => s.slice_channels.to_value(),
             "bitrate" => s.bitrate.to_value(),
             "calibration" => s.calibration.to_value(),
             other => unreachable!("unknown property {other}"),

@@ -214,6 +214,8 @@ pub struct Settings {
     pub quality: f32,
     pub rounding: f32,
     pub lambda: f32,
+    /// Adaptive: channels per slice (0 = one slice per tensor).
+    pub slice_channels: u32,
     /// Adaptive: target rate in kbit/s (0 = constant quality).
     pub bitrate: u32,
 }
@@ -236,6 +238,7 @@ impl Default for Settings {
             quality: c.quality,
             rounding: c.rounding,
             lambda: c.lambda,
+            slice_channels: c.slice_channels as u32,
             bitrate: 0,
         }
     }
@@ -274,6 +277,7 @@ impl Settings {
             quality: self.quality,
             rounding: self.rounding,
             lambda: self.lambda,
+            slice_channels: self.slice_channels as usize,
         };
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)

@@ -331,8 +331,16 @@ impl BaseTransformImpl for SplitInferBack {
             .map(|c| (c.width, c.height))
             .unwrap_or((0, 0));
         let pts_ns = inbuf.pts().map(|t| t.nseconds()).or(decoded.pts_ns);
-        let mut line =
-            detections_json_line(pts_ns, decoded.index, width, height, &decoded.detections);
+        // fmapdec marks frames whose features were partly concealed after a loss.
+        let concealed = inbuf.flags().contains(gst::BufferFlags::CORRUPTED);
+        let mut line = detections_json_line(
+            pts_ns,
+            decoded.index,
+            width,
+            height,
+            concealed,
+            &decoded.detections,
+        );
         line.push('\n');
         st.frames += 1;
         st.detections += decoded.detections.len() as u64;

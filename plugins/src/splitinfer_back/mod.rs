@@ -9,7 +9,10 @@
 //!  "detections":[{"label":"person","class_id":0,"score":0.87,"box":[x1,y1,x2,y2]}]}
 //! ```
 //!
-//! with boxes in original video pixels, so `splitinfer-back ! filesink location=det.jsonl`
+//! A frame that `fmapdec` partly concealed after a network loss (its buffer has the CORRUPTED
+//! flag) gets `"concealed":true` before `"detections"`.
+//!
+//! Boxes are in original video pixels, so `splitinfer-back ! filesink location=det.jsonl`
 //! writes a JSON-lines file. The element checks that the stream was made from the same model
 //! file (SHA-256 prefix in the caps), with the same input size and resize mode, and that its
 //! model can be cut where the stream was cut; otherwise it posts an element error naming both

@@ -97,10 +97,16 @@ pub fn reference_units(cfg: &CodecConfig, frames: &[FeatureFrame]) -> Vec<CodedU
 }
 
 /// Whether two coded units are the same apart from what legitimately differs between two
-/// encoder instances: the random stream id (header bytes 42..44) and hence the CRC (last 4).
+/// encoder instances: the random stream id (header bytes 42..44) and hence the envelope's CRC
+/// (the 4 bytes before the envelope's end, which header bytes 8..12 give; an adaptive unit's
+/// slices follow it).
 pub fn same_unit(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len()
-        && a.len() >= 48
+    if a.len() != b.len() || a.len() < 48 {
+        return false;
+    }
+    let end = u32::from_le_bytes([a[8], a[9], a[10], a[11]]) as usize;
+    (48..=a.len()).contains(&end)
         && a[..42] == b[..42]
-        && a[44..a.len() - 4] == b[44..b.len() - 4]
+        && a[44..end - 4] == b[44..end - 4]
+        && a[end..] == b[end..]
 }
