@@ -25,6 +25,26 @@ PORT="${PORT:-5000}"
 # RTP: packet size (1400 fits an Ethernet path with tunnel headroom) and the receiver's caps.
 MTU="${MTU:-1400}"
 RTP_CAPS="application/x-rtp,media=application,clock-rate=90000,encoding-name=X-GST,payload=96"
+# RTP payload of the coded units: "gst" (rtpgstpay/rtpgstdepay, caps in-band every second) or
+# "fmap" (rtpfmappay/rtpfmapdepay, codec-core/RTP-PAYLOAD.md: a lost packet costs one slice of a
+# unit, not the unit; caps in-band with no setting). Both ends must use the same.
+PAYLOAD="${PAYLOAD:-gst}"
+case "$PAYLOAD" in
+    gst)
+        UNIT_PAY="rtpgstpay config-interval=1 mtu=$MTU"
+        UNIT_DEPAY="rtpgstdepay"
+        UNIT_RTP_CAPS="$RTP_CAPS"
+        ;;
+    fmap)
+        UNIT_PAY="rtpfmappay mtu=$MTU"
+        UNIT_DEPAY="rtpfmapdepay"
+        UNIT_RTP_CAPS="application/x-rtp,media=application,clock-rate=90000,encoding-name=X-FMAP,payload=96"
+        ;;
+    *)
+        echo "PAYLOAD=$PAYLOAD: use gst (rtpgstpay) or fmap (rtpfmappay)" >&2
+        exit 1
+        ;;
+esac
 # Flags for gst-launch-1.0; -e turns Ctrl-C into EOS, so files are finished properly.
 GST_LAUNCH_FLAGS="${GST_LAUNCH_FLAGS:--e}"
 

@@ -7,7 +7,8 @@
 # [models/nanodet.onnx], SPLIT [the profile's default], MODE, BITS, ENTROPY,
 # KEY_INTERVAL [fmapenc's defaults], FMAPENC_EXTRA [] (more fmapenc properties, e.g.
 # "quality=2" or "bitrate=200"),
-# FRAMES [all] (stop after this many frames), MTU [1400], LOSS [0] (drop this fraction of RTP
+# FRAMES [all] (stop after this many frames), MTU [1400], PAYLOAD [gst] (gst: rtpgstpay; fmap:
+# rtpfmappay, see common.sh), LOSS [0] (drop this fraction of RTP
 # packets before sending, to try lossy links), RETURN_PORT [unset: detections are not received
 # back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
 # detections before the receiver stops, after the video ended).
@@ -38,7 +39,7 @@ drop=""
 pipeline="$src ! video/x-raw,format=BGRx \
  ! splitinfer-front $(front_props) \
  ! fmapenc name=enc$enc_props $FMAPENC_EXTRA \
- ! rtpgstpay config-interval=1 mtu=$MTU$drop \
+ ! $UNIT_PAY$drop \
  ! udpsink host=$SERVER_HOST port=$PORT"
 
 if [[ -z "${RETURN_PORT}" ]]; then

@@ -8,7 +8,8 @@
 # Environment (defaults in brackets): PORT [5000] (where the edge sends), MODEL
 # [models/nanodet.onnx], OUT
 # [detections.jsonl], RETURN_HOST [unset: no return stream] and RETURN_PORT [5002] (where to
-# send detections over RTP), JITTER_MS [200] (rtpjitterbuffer latency), LOSS [0] (drop this
+# send detections over RTP), JITTER_MS [200] (rtpjitterbuffer latency), PAYLOAD [gst] (gst:
+# rtpgstdepay; fmap: rtpfmapdepay; as the edge), LOSS [0] (drop this
 # fraction of received RTP packets, to try lossy links).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,8 +24,8 @@ drop=""
 
 # The unbounded queue decouples the network thread from inference, so a slow frame never
 # makes the socket overflow.
-pipeline="udpsrc port=$PORT buffer-size=4194304 caps=\"$RTP_CAPS\"$drop \
- ! rtpjitterbuffer latency=$JITTER_MS ! rtpgstdepay \
+pipeline="udpsrc port=$PORT buffer-size=4194304 caps=\"$UNIT_RTP_CAPS\"$drop \
+ ! rtpjitterbuffer latency=$JITTER_MS ! $UNIT_DEPAY \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
  ! fmapdec name=dec ! splitinfer-back $(back_props) ! tee name=detections \
  detections. ! queue ! filesink location=\"$OUT\" buffer-mode=unbuffered"

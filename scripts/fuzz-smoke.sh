@@ -23,7 +23,7 @@ fi
 
 export RUSTC_BOOTSTRAP=1
 seconds="${FMAP_FUZZ_SECONDS:-20}"
-targets=(raw_frame entropy_decode unit_decode)
+targets=(raw_frame entropy_decode unit_decode rtp_depacketize)
 
 # -O: optimized, -a: with debug assertions and overflow checks.
 cargo fuzz build -O -a

@@ -12,6 +12,7 @@ pub mod entropy;
 pub mod frame;
 pub mod motion;
 pub mod quant;
+pub mod rtp;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod tile;

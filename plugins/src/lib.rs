@@ -1,7 +1,7 @@
 //! The fmap GStreamer plugin: split object detection with compressed feature maps.
 //!
 //! Elements: `splitinfer-front`, `fmapenc`, `fmapdec`, `splitinfer-back`, `detectoverlay`,
-//! `fmaptile`, `fmapuntile`.
+//! `fmaptile`, `fmapuntile`, `rtpfmappay`, `rtpfmapdepay`.
 //! Each element lives in its own module and imports no other element; what they share (caps,
 //! model loading, the ONNX element properties) lives in [`common`]. The logic lives in
 //! `codec-core` and `fmap-infer`.
@@ -14,6 +14,8 @@ mod fmapdec;
 pub mod fmapenc;
 mod fmaptile;
 mod fmapuntile;
+mod rtpfmapdepay;
+mod rtpfmappay;
 mod splitinfer_back;
 mod splitinfer_front;
 
@@ -23,6 +25,8 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     fmapdec::register(plugin)?;
     fmaptile::register(plugin)?;
     fmapuntile::register(plugin)?;
+    rtpfmappay::register(plugin)?;
+    rtpfmapdepay::register(plugin)?;
     splitinfer_front::register(plugin)?;
     splitinfer_back::register(plugin)?;
     Ok(())

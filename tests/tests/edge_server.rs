@@ -33,6 +33,8 @@ fn require_everything() {
         "fmapdec",
         "rtpgstpay",
         "rtpgstdepay",
+        "rtpfmappay",
+        "rtpfmapdepay",
     ]);
     assert!(
         missing.is_empty(),
@@ -80,6 +82,8 @@ struct Run {
     with_person: usize,
     returned_lines: usize,
     decoder: Option<std::collections::HashMap<String, u64>>,
+    /// `rtpfmapdepay`'s counters (with `PAYLOAD=fmap`).
+    depayloader: Option<std::collections::HashMap<String, u64>>,
     seconds: f64,
 }
 
@@ -162,6 +166,7 @@ fn run_edge_and_server(
         with_person,
         returned_lines,
         decoder: element_message_fields(&server_done.stdout, "fmapdec-stats"),
+        depayloader: element_message_fields(&server_done.stdout, "rtpfmapdepay-stats"),
         seconds,
     }
 }
@@ -171,7 +176,7 @@ fn report(test: &str, r: &Run) {
     eprintln!(
         "{test}: {} frames sent, {} coded bytes ({:.0} bytes/frame, {kbit_s:.0} kbit/s at {FPS} fps), \
          {} detection lines ({} frames, {} with a person), {} returned to the edge, \
-         {:.1} s wall ({:.2} frames/s end to end), decoder {:?}",
+         {:.1} s wall ({:.2} frames/s end to end), decoder {:?}, depayloader {:?}",
         r.frames_sent,
         r.bytes_sent,
         r.bytes_sent as f64 / r.frames_sent as f64,
@@ -181,7 +186,8 @@ fn report(test: &str, r: &Run) {
         r.returned_lines,
         r.seconds,
         r.frames_sent as f64 / r.seconds,
-        r.decoder
+        r.decoder,
+        r.depayloader
     );
 }
 
@@ -306,6 +312,139 @@ fn lossy_link_keeps_both_pipelines_running() {
         "one detection line per decoded frame"
     );
     assert!(dec["frames"] <= run.frames_sent);
+}
+
+/// The same lossy link with the fmap RTP payload format (`PAYLOAD=fmap`: rtpfmappay /
+/// rtpfmapdepay, MTU 1400, the adaptive mode with a key unit every 10 frames): both pipelines
+/// reach EOS, the server writes one line per decoded frame, and the depayloader counts what the
+/// link lost. Adaptive units are a head and slices (`slice-channels`), so most lost packets cost
+/// a slice, which fmapdec conceals, rather than a unit. (A lost head still costs the unit, and
+/// with no rtpbin the decoder's key-unit requests reach no encoder: how many frames decode is
+/// left to chance here.)
+#[test]
+fn rtpfmap_lossy_link_keeps_both_pipelines_running() {
+    require_everything();
+    let port = free_udp_port();
+    let payload = ("PAYLOAD", "fmap".to_string());
+    let run = run_edge_and_server(
+        "rtpfmap-loss",
+        &[
+            ("SERVER_HOST", "127.0.0.1".into()),
+            ("PORT", port.to_string()),
+            ("LOSS", "0.05".into()),
+            ("KEY_INTERVAL", "10".into()),
+            payload.clone(),
+        ],
+        &[("PORT", port.to_string()), payload],
+        None,
+    );
+    report("rtpfmap-loss", &run);
+    assert_eq!(run.frames_sent, FRAMES as u64);
+    let dec = run
+        .decoder
+        .as_ref()
+        .expect("fmapdec-stats at the server's EOS");
+    let depay = run
+        .depayloader
+        .as_ref()
+        .expect("rtpfmapdepay-stats at the server's EOS");
+    assert_eq!(run.detection_lines as u64, dec["frames"]);
+    assert_eq!(
+        depay["caps-changes"], 1,
+        "caps from in-band config: {depay:?}"
+    );
+    assert!(depay["packets-lost"] > 0, "5% loss is seen: {depay:?}");
+    assert!(
+        depay["lost"] + depay["partial"] > 0,
+        "units that lost packets are counted: {depay:?}"
+    );
+    assert_eq!(
+        depay["units"], dec["units"],
+        "every unit the depayloader output reached fmapdec"
+    );
+}
+
+/// A server started while the edge is already sending, with the plain `rtpfmappay ! udpsink`
+/// edge (no setting for late receivers): the caps arrive in-band and the server decodes from
+/// the next key unit on.
+#[test]
+fn rtpfmap_server_started_after_the_edge_decodes() {
+    require_everything();
+    let dir = scratch_dir("rtpfmap-late");
+    let out = dir.join("detections.jsonl");
+    let port = free_udp_port();
+    let payload = ("PAYLOAD", "fmap".to_string());
+    let mut edge = Launch::script(
+        "edge",
+        "edge.sh",
+        &[
+            ("SERVER_HOST", "127.0.0.1".into()),
+            ("PORT", port.to_string()),
+            ("FRAMES", FRAMES.to_string()),
+            ("MODE", "closed-loop".into()),
+            ("KEY_INTERVAL", "10".into()),
+            ("GST_LAUNCH_FLAGS", "-e -m".into()),
+            payload.clone(),
+        ],
+        &dir,
+        None,
+    );
+    edge.wait_for_stdout("Setting pipeline to PLAYING", EDGE_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // udpsink paces the edge at the video's 10 frames/s: about 15 frames go unheard.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut server = Launch::script(
+        "server",
+        "server.sh",
+        &[
+            ("PORT", port.to_string()),
+            ("OUT", out.display().to_string()),
+            ("GST_LAUNCH_FLAGS", "-e -m".into()),
+            payload,
+        ],
+        &dir,
+        None,
+    );
+    let edge_done = edge.wait(EDGE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        edge_done.status.success(),
+        "edge failed\n{}",
+        edge.log_tail()
+    );
+    wait_for_lines(&out, FRAMES, Duration::from_secs(10), SERVER_TIMEOUT);
+    server.interrupt();
+    let server_done = server
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        server_done.status.success(),
+        "server failed\n{}",
+        server.log_tail()
+    );
+    let depay = element_message_fields(&server_done.stdout, "rtpfmapdepay-stats")
+        .expect("rtpfmapdepay-stats at the server's EOS");
+    let (frames, lines, with_person) = read_detections(&out);
+    eprintln!(
+        "rtpfmap late server: {lines} detection lines, frames {:?}..={:?} of {FRAMES}, \
+         {with_person} with a person, depayloader {depay:?}",
+        frames.first(),
+        frames.last()
+    );
+    assert_eq!(
+        depay["caps-changes"], 1,
+        "caps from in-band config: {depay:?}"
+    );
+    assert!(lines > 0, "the late server decodes");
+    assert!(
+        frames.first().is_some_and(|&f| f > 0),
+        "the server joined after the first frame"
+    );
+    // From the first key unit it heard on, every frame (key units every 10 frames).
+    let first = *frames.first().unwrap();
+    assert!(
+        frames.len() as u64 + first >= FRAMES as u64,
+        "frames {first}.. all decoded: {frames:?}"
+    );
 }
 
 /// The one-machine demo writes one detection line per frame and an MP4 with the boxes drawn.

@@ -33,6 +33,9 @@
 
 pub use fmap_infer::profile::ResizeMode;
 
+use codec_core::rtp;
+use gst::glib;
+
 /// Media type of raw feature-frame streams (FMRF buffers).
 pub const RAW_MEDIA_TYPE: &str = "application/x-fmap";
 /// Media type of coded units.
@@ -190,6 +193,53 @@ pub fn raw_from_coded(coded: &gst::StructureRef) -> gst::Caps {
     gst::Caps::builder_full().structure(s).build()
 }
 
+/// RTP caps of the fmap payload format (`codec-core/RTP-PAYLOAD.md`): what `rtpfmappay`
+/// sends and `rtpfmapdepay` reads.
+pub fn rtp_caps() -> gst::Caps {
+    gst::Caps::builder("application/x-rtp")
+        .field("media", "application")
+        .field("clock-rate", rtp::CLOCK_RATE as i32)
+        .field("encoding-name", rtp::ENCODING_NAME)
+        .build()
+}
+
+/// The same with the dynamic payload types (96..=127), for the payloader's output.
+pub fn rtp_caps_dynamic() -> gst::Caps {
+    let mut caps = rtp_caps();
+    caps.make_mut()
+        .structure_mut(0)
+        .expect("one structure")
+        .set("payload", gst::IntRange::new(96, 127));
+    caps
+}
+
+/// The value of the RTP caps / SDP `a=fmtp` parameter `config` for coded caps: the caps as
+/// text, base64-encoded.
+pub fn rtp_config_value(coded: &gst::Caps) -> String {
+    glib::base64_encode(coded.to_string().as_bytes()).to_string()
+}
+
+/// Coded caps from their text (an in-band config packet). The error says what is wrong.
+pub fn coded_from_text(text: &str) -> Result<gst::Caps, String> {
+    let caps: gst::Caps = text
+        .parse()
+        .map_err(|_| format!("not a caps string: {text:?}"))?;
+    match caps.structure(0).map(|s| s.name().as_str()) {
+        Some(CODED_MEDIA_TYPE) if caps.is_fixed() => Ok(caps),
+        _ => Err(format!(
+            "the configuration is '{caps}', not fixed {CODED_MEDIA_TYPE} caps"
+        )),
+    }
+}
+
+/// Coded caps from the `config` parameter of RTP caps (base64 of the caps text).
+pub fn coded_from_rtp_config(value: &str) -> Result<gst::Caps, String> {
+    let bytes = glib::base64_decode(value);
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("'{}' is not base64 of a caps string", rtp::CONFIG_PARAMETER))?;
+    coded_from_text(&text)
+}
+
 /// Duration of one frame from a `framerate` field, if the rate is known and nonzero.
 pub fn frame_duration(s: &gst::StructureRef) -> Option<gst::ClockTime> {
     let rate = s.get::<gst::Fraction>("framerate").ok()?;
@@ -285,5 +335,37 @@ mod tests {
             frame_duration(raw.structure(0).unwrap()),
             Some(gst::ClockTime::from_mseconds(100))
         );
+    }
+
+    #[test]
+    fn rtp_config_round_trips_and_rejects_other_caps() {
+        gst::init().unwrap();
+        let coded = coded_from_raw(
+            sample().to_caps().structure(0).unwrap(),
+            &CodecFields {
+                codec_version: 2,
+                mode: "adaptive",
+                bits: 8,
+                quantizer: "per-tensor",
+                entropy: "none",
+                delay_frames: 0,
+            },
+        );
+        let value = rtp_config_value(&coded);
+        assert!(
+            value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+        );
+        assert_eq!(coded_from_rtp_config(&value).unwrap(), coded);
+        let raw = rtp_config_value(&sample().to_caps());
+        assert!(
+            coded_from_rtp_config(&raw)
+                .unwrap_err()
+                .contains(CODED_MEDIA_TYPE)
+        );
+        assert!(coded_from_text("no caps ,,, here").is_err());
+        let rtp = rtp_caps_dynamic();
+        assert!(rtp.can_intersect(&rtp_caps()));
     }
 }

@@ -1,7 +1,8 @@
 //! What the elements share, so no element imports another: the caps of the streams between
-//! them ([`caps`]), loading a model and ONNX Runtime ([`model`]), and the properties of every
+//! them ([`caps`]), pad templates and stats messages ([`element`]), loading a model and ONNX Runtime ([`model`]), and the properties of every
 //! ONNX element ([`onnx_settings`]).
 
 pub mod caps;
+pub mod element;
 pub mod model;
 pub mod onnx_settings;
