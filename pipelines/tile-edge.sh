@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The edge with a standard video codec: video -> front of the network -> fmaptile (feature maps
-# as one 8-bit mosaic picture) -> x265enc or x264enc -> RTP H.265/H.264 over UDP. Any encoder
-# that takes I420 works in their place (a hardware one on a camera).
+# as one 8-bit or 10-bit mosaic picture) -> x265enc or x264enc -> RTP H.265/H.264 over UDP. Any
+# encoder that takes I420 (I420_10LE for BITS=10) works in their place (a hardware one on a
+# camera).
 #
 #   pipelines/tile-edge.sh [VIDEO_FILE | /dev/videoN]     (default: the sample vtest.avi)
 #
 # Environment (defaults in brackets): SERVER_HOST [127.0.0.1], PORT [5000], MODEL
 # [models/nanodet.onnx], SPLIT [the profile's default; the server needs the same], CODEC
 # [h265 | h264], QP [22] (constant quantizer; lower = more bits, closer to the unsplit model),
-# KEY_INT [20] (frames between key frames), FRAMES [all], MTU [1400].
+# KEY_INT [20] (frames between key frames), FRAMES [all], MTU [1400], BITS [8 | 10] (code depth:
+# 10 sends I420_10LE pictures, coded as H.265 Main 10 or H.264 High 10; the server needs nothing
+# else, its decoder outputs 10-bit pictures).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -17,6 +20,12 @@ CODEC="${CODEC:-h265}"
 QP="${QP:-22}"
 KEY_INT="${KEY_INT:-20}"
 FRAMES="${FRAMES:-}"
+BITS="${BITS:-8}"
+case "$BITS" in
+    8) format=I420 ;;
+    10) format=I420_10LE ;;
+    *) echo "BITS must be 8 or 10, not '$BITS'" >&2; exit 1 ;;
+esac
 
 if [[ "$SOURCE" == /dev/video* ]]; then
     src="v4l2src device=$SOURCE${FRAMES:+ num-buffers=$FRAMES} ! videoconvert"
@@ -34,6 +43,6 @@ esac
 
 launch "$src ! video/x-raw,format=BGRx \
  ! splitinfer-front $(front_props) \
- ! fmaptile name=tile ! video/x-raw,format=I420 \
+ ! fmaptile name=tile ! video/x-raw,format=$format \
  ! $encoder \
  ! udpsink host=$SERVER_HOST port=$PORT"

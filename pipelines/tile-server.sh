@@ -7,13 +7,22 @@
 #
 # Environment (defaults in brackets): PORT [5000], MODEL [models/nanodet.onnx], SPLIT [the
 # profile's default; must be the edge's], CODEC [h265 | h264], OUT [detections.jsonl],
-# JITTER_MS [200] (rtpjitterbuffer latency).
+# JITTER_MS [200] (rtpjitterbuffer latency), BITS [any | 8 | 10] (the code depth to insist on: the
+# decoder outputs the stream's own, I420 or I420_10LE, and fmapuntile reads both; 10 makes an
+# 8-bit stream fail at negotiation instead of being served).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 CODEC="${CODEC:-h265}"
 OUT="${OUT:-detections.jsonl}"
 JITTER_MS="${JITTER_MS:-200}"
+BITS="${BITS:-any}"
+case "$BITS" in
+    any) depth="" ;;
+    8) depth=" ! video/x-raw,format=I420" ;;
+    10) depth=" ! video/x-raw,format=I420_10LE" ;;
+    *) echo "BITS must be any, 8 or 10, not '$BITS'" >&2; exit 1 ;;
+esac
 case "$CODEC" in
     h265) caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=H265,payload=96"
           decoder="rtph265depay ! h265parse ! avdec_h265" ;;
@@ -26,7 +35,7 @@ split=""
 
 # The unbounded queue decouples the network thread from inference.
 launch "udpsrc port=$PORT buffer-size=4194304 caps=\"$caps\" \
- ! rtpjitterbuffer latency=$JITTER_MS ! $decoder \
+ ! rtpjitterbuffer latency=$JITTER_MS ! $decoder$depth \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
  ! fmapuntile name=untile model=\"$MODEL\" $split \
  ! splitinfer-back $(back_props) \

@@ -24,6 +24,10 @@ use crate::frame::{Shape, Tensor, TensorData};
 pub const MIN_BITS: u8 = 2;
 /// Most bits per code the quantizer accepts (the codes of 8-bit models are the upper bound).
 pub const MAX_BITS: u8 = 8;
+/// Most bits per code of the mosaic quantizer (`crate::tile`, the `picture_*` constructors):
+/// the samples of 10-bit video (HEVC Main 10, H.264 High 10), the depth MPEG FCM codes
+/// features at. The codec's own quantizers stop at [`MAX_BITS`].
+pub const MAX_PICTURE_BITS: u8 = 10;
 
 /// Smallest scale a MinMax or calibrated range produces (PyTorch's observers use the same
 /// float32 epsilon): keeps `1/scale` finite for all-zero and near-constant tensors.
@@ -38,6 +42,8 @@ const RANGE_LIMIT: f32 = f32::MAX / 4.0;
 pub enum QuantError {
     #[error("unsupported quantizer bit depth {0} (valid: {MIN_BITS}..={MAX_BITS})")]
     UnsupportedBits(u8),
+    #[error("unsupported picture bit depth {0} (valid: {MIN_BITS}..={MAX_PICTURE_BITS})")]
+    UnsupportedPictureBits(u8),
     #[error("no calibrated range for tensor '{tensor}'")]
     MissingCalibration { tensor: String },
     #[error("invalid calibrated range for tensor '{tensor}': {detail}")]
@@ -55,6 +61,14 @@ fn check_bits(bits: u8) -> Result<(), QuantError> {
         Ok(())
     } else {
         Err(QuantError::UnsupportedBits(bits))
+    }
+}
+
+fn check_picture_bits(bits: u8) -> Result<(), QuantError> {
+    if (MIN_BITS..=MAX_PICTURE_BITS).contains(&bits) {
+        Ok(())
+    } else {
+        Err(QuantError::UnsupportedPictureBits(bits))
     }
 }
 
@@ -76,6 +90,17 @@ impl QuantParams {
     /// 0.0, infinite bounds are clamped, and a zero-width range gets [`MIN_SCALE`].
     pub fn from_min_max(min: f32, max: f32, bits: u8) -> Result<QuantParams, QuantError> {
         check_bits(bits)?;
+        Ok(Self::min_max(min, max, bits))
+    }
+
+    /// [`QuantParams::from_min_max`] for the codes of a video picture: up to
+    /// [`MAX_PICTURE_BITS`].
+    pub fn picture_from_min_max(min: f32, max: f32, bits: u8) -> Result<QuantParams, QuantError> {
+        check_picture_bits(bits)?;
+        Ok(Self::min_max(min, max, bits))
+    }
+
+    fn min_max(min: f32, max: f32, bits: u8) -> QuantParams {
         let sanitize = |v: f32| {
             if v.is_nan() {
                 0.0
@@ -91,17 +116,32 @@ impl QuantParams {
         let raw = (hi as f64 - lo as f64) / qmax;
         let scale = (raw as f32).max(MIN_SCALE);
         let zero_point = (-(lo as f64) / scale as f64).round().clamp(0.0, qmax) as i32;
-        Ok(QuantParams {
+        QuantParams {
             scale,
             zero_point,
             bits,
-        })
+        }
     }
 
     /// N-bit parameters derived from an 8-bit model's scale and zero point (the corrected
     /// eq. 3.14–3.15): `s_N = s_8 · 2^(8−N)`, `z_N = round(z_8 · 2^(N−8))`, clamped to the codes.
     pub fn from_8bit(scale8: f32, zero_point8: i32, bits: u8) -> Result<QuantParams, QuantError> {
         check_bits(bits)?;
+        Self::model_8bit(scale8, zero_point8, bits)
+    }
+
+    /// [`QuantParams::from_8bit`] for the codes of a video picture: up to [`MAX_PICTURE_BITS`];
+    /// above 8 bits the model's codes are scaled exactly (`q_N = q_8 · 2^(N−8)`).
+    pub fn picture_from_8bit(
+        scale8: f32,
+        zero_point8: i32,
+        bits: u8,
+    ) -> Result<QuantParams, QuantError> {
+        check_picture_bits(bits)?;
+        Self::model_8bit(scale8, zero_point8, bits)
+    }
+
+    fn model_8bit(scale8: f32, zero_point8: i32, bits: u8) -> Result<QuantParams, QuantError> {
         if !(scale8.is_finite() && scale8 > 0.0) {
             return Err(QuantError::InvalidModelParams(format!(
                 "scale {scale8} must be finite and > 0"
@@ -112,17 +152,16 @@ impl QuantParams {
                 "zero point {zero_point8} outside 0..=255"
             )));
         }
-        let shift = (8 - bits) as i32;
-        let scale = scale8 * (1u32 << shift) as f32;
-        if !scale.is_finite() {
+        // A power of two: exact in both directions.
+        let factor = 2f64.powi(8 - bits as i32);
+        let scale = (scale8 as f64 * factor) as f32;
+        if !(scale.is_finite() && scale > 0.0) {
             return Err(QuantError::InvalidModelParams(format!(
                 "scale {scale8} overflows at {bits} bits"
             )));
         }
         let qmax = max_code_for(bits) as f64;
-        let zero_point = (zero_point8 as f64 / (1u32 << shift) as f64)
-            .round()
-            .clamp(0.0, qmax) as i32;
+        let zero_point = (zero_point8 as f64 / factor).round().clamp(0.0, qmax) as i32;
         Ok(QuantParams {
             scale,
             zero_point,
@@ -514,6 +553,44 @@ mod tests {
         for bits in MIN_BITS..=MAX_BITS {
             assert!(QuantParams::from_min_max(-1.0, 1.0, bits).is_ok());
         }
+    }
+
+    #[test]
+    fn picture_quantizers_reach_10_bits_and_scale_8bit_codes_exactly() {
+        for bits in [0u8, 1, 11, 16] {
+            assert_eq!(
+                QuantParams::picture_from_min_max(-1.0, 1.0, bits),
+                Err(QuantError::UnsupportedPictureBits(bits))
+            );
+            assert_eq!(
+                QuantParams::picture_from_8bit(0.1, 10, bits),
+                Err(QuantError::UnsupportedPictureBits(bits))
+            );
+        }
+        let p = QuantParams::picture_from_min_max(-1.0, 3.0, 10).unwrap();
+        assert_eq!((p.max_code(), p.quantize(0.0) as i32), (1023, p.zero_point));
+        assert_eq!(
+            QuantParams::picture_from_min_max(-1.0, 3.0, 8),
+            QuantParams::from_min_max(-1.0, 3.0, 8)
+        );
+        // At 8 bits and below they are the codec's quantizers.
+        for bits in MIN_BITS..=MAX_BITS {
+            assert_eq!(
+                QuantParams::picture_from_8bit(0.02, 37, bits),
+                QuantParams::from_8bit(0.02, 37, bits)
+            );
+        }
+        // At 10 bits an 8-bit model's code q becomes 4q, and back.
+        let (s8, z8) = (0.0235f32, 131);
+        let p = QuantParams::picture_from_8bit(s8, z8, 10).unwrap();
+        assert_eq!((p.scale, p.zero_point), (s8 / 4.0, z8 * 4));
+        let all: Vec<u8> = (0..=255).collect();
+        let mut codes = Vec::new();
+        codes_from_8bit(&all, s8, z8, &p, &mut codes);
+        assert!(codes.iter().zip(&all).all(|(&q, &q8)| q == q8 as u16 * 4));
+        let mut back = Vec::new();
+        codes_to_8bit(&codes, &p, s8, z8, &mut back);
+        assert_eq!(back, all);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The tiled mosaic (Choi & Bajić 2018): every tensor of a feature frame quantized to 8-bit
-//! codes and its channel planes tiled into one grey picture, so that any video encoder can code
-//! feature maps. `fmaptile` and `fmapuntile` are thin GStreamer wrappers around this module.
+//! The tiled mosaic (Choi & Bajić 2018): every tensor of a feature frame quantized to 8-bit or
+//! 10-bit codes and its channel planes tiled into one grey picture, so that any video encoder
+//! can code feature maps. `fmaptile` and `fmapuntile` are thin GStreamer wrappers around this module.
 //!
 //! Picture layout (all sides multiples of [`ALIGN`] = 16, the macroblock size of H.264 and the
 //! smallest CTU of H.265):
@@ -18,13 +18,16 @@
 //! +--------------------------------------+
 //! ```
 //!
-//! Padding is code 0. Codes come from codec-core's quantizers at 8 bits: a float tensor gets a
+//! Padding is code 0. Codes come from codec-core's quantizers at the picture's bit depth (one of
+//! [`DEPTHS`]: 8 for every encoder, 10 for HEVC Main 10 / H.264 High 10, the depth MPEG FCM
+//! codes features at): a float tensor gets a
 //! MinMax [`QuantParams`] (range widened to include 0, integer zero point) over a range that
 //! [`RangeTracker`] keeps from frame to frame while the values fit it (within 1.1×), snapped to
 //! 1/16 octave when it changes: a range that moved every frame would change every code of the
 //! static background and flip header bits in every frame (NanoDet stage2, 60 frames of
 //! vtest.avi, x265 QP 27: 351 kbit/s with a new range per frame, 338 tracked, same accuracy);
-//! the u8 codes of an 8-bit model are kept with the model's scale and zero point.
+//! the u8 codes of an 8-bit model are kept with the model's scale and zero point (in a 10-bit
+//! picture as `4q`, exactly: the 10-bit path changes only what the video encoder does).
 //!
 //! **Side information** travels in the picture itself, so it survives every video encoder, RTP
 //! payloader and container without caps. In a YUV picture ([`HeaderPlace::Chroma`]) it is
@@ -33,46 +36,57 @@
 //! `weightp`, fitted to the feature planes' changing levels) spoils the static header in every
 //! P-frame, and re-coding it cost 7–9 % of the rate of NanoDet's stage2 mosaic. A GRAY8 picture
 //! has no chroma and carries it in a luma band above the tensors ([`HeaderPlace::Luma`]).
-//! Header, version 1, little-endian bytes, each bit an 8x8 block of level [`LEVEL_0`] or
-//! [`LEVEL_1`] in raster order (least significant bit first), read back by comparing the
-//! block's mean with the midpoint:
+//! Header, version 2, little-endian bytes, each bit an 8x8 block of level [`LEVEL_0`] or
+//! [`LEVEL_1`] (in 8-bit units; ×4 in a 10-bit picture) in raster order (least significant bit
+//! first), read back by comparing the block's mean with the midpoint:
 //!
 //! ```text
-//! magic "FT" 2 | version 1 | tensor count 1 | model 8 (the 64-bit model hash of the caps)
+//! magic "FT" 2 | version 1 | tensor count 1 | bits 1 (code and sample depth, 8 or 10)
+//! model 8 (the 64-bit model hash of the caps)
 //! cut 4 (CRC-32 of the comma-joined cut tensor names) | source width 2 | source height 2
-//! per tensor: dtype 1 (0 f32, 1 u8) | c 2 | h 2 | w 2 | scale 4 (f32) | zero point 1
+//! per tensor: dtype 1 (0 f32, 1 u8) | c 2 | h 2 | w 2 | scale 4 (f32) | zero point 2
 //! CRC-32 4 of everything before
 //! ```
 //!
-//! A block's mean moves far less than the 112 levels between a level and the midpoint at any
-//! sane QP (measured in the plugin tests), and the CRC catches the rest.
+//! A float tensor's scale and zero point are those of its codes at `bits`; a u8 tensor's are the
+//! 8-bit model's own (its codes at `bits` follow from them, [`QuantParams::picture_from_8bit`]).
+//! A block's mean moves far less than the 112 levels (8-bit units at either depth) between a
+//! level and the midpoint at any sane QP (measured in the plugin tests), and the CRC catches
+//! the rest.
 
 use thiserror::Error;
 
 use crate::frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};
-use crate::quant::{
-    QuantError, QuantParams, QuantizerMode, TensorQuantizer, codes_from_8bit, min_max_finite,
-};
+use crate::quant::{QuantError, QuantParams, codes_from_8bit, codes_to_8bit, min_max_finite};
 
 /// Picture sides and tensor regions are multiples of this many pixels.
 pub const ALIGN: usize = 16;
 /// Side of the square block carrying one header bit.
 pub const BIT_BLOCK: usize = 8;
-/// Luma level of a 0 bit (inside the video range, so limited-range conversions keep it).
+/// Luma level of a 0 bit, 8-bit units (inside the video range, so limited-range conversions
+/// keep it); [`at_depth`] gives it in a deeper picture.
 pub const LEVEL_0: u8 = 16;
-/// Luma level of a 1 bit.
+/// Luma level of a 1 bit, 8-bit units.
 pub const LEVEL_1: u8 = 240;
 const MIDPOINT: u32 = (LEVEL_0 as u32 + LEVEL_1 as u32) / 2;
 const MAGIC: [u8; 2] = *b"FT";
 /// Version of the header written in the picture.
-pub const HEADER_VERSION: u8 = 1;
-const FIXED_HEADER_BYTES: usize = 2 + 1 + 1 + 8 + 4 + 2 + 2 + 4;
-const TENSOR_HEADER_BYTES: usize = 1 + 2 + 2 + 2 + 4 + 1;
+pub const HEADER_VERSION: u8 = 2;
+const FIXED_HEADER_BYTES: usize = 2 + 1 + 1 + 1 + 8 + 4 + 2 + 2 + 4;
+const TENSOR_HEADER_BYTES: usize = 1 + 2 + 2 + 2 + 4 + 2;
+/// Bit depths of a mosaic's codes, which are also its picture's sample depth: 8 (every video
+/// encoder) and 10 (HEVC Main 10, H.264 High 10; MPEG FCM codes features at 10 bits).
+pub const DEPTHS: [u8; 2] = [8, 10];
+
+/// An 8-bit level (header level, mid-grey) in a picture of `bits` per sample, as video
+/// conversions scale it (`v · 2^(bits−8)`).
+pub fn at_depth(level: u8, bits: u8) -> u16 {
+    (level as u16) << bits.saturating_sub(8)
+}
 /// Largest mosaic side accepted from a stream (never trust sizes from a picture).
 pub const MAX_SIDE: usize = 16384;
 /// Most tensors one mosaic holds (one byte in the header).
 pub const MAX_TENSORS: usize = 255;
-const BITS: u8 = 8;
 
 /// Why a frame cannot be tiled or a picture cannot be untiled.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -106,6 +120,12 @@ pub enum TileError {
         "the stream has {stream} tensors but fmapuntile's cut has {ours}: set split-at= to the edge's split-at"
     )]
     WrongTensorCount { stream: usize, ours: usize },
+    #[error(
+        "the mosaic holds {stream}-bit codes but arrives as {picture}-bit pictures: keep fmaptile's picture format up to fmapuntile (for 10 bits I420_10LE: an encoder that codes it, such as x265enc (Main 10), a decoder that outputs it, such as avdec_h265, and no videoconvert in between)"
+    )]
+    WrongDepth { stream: u8, picture: u8 },
+    #[error("{0}-bit mosaics are not supported (bit depths: 8, 10)")]
+    UnsupportedDepth(u8),
     #[error("the mosaic of {0} does not fit in {MAX_SIDE}x{MAX_SIDE} pixels")]
     TooLarge(String),
     #[error("feature frame: {0}")]
@@ -190,6 +210,24 @@ pub enum HeaderPlace {
     Luma,
     /// The U plane of a 4:2:0 picture (`width/2 × height/2`).
     Chroma,
+}
+
+/// What a picture format means for a mosaic: where the header goes and the depth of codes and
+/// samples (one of [`DEPTHS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PictureFormat {
+    pub place: HeaderPlace,
+    pub bits: u8,
+}
+
+impl PictureFormat {
+    fn check(&self) -> Result<(), TileError> {
+        if DEPTHS.contains(&self.bits) {
+            Ok(())
+        } else {
+            Err(TileError::UnsupportedDepth(self.bits))
+        }
+    }
 }
 
 /// The geometry of a mosaic: picture size, header band and one region per tensor. A function
@@ -288,19 +326,29 @@ impl MosaicLayout {
 /// How one tensor's codes map back to values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TensorSide {
-    /// The tensor was u8 codes of an 8-bit model (and is rebuilt as such).
+    /// The tensor was u8 codes of an 8-bit model (and is rebuilt as such); `scale` and
+    /// `zero_point` are then the model's own.
     pub eight_bit: bool,
     pub shape: Shape,
     pub scale: f32,
-    pub zero_point: u8,
+    pub zero_point: u16,
 }
 
 impl TensorSide {
-    fn params(&self) -> QuantParams {
-        QuantParams {
-            scale: self.scale,
-            zero_point: self.zero_point as i32,
-            bits: BITS,
+    /// The quantizer of this tensor's codes at `bits`.
+    pub fn params(&self, bits: u8) -> Result<QuantParams, TileError> {
+        if self.eight_bit {
+            Ok(QuantParams::picture_from_8bit(
+                self.scale,
+                self.zero_point as i32,
+                bits,
+            )?)
+        } else {
+            Ok(QuantParams {
+                scale: self.scale,
+                zero_point: self.zero_point as i32,
+                bits,
+            })
         }
     }
 }
@@ -309,6 +357,8 @@ impl TensorSide {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MosaicHeader {
     pub stream: StreamId,
+    /// Bits per code and per sample (one of [`DEPTHS`]).
+    pub bits: u8,
     pub tensors: Vec<TensorSide>,
 }
 
@@ -318,6 +368,7 @@ impl MosaicHeader {
         b.extend_from_slice(&MAGIC);
         b.push(HEADER_VERSION);
         b.push(self.tensors.len() as u8);
+        b.push(self.bits);
         b.extend_from_slice(&self.stream.model.to_le_bytes());
         b.extend_from_slice(&self.stream.cut.to_le_bytes());
         b.extend_from_slice(&self.stream.source_width.to_le_bytes());
@@ -328,19 +379,20 @@ impl MosaicHeader {
                 b.extend_from_slice(&(d as u16).to_le_bytes());
             }
             b.extend_from_slice(&t.scale.to_le_bytes());
-            b.push(t.zero_point);
+            b.extend_from_slice(&t.zero_point.to_le_bytes());
         }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
     }
 
-    /// Writes the header bits from the top of a `width`-wide plane.
-    fn write(&self, plane: &mut [u8], width: usize) {
+    /// Writes the header bits from the top of a `width`-wide plane of samples at `self.bits`.
+    fn write(&self, plane: &mut [u16], width: usize) {
         let per_row = width / BIT_BLOCK;
+        let levels = [LEVEL_0, LEVEL_1].map(|l| at_depth(l, self.bits));
         for (i, bit) in bits_of(&self.to_bytes()).enumerate() {
             let (bx, by) = ((i % per_row) * BIT_BLOCK, (i / per_row) * BIT_BLOCK);
-            let level = if bit { LEVEL_1 } else { LEVEL_0 };
+            let level = levels[bit as usize];
             for y in by..by + BIT_BLOCK {
                 plane[y * width + bx..y * width + bx + BIT_BLOCK].fill(level);
             }
@@ -348,16 +400,13 @@ impl MosaicHeader {
     }
 
     /// Reads the header from the top of a plane; also returns the smallest distance of a block
-    /// mean from the decision threshold (112 = untouched).
+    /// mean from the decision threshold (8-bit units: 112 = untouched).
     pub fn read(plane: &Plane) -> Result<(MosaicHeader, u32), TileError> {
         let bad = |m: String| TileError::BadHeader(m);
         plane.check()?;
-        let Plane {
-            data: luma,
-            stride,
-            width,
-            height,
-        } = *plane;
+        let (width, height) = (plane.width, plane.height);
+        // Block sums → means in 8-bit units.
+        let shift = (BIT_BLOCK * BIT_BLOCK).trailing_zeros() + plane.bits.saturating_sub(8) as u32;
         if width < BIT_BLOCK || height < BIT_BLOCK {
             return Err(bad(format!("plane {width}x{height}")));
         }
@@ -373,10 +422,9 @@ impl MosaicHeader {
                 let (bx, by) = ((i % per_row) * BIT_BLOCK, (i / per_row) * BIT_BLOCK);
                 let mut sum = 0u32;
                 for y in by..by + BIT_BLOCK {
-                    let row = &luma[y * stride + bx..y * stride + bx + BIT_BLOCK];
-                    sum += row.iter().map(|&v| v as u32).sum::<u32>();
+                    sum += plane.row(bx, y, BIT_BLOCK).map(|v| v as u32).sum::<u32>();
                 }
-                let mean = sum / (BIT_BLOCK * BIT_BLOCK) as u32;
+                let mean = sum >> shift;
                 margin = margin.min(mean.abs_diff(MIDPOINT));
                 if mean > MIDPOINT {
                     out[i / 8 - from] |= 1 << (i % 8);
@@ -396,17 +444,21 @@ impl MosaicHeader {
         }
         let count = start[3] as usize;
         let rest = read_bytes(4, header_bytes(count) - 4)?;
+        let bits = rest[0];
         let bytes = [start, rest].concat();
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
             return Err(bad("header CRC mismatch".into()));
         }
+        if !DEPTHS.contains(&bits) {
+            return Err(bad(format!("{bits}-bit codes")));
+        }
         let u16_at = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
         let stream = StreamId {
-            model: u64::from_le_bytes(body[4..12].try_into().expect("8 bytes")),
-            cut: u32::from_le_bytes(body[12..16].try_into().expect("4 bytes")),
-            source_width: u16_at(16),
-            source_height: u16_at(18),
+            model: u64::from_le_bytes(body[5..13].try_into().expect("8 bytes")),
+            cut: u32::from_le_bytes(body[13..17].try_into().expect("4 bytes")),
+            source_width: u16_at(17),
+            source_height: u16_at(19),
         };
         let mut tensors = Vec::with_capacity(count);
         for t in body[FIXED_HEADER_BYTES - 4..].chunks_exact(TENSOR_HEADER_BYTES) {
@@ -423,10 +475,17 @@ impl MosaicHeader {
                 eight_bit: t[0] == 1,
                 shape,
                 scale,
-                zero_point: t[11],
+                zero_point: u16::from_le_bytes([t[11], t[12]]),
             });
         }
-        Ok((MosaicHeader { stream, tensors }, margin))
+        Ok((
+            MosaicHeader {
+                stream,
+                bits,
+                tensors,
+            },
+            margin,
+        ))
     }
 }
 
@@ -481,84 +540,91 @@ impl RangeTracker {
         }
     }
 
-    /// 8-bit codes and side information of tensor `index`, through codec-core's quantizers: a
-    /// float tensor over its tracked MinMax range, an 8-bit model's codes with the model's own
-    /// scale and zero point.
+    /// Codes at `bits` (one of [`DEPTHS`]) and side information of tensor `index`, through
+    /// codec-core's quantizers: a float tensor over its tracked MinMax range, an 8-bit model's
+    /// codes with the model's own scale and zero point (scaled exactly to `bits`).
     pub fn quantize(
         &mut self,
         index: usize,
         tensor: &Tensor,
-    ) -> Result<(Vec<u8>, TensorSide), TileError> {
-        let side = |params: &QuantParams, eight_bit| TensorSide {
-            eight_bit,
-            shape: tensor.shape,
-            scale: params.scale,
-            zero_point: params.zero_point as u8,
-        };
+        bits: u8,
+    ) -> Result<(Vec<u16>, TensorSide), TileError> {
+        if !DEPTHS.contains(&bits) {
+            return Err(TileError::UnsupportedDepth(bits));
+        }
         let mut codes = Vec::new();
-        match &tensor.data {
+        let (scale, zero_point, eight_bit) = match &tensor.data {
             TensorData::F32(values) => {
                 let (lo, hi) = min_max_finite(values);
                 let (lo, hi) = self.range(index, lo, hi);
-                let params = QuantParams::from_min_max(lo, hi, BITS)?;
+                let params = QuantParams::picture_from_min_max(lo, hi, bits)?;
                 codes.resize(values.len(), 0);
                 params.quantize_slice(values, &mut codes);
-                Ok((
-                    codes.into_iter().map(|c| c as u8).collect(),
-                    side(&params, false),
-                ))
+                (params.scale, params.zero_point, false)
             }
             TensorData::U8 {
                 codes: codes8,
                 scale,
                 zero_point,
             } => {
-                let q = TensorQuantizer::for_tensor(&QuantizerMode::Model8bit, tensor, BITS)?;
-                let params = q.params_for_channel(0);
-                codes_from_8bit(codes8, *scale, *zero_point, params, &mut codes);
-                Ok((
-                    codes.into_iter().map(|c| c as u8).collect(),
-                    side(params, true),
-                ))
+                let params = QuantParams::picture_from_8bit(*scale, *zero_point, bits)?;
+                codes_from_8bit(codes8, *scale, *zero_point, &params, &mut codes);
+                (*scale, *zero_point, true)
             }
-        }
+        };
+        let side = TensorSide {
+            eight_bit,
+            shape: tensor.shape,
+            scale,
+            zero_point: zero_point as u16,
+        };
+        Ok((codes, side))
     }
 
-    /// Tiles a feature frame into a mosaic with the header at `place`.
+    /// Tiles a feature frame into a mosaic of `format`.
     pub fn tile(
         &mut self,
         frame: &FeatureFrame,
         stream: &StreamId,
-        place: HeaderPlace,
+        format: PictureFormat,
     ) -> Result<Mosaic, TileError> {
-        tile_with(self, frame, stream, place)
+        tile_with(self, frame, stream, format)
     }
 }
 
-/// The values a code of `side` stands for.
-pub fn dequantize(codes: &[u8], side: &TensorSide) -> Vec<f32> {
-    let wide: Vec<u16> = codes.iter().map(|&c| c as u16).collect();
-    let mut values = vec![0.0; wide.len()];
-    side.params().dequantize_slice(&wide, &mut values);
-    values
+/// The values codes of `side` at `bits` stand for.
+pub fn dequantize(codes: &[u16], side: &TensorSide, bits: u8) -> Result<Vec<f32>, TileError> {
+    let mut values = vec![0.0; codes.len()];
+    side.params(bits)?.dequantize_slice(codes, &mut values);
+    Ok(values)
 }
 
-/// One plane of a picture: `height` rows of `width` samples, `stride` bytes apart.
+/// One plane of a picture: `height` rows of `width` samples of `bits` each (one byte up to 8
+/// bits, else two, little-endian), rows `stride` bytes apart.
 #[derive(Debug, Clone, Copy)]
 pub struct Plane<'a> {
     pub data: &'a [u8],
     pub stride: usize,
     pub width: usize,
     pub height: usize,
+    pub bits: u8,
 }
 
 impl Plane<'_> {
+    fn sample_bytes(&self) -> usize {
+        if self.bits > 8 { 2 } else { 1 }
+    }
+
     fn check(&self) -> Result<(), TileError> {
         let (w, h) = (self.width, self.height);
-        if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
-            return Err(TileError::BadHeader(format!("plane {w}x{h}")));
+        if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE || !(1..=16).contains(&self.bits) {
+            return Err(TileError::BadHeader(format!(
+                "plane {w}x{h} of {} bits",
+                self.bits
+            )));
         }
-        if self.stride < w || self.data.len() < self.stride * (h - 1) + w {
+        let row = w * self.sample_bytes();
+        if self.stride < row || self.data.len() < self.stride * (h - 1) + row {
             return Err(TileError::BadHeader(format!(
                 "{} bytes cannot hold a {w}x{h} plane with stride {}",
                 self.data.len(),
@@ -567,33 +633,51 @@ impl Plane<'_> {
         }
         Ok(())
     }
+
+    /// `n` samples of row `y` from column `x` (inside the checked plane).
+    fn row(&self, x: usize, y: usize, n: usize) -> impl Iterator<Item = u16> + '_ {
+        let b = self.sample_bytes();
+        let bytes = &self.data[y * self.stride + x * b..y * self.stride + (x + n) * b];
+        let wide = b == 2;
+        bytes.chunks_exact(b).map(move |s| {
+            if wide {
+                u16::from_le_bytes([s[0], s[1]])
+            } else {
+                s[0] as u16
+            }
+        })
+    }
 }
 
 /// A tiled feature frame: the luma plane (`width × height`) and, with the header in chroma,
-/// the U plane (`width/2 × height/2`; V stays mid-grey).
+/// the U plane (`width/2 × height/2`; V stays mid-grey), samples at `bits`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mosaic {
     pub layout: MosaicLayout,
-    pub luma: Vec<u8>,
-    pub chroma_u: Option<Vec<u8>>,
+    pub bits: u8,
+    pub luma: Vec<u16>,
+    pub chroma_u: Option<Vec<u16>>,
 }
 
-/// Mid-grey: the value of chroma planes that carry nothing.
+/// Mid-grey (8-bit units; [`at_depth`] for deeper pictures): the value of chroma planes that
+/// carry nothing.
 pub const CHROMA_NEUTRAL: u8 = 128;
 
 fn tile_with(
     ranges: &mut RangeTracker,
     frame: &FeatureFrame,
     stream: &StreamId,
-    place: HeaderPlace,
+    format: PictureFormat,
 ) -> Result<Mosaic, TileError> {
+    format.check()?;
+    let PictureFormat { place, bits } = format;
     let shapes: Vec<Shape> = frame.tensors.iter().map(|t| t.shape).collect();
     let layout = MosaicLayout::for_shapes(&shapes, place)?;
-    let mut luma = vec![0u8; layout.width * layout.height];
+    let mut luma = vec![0u16; layout.width * layout.height];
     let mut sides = Vec::with_capacity(frame.tensors.len());
     for (i, (tensor, region)) in frame.tensors.iter().zip(&layout.regions).enumerate() {
         tensor.validate()?;
-        let (codes, side) = ranges.quantize(i, tensor)?;
+        let (codes, side) = ranges.quantize(i, tensor, bits)?;
         sides.push(side);
         let (th, tw) = (region.shape.height, region.shape.width);
         for (c, plane) in codes.chunks_exact(th * tw).enumerate() {
@@ -606,6 +690,7 @@ fn tile_with(
     }
     let header = MosaicHeader {
         stream: stream.clone(),
+        bits,
         tensors: sides,
     };
     let chroma_u = match place {
@@ -615,13 +700,14 @@ fn tile_with(
         }
         HeaderPlace::Chroma => {
             let (w, h) = (layout.width / 2, layout.height / 2);
-            let mut u = vec![CHROMA_NEUTRAL; w * h];
+            let mut u = vec![at_depth(CHROMA_NEUTRAL, bits); w * h];
             header.write(&mut u, w);
             Some(u)
         }
     };
     Ok(Mosaic {
         layout,
+        bits,
         luma,
         chroma_u,
     })
@@ -639,13 +725,14 @@ pub struct Expected<'a> {
 pub struct Untiled {
     pub frame: FeatureFrame,
     pub stream: StreamId,
-    /// Smallest distance of a header block mean from the decision threshold (112 = lossless).
+    /// Smallest distance of a header block mean from the decision threshold (8-bit units: 112
+    /// = lossless).
     pub margin: u32,
 }
 
 /// Reads a mosaic picture back into a feature frame named by `expected.cut`, checking model,
-/// cut and picture size. `chroma_u` is the U plane of a YUV picture (the header's place), or
-/// `None` for a grey picture (header in the luma band).
+/// cut, bit depth and picture size. `chroma_u` is the U plane of a YUV picture (the header's
+/// place), or `None` for a grey picture (header in the luma band).
 pub fn untile(
     luma: &Plane,
     chroma_u: Option<&Plane>,
@@ -659,8 +746,13 @@ pub fn untile(
         Some(_) => HeaderPlace::Chroma,
         None => HeaderPlace::Luma,
     };
-    let (width, height, stride) = (luma.width, luma.height, luma.stride);
-    let luma = luma.data;
+    if header.bits != luma.bits {
+        return Err(TileError::WrongDepth {
+            stream: header.bits,
+            picture: luma.bits,
+        });
+    }
+    let (width, height, bits) = (luma.width, luma.height, header.bits);
     if header.stream.model != expected.model {
         return Err(TileError::WrongModel {
             stream: header.stream.model_hex(),
@@ -698,20 +790,16 @@ pub fn untile(
         for c in 0..region.shape.channels {
             let (x0, y0) = region.origin(c);
             for y in 0..th {
-                let at = (y0 + y) * stride + x0;
-                codes.extend_from_slice(&luma[at..at + tw]);
+                codes.extend(luma.row(x0, y0 + y, tw));
             }
         }
         let tensor = if side.eight_bit {
-            Tensor::from_u8(
-                name.clone(),
-                side.shape,
-                codes,
-                side.scale,
-                side.zero_point as i32,
-            )?
+            let (scale, zero_point) = (side.scale, side.zero_point as i32);
+            let mut codes8 = Vec::with_capacity(codes.len());
+            codes_to_8bit(&codes, &side.params(bits)?, scale, zero_point, &mut codes8);
+            Tensor::from_u8(name.clone(), side.shape, codes8, scale, zero_point)?
         } else {
-            Tensor::from_f32(name.clone(), side.shape, dequantize(&codes, side))?
+            Tensor::from_f32(name.clone(), side.shape, dequantize(&codes, side, bits)?)?
         };
         tensors.push(tensor);
     }
@@ -750,20 +838,67 @@ mod tests {
         )
     }
 
-    fn plane(data: &[u8], width: usize, height: usize) -> Plane<'_> {
+    const FORMATS: [PictureFormat; 4] = [
+        PictureFormat {
+            place: HeaderPlace::Luma,
+            bits: 8,
+        },
+        PictureFormat {
+            place: HeaderPlace::Chroma,
+            bits: 8,
+        },
+        PictureFormat {
+            place: HeaderPlace::Luma,
+            bits: 10,
+        },
+        PictureFormat {
+            place: HeaderPlace::Chroma,
+            bits: 10,
+        },
+    ];
+
+    /// Samples as the bytes of a picture plane (8 bits: one byte each; else two, LE).
+    fn bytes(samples: &[u16], bits: u8) -> Vec<u8> {
+        if bits > 8 {
+            samples.iter().flat_map(|v| v.to_le_bytes()).collect()
+        } else {
+            samples.iter().map(|&v| v as u8).collect()
+        }
+    }
+
+    fn plane(data: &[u8], width: usize, height: usize, bits: u8) -> Plane<'_> {
+        let stride = width * if bits > 8 { 2 } else { 1 };
         Plane {
             data,
-            stride: width,
+            stride,
             width,
             height,
+            bits,
         }
+    }
+
+    /// Untiles `m` as the receiver would see it, in pictures of `bits`.
+    fn untile_at(m: &Mosaic, expected: &Expected, bits: u8) -> Result<Untiled, TileError> {
+        let (w, h) = (m.layout.width, m.layout.height);
+        // A conversion to another depth scales samples the way videoconvert does.
+        let convert = |v: &[u16]| -> Vec<u16> {
+            v.iter()
+                .map(|&x| ((x as u32) << bits >> m.bits) as u16)
+                .collect()
+        };
+        let luma = bytes(&convert(&m.luma), bits);
+        let u = m.chroma_u.as_ref().map(|u| bytes(&convert(u), bits));
+        let u = u.as_ref().map(|u| plane(u, w / 2, h / 2, bits));
+        untile(&plane(&luma, w, h, bits), u.as_ref(), expected, 3, Some(7))
     }
 
     /// Untiles `m` as the receiver would see it.
     fn untile_mosaic(m: &Mosaic, expected: &Expected) -> Result<Untiled, TileError> {
-        let (w, h) = (m.layout.width, m.layout.height);
-        let u = m.chroma_u.as_ref().map(|u| plane(u, w / 2, h / 2));
-        untile(&plane(&m.luma, w, h), u.as_ref(), expected, 3, Some(7))
+        untile_at(m, expected, m.bits)
+    }
+
+    fn luma8() -> PictureFormat {
+        FORMATS[0]
     }
 
     #[test]
@@ -805,23 +940,43 @@ mod tests {
             model: stream().model,
             cut: &cut,
         };
-        for place in [HeaderPlace::Luma, HeaderPlace::Chroma] {
-            let m = RangeTracker::default().tile(&f, &stream(), place).unwrap();
+        for format in FORMATS {
+            let m = RangeTracker::default().tile(&f, &stream(), format).unwrap();
+            assert_eq!(m.bits, format.bits);
+            let max = m.luma.iter().max().copied().unwrap();
+            assert!(
+                max < 1 << format.bits && max >= 1 << (format.bits - 1),
+                "{max}"
+            );
             let u = untile_mosaic(&m, &expected).unwrap();
             assert_eq!(u.margin, MIDPOINT - LEVEL_0 as u32);
             assert_eq!(u.stream, stream());
             // The u8 tensor comes back bit-exact; the float one as its dequantized codes.
             assert_eq!(u.frame.tensors[1], f.tensors[1]);
-            let (codes, side) = RangeTracker::default().quantize(0, &f.tensors[0]).unwrap();
-            assert_eq!(u.frame.tensors[0].to_f32(), dequantize(&codes, &side));
+            let (codes, side) = RangeTracker::default()
+                .quantize(0, &f.tensors[0], format.bits)
+                .unwrap();
+            assert_eq!(
+                u.frame.tensors[0].to_f32(),
+                dequantize(&codes, &side, format.bits).unwrap()
+            );
             assert_eq!((u.frame.index, u.frame.pts_ns), (3, Some(7)));
         }
+        // 10 bits: four times finer steps over the same range.
+        let mut r = RangeTracker::default();
+        let (_, s8) = r.quantize(0, &f.tensors[0], 8).unwrap();
+        let (_, s10) = r.quantize(0, &f.tensors[0], 10).unwrap();
+        assert!((s8.scale / s10.scale - 1023.0 / 255.0).abs() < 1e-3);
+        assert_eq!(
+            r.quantize(0, &f.tensors[0], 9).unwrap_err(),
+            TileError::UnsupportedDepth(9)
+        );
     }
 
     #[test]
     fn mismatches_name_the_fix() {
         let m = RangeTracker::default()
-            .tile(&frame(1), &stream(), HeaderPlace::Luma)
+            .tile(&frame(1), &stream(), luma8())
             .unwrap();
         let cut = cut();
         let model = stream().model;
@@ -836,7 +991,7 @@ mod tests {
         assert!(e.to_string().contains("split-at="), "{e}");
         // A bigger picture with the same header: wrong size.
         let mut big = m.clone();
-        big.luma.extend(vec![0; m.layout.width * 16]);
+        big.luma.extend(vec![0u16; m.layout.width * 16]);
         big.layout.height += 16;
         let e = run(model, &cut, &big);
         assert!(matches!(e, TileError::WrongSize { .. }), "{e}");
@@ -847,34 +1002,57 @@ mod tests {
         let e = run(model, &cut, &blank);
         assert!(matches!(e, TileError::BadHeader(_)), "{e}");
         let mut yuv = RangeTracker::default()
-            .tile(&frame(1), &stream(), HeaderPlace::Chroma)
+            .tile(&frame(1), &stream(), FORMATS[1])
             .unwrap();
-        yuv.chroma_u.as_mut().unwrap().fill(CHROMA_NEUTRAL);
+        yuv.chroma_u.as_mut().unwrap().fill(CHROMA_NEUTRAL as u16);
         let e = run(model, &cut, &yuv);
         assert!(matches!(e, TileError::BadHeader(_)), "{e}");
+        // A mosaic converted to another depth on the way: its header still reads, the depth
+        // does not match.
+        let expected = Expected { model, cut: &cut };
+        for (format, to) in [(FORMATS[3], 8), (FORMATS[1], 10), (FORMATS[2], 8)] {
+            let m = RangeTracker::default()
+                .tile(&frame(1), &stream(), format)
+                .unwrap();
+            let e = untile_at(&m, &expected, to).unwrap_err();
+            assert_eq!(
+                e,
+                TileError::WrongDepth {
+                    stream: format.bits,
+                    picture: to
+                }
+            );
+            assert!(e.to_string().contains("I420_10LE"), "{e}");
+        }
     }
 
     #[test]
     fn header_survives_block_noise() {
-        let m = RangeTracker::default()
-            .tile(&frame(2), &stream(), HeaderPlace::Luma)
-            .unwrap();
-        let mut luma = m.luma.clone();
-        // ±60 on every pixel of the band, alternating: means move by far less than 112.
-        for (i, v) in luma[..m.layout.width * m.layout.header_height]
-            .iter_mut()
-            .enumerate()
-        {
-            *v = if i % 2 == 0 {
-                v.saturating_add(60)
-            } else {
-                v.saturating_sub(60)
-            };
+        for format in [FORMATS[0], FORMATS[2]] {
+            let m = RangeTracker::default()
+                .tile(&frame(2), &stream(), format)
+                .unwrap();
+            let mut luma = m.luma.clone();
+            // ±60 (8-bit units) on every pixel of the band, alternating: means move by far
+            // less than 112.
+            let noise = at_depth(60, format.bits);
+            let top = at_depth(255, format.bits);
+            for (i, v) in luma[..m.layout.width * m.layout.header_height]
+                .iter_mut()
+                .enumerate()
+            {
+                *v = if i % 2 == 0 {
+                    (*v + noise).min(top)
+                } else {
+                    v.saturating_sub(noise)
+                };
+            }
+            let luma = bytes(&luma, format.bits);
+            let p = plane(&luma, m.layout.width, m.layout.height, format.bits);
+            let (h, margin) = MosaicHeader::read(&p).unwrap();
+            assert_eq!((h.stream, h.bits), (stream(), format.bits));
+            assert!(margin > 50, "{margin}");
         }
-        let (h, margin) =
-            MosaicHeader::read(&plane(&luma, m.layout.width, m.layout.height)).unwrap();
-        assert_eq!(h.stream, stream());
-        assert!(margin > 50, "{margin}");
     }
 
     #[test]
@@ -917,14 +1095,13 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_shape_round_trips(c in 1usize..70, h in 1usize..20, w in 1usize..20, seed: u8, luma: bool) {
+        fn any_shape_round_trips(c in 1usize..70, h in 1usize..20, w in 1usize..20, seed: u8, format in 0usize..4) {
             let codes: Vec<u8> = (0..c * h * w).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
             let t = Tensor::from_u8("q", Shape::new(c, h, w), codes, 0.5, 3).unwrap();
             let f = FeatureFrame::new(0, None, vec![t.clone()]);
             let cut = vec!["q".to_string()];
             let id = StreamId::new("00000000000000ff", &cut, 640, 480).unwrap();
-            let place = if luma { HeaderPlace::Luma } else { HeaderPlace::Chroma };
-            let m = RangeTracker::default().tile(&f, &id, place).unwrap();
+            let m = RangeTracker::default().tile(&f, &id, FORMATS[format]).unwrap();
             prop_assert_eq!((m.layout.width % ALIGN, m.layout.height % ALIGN), (0, 0));
             let u = untile_mosaic(&m, &Expected { model: 0xff, cut: &cut }).unwrap();
             prop_assert_eq!(&u.frame.tensors[0], &t);

@@ -245,6 +245,18 @@ pub struct LeverRow {
 /// For every method named "<baseline>, <lever off>" with a curve next to "<baseline>" at the same
 /// split: the BD-rate of turning that lever off (person AP@0.5 and robust mAP@0.5).
 pub fn lever_table(features: &[SettingResult]) -> Vec<LeverRow> {
+    let methods: BTreeSet<&str> = features.iter().map(|r| r.method.as_str()).collect();
+    let pairs: Vec<(&str, &str)> = methods
+        .iter()
+        .filter_map(|&variant| Some((variant.split_once(", ")?.0, variant)))
+        .collect();
+    compare_methods(features, &pairs)
+}
+
+/// For every (baseline, variant) pair of methods with curves at the same split: the BD-rate of
+/// the variant against the baseline (person AP@0.5 and robust mAP@0.5) and the difference in
+/// encode time.
+pub fn compare_methods(features: &[SettingResult], pairs: &[(&str, &str)]) -> Vec<LeverRow> {
     let mut rows = Vec::new();
     let mean_ms = |pts: &[&SettingResult]| {
         let v: Vec<f64> = pts.iter().filter_map(|r| r.encode_ms_per_frame).collect();
@@ -253,18 +265,14 @@ pub fn lever_table(features: &[SettingResult]) -> Vec<LeverRow> {
     let splits: BTreeSet<&str> = features.iter().map(|r| r.split.as_str()).collect();
     for split in splits {
         let here: Vec<&SettingResult> = features.iter().filter(|r| r.split == split).collect();
-        let methods: BTreeSet<&str> = here.iter().map(|r| r.method.as_str()).collect();
-        for variant in &methods {
-            let Some((baseline, _)) = variant.split_once(", ") else {
-                continue;
-            };
-            if !methods.contains(baseline) {
+        let of = |m: &str| -> Vec<&SettingResult> {
+            here.iter().copied().filter(|r| r.method == m).collect()
+        };
+        for &(baseline, variant) in pairs {
+            let (base, var) = (of(baseline), of(variant));
+            if base.is_empty() || var.is_empty() {
                 continue;
             }
-            let of = |m: &str| -> Vec<&SettingResult> {
-                here.iter().copied().filter(|r| r.method == m).collect()
-            };
-            let (base, var) = (of(baseline), of(variant));
             for (accuracy_name, accuracy) in BD_ACCURACIES {
                 let curve = |pts: &[&SettingResult]| -> Vec<RatePoint> {
                     pts.iter()

@@ -1,12 +1,14 @@
 //! The method of Choi & Bajić (seed 001), run through the `fmaptile` and `fmapuntile`
-//! elements: each feature frame's tensors are quantized to 8 bits (a float tensor with its
-//! per-frame range, an 8-bit model's tensor as its own codes), tiled into one picture with the
-//! side information coded in a header band (see `codec_core::tile`), and the picture sequence
-//! is coded with a standard codec: HEVC (x265) lossless or at a QP ladder, or PNG. The coded
-//! bytes are the whole cost: ranges, shapes and identity travel inside the pictures.
+//! elements: each feature frame's tensors are quantized to 8 bits, or 10 bits for x265 Main 10
+//! (a float tensor with its tracked range, an 8-bit model's tensor as its own codes), tiled
+//! into one picture with the side information coded in the picture (see `codec_core::tile`),
+//! and the picture sequence is coded with a standard codec: HEVC (x265) lossless or at a QP
+//! ladder, AVC (x264) at a QP ladder, or PNG. The coded bytes are the whole cost: ranges,
+//! shapes and identity travel inside the pictures.
 //!
-//! x265 codes YUV, not grey: the mosaic goes in the luma plane of an I420 frame whose chroma
-//! planes are flat mid-grey (they cost almost nothing); PNG codes the GRAY8 picture.
+//! x265 and x264 code YUV, not grey: the mosaic goes in the luma plane of an I420 (I420_10LE)
+//! frame whose chroma planes are flat mid-grey apart from the header (they cost almost
+//! nothing); PNG codes the GRAY8 picture.
 
 use std::time::Duration;
 
@@ -27,6 +29,11 @@ pub enum MosaicCodec {
     X265 {
         qp: u32,
     },
+    /// x265 Main 10 on 10-bit codes (I420_10LE) at a constant QP (x265's `qp` is on the 8-bit
+    /// scale at any depth: the same QP costs about the same rate as 8-bit).
+    X265Main10 {
+        qp: u32,
+    },
     /// x264 at a constant QP (same key frames, no B-frames): what most edge hardware encodes.
     X264 {
         qp: u32,
@@ -39,14 +46,50 @@ pub const KEY_INT: u32 = 20;
 /// x265 speed preset for all HEVC coding in the evaluation (feature mosaics and anchors).
 pub const X265_PRESET: &str = "fast";
 
+/// The families of codecs `--tiled-codecs` selects from, each with its ladder.
+pub const FAMILIES: [&str; 5] = ["lossless", "png", "x265", "x265-10bit", "x264"];
+
+/// What 10 bits are compared with: (8-bit method, 10-bit method) with the same codec.
+pub fn depth_pairs() -> Vec<(&'static str, &'static str)> {
+    vec![(
+        MosaicCodec::X265 { qp: 0 }.method(),
+        MosaicCodec::X265Main10 { qp: 0 }.method(),
+    )]
+}
+
 impl MosaicCodec {
     pub fn method(&self) -> &'static str {
         match self {
             MosaicCodec::X265Lossless => "tiled 8-bit + HEVC lossless",
             MosaicCodec::X265 { .. } => "tiled 8-bit + HEVC",
+            MosaicCodec::X265Main10 { .. } => "tiled 10-bit + HEVC",
             MosaicCodec::X264 { .. } => "tiled 8-bit + AVC",
             MosaicCodec::Png => "tiled 8-bit + PNG",
         }
+    }
+
+    /// The family it belongs to (one of [`FAMILIES`]).
+    pub fn family(&self) -> &'static str {
+        match self {
+            MosaicCodec::X265Lossless => "lossless",
+            MosaicCodec::Png => "png",
+            MosaicCodec::X265 { .. } => "x265",
+            MosaicCodec::X265Main10 { .. } => "x265-10bit",
+            MosaicCodec::X264 { .. } => "x264",
+        }
+    }
+
+    /// Bits per code (and per picture sample).
+    pub fn bits(&self) -> u32 {
+        match self {
+            MosaicCodec::X265Main10 { .. } => 10,
+            _ => 8,
+        }
+    }
+
+    /// Lossless codecs decode to the same codes (one network run serves them all).
+    pub fn is_lossless(&self) -> bool {
+        matches!(self, MosaicCodec::X265Lossless | MosaicCodec::Png)
     }
 
     pub fn setting(&self) -> String {
@@ -57,6 +100,11 @@ impl MosaicCodec {
             MosaicCodec::X265 { qp } => format!(
                 "x265enc speed-preset={X265_PRESET} key-int-max={KEY_INT} qp={qp} option-string=bframes=0"
             ),
+            // The format is part of the setting: it is what makes x265 code Main 10.
+            MosaicCodec::X265Main10 { qp } => format!(
+                "video/x-raw,format=I420_10LE ! {}",
+                MosaicCodec::X265 { qp: *qp }.setting()
+            ),
             MosaicCodec::X264 { qp } => format!(
                 "x264enc speed-preset={X265_PRESET} key-int-max={KEY_INT} pass=quant quantizer={qp} bframes=0"
             ),
@@ -66,17 +114,18 @@ impl MosaicCodec {
 
     /// Feature frames → coded mosaics.
     fn encoder(&self) -> String {
-        match self {
-            MosaicCodec::Png => "fmaptile ! video/x-raw,format=GRAY8 ! pngenc".into(),
-            MosaicCodec::X264 { .. } => format!(
-                "fmaptile ! video/x-raw,format=I420 ! {} ! video/x-h264,stream-format=byte-stream",
-                self.setting()
-            ),
-            _ => format!(
-                "fmaptile ! video/x-raw,format=I420 ! {} ! video/x-h265,stream-format=byte-stream",
-                self.setting()
-            ),
-        }
+        // The picture format fmaptile gives the codec (the 10-bit setting names its own).
+        let picture = match self {
+            MosaicCodec::Png => "video/x-raw,format=GRAY8 ! ",
+            MosaicCodec::X265Main10 { .. } => "",
+            _ => "video/x-raw,format=I420 ! ",
+        };
+        let coded = match self {
+            MosaicCodec::Png => "",
+            MosaicCodec::X264 { .. } => " ! video/x-h264,stream-format=byte-stream",
+            _ => " ! video/x-h265,stream-format=byte-stream",
+        };
+        format!("fmaptile ! {picture}{}{coded}", self.setting())
     }
 
     /// Coded mosaics → feature frames of `split` of the clip's model.
@@ -94,12 +143,30 @@ impl MosaicCodec {
 }
 
 /// The seed's ladder: lossless, PNG, and QP 17–32 (the seed's 22–37 shifted: QP 22 just
-/// misses the accuracy bars on NanoDet, and at 37 half the people are lost), for x265 and x264.
+/// misses the accuracy bars on NanoDet, and at 37 half the people are lost), for x265 (8-bit
+/// and 10-bit codes) and x264.
 pub fn default_codecs() -> Vec<MosaicCodec> {
+    const QPS: [u32; 4] = [17, 22, 27, 32];
     let mut c = vec![MosaicCodec::X265Lossless, MosaicCodec::Png];
-    c.extend([17, 22, 27, 32].map(|qp| MosaicCodec::X265 { qp }));
-    c.extend([17, 22, 27, 32].map(|qp| MosaicCodec::X264 { qp }));
+    c.extend(QPS.map(|qp| MosaicCodec::X265 { qp }));
+    c.extend(QPS.map(|qp| MosaicCodec::X265Main10 { qp }));
+    c.extend(QPS.map(|qp| MosaicCodec::X264 { qp }));
     c
+}
+
+/// The default ladder of the named families (comma-separated, from [`FAMILIES`]).
+pub fn codecs_of(families: &str) -> Result<Vec<MosaicCodec>, String> {
+    let names: Vec<&str> = families.split(',').map(str::trim).collect();
+    if let Some(bad) = names.iter().find(|n| !FAMILIES.contains(n)) {
+        return Err(format!(
+            "tiled codec family '{bad}' is not one of {}",
+            FAMILIES.join(", ")
+        ));
+    }
+    Ok(default_codecs()
+        .into_iter()
+        .filter(|c| names.contains(&c.family()))
+        .collect())
 }
 
 /// Codes the recorded cut with `codec` through fmaptile and fmapuntile and returns the
@@ -184,7 +251,7 @@ pub fn evaluate_tiling(
     let m = Measured {
         method: codec.method().into(),
         encoder: Some(codec.setting()),
-        bits: Some(8),
+        bits: Some(codec.bits()),
         sizes,
         encode: Some(enc_t),
         decode: Some(dec_t),
@@ -206,7 +273,7 @@ mod tests {
             threads: 1,
         };
         let codecs = default_codecs();
-        assert_eq!(codecs.len(), 10);
+        assert_eq!(codecs.len(), 14);
         for c in codecs {
             assert!(c.encoder().starts_with("fmaptile ! "), "{c:?}");
             assert!(
@@ -222,5 +289,38 @@ mod tests {
                 .contains("quantizer=22")
         );
         assert!(MosaicCodec::Png.encoder().contains("GRAY8 ! pngenc"));
+        let main10 = MosaicCodec::X265Main10 { qp: 27 };
+        assert_eq!(
+            main10.encoder(),
+            format!(
+                "fmaptile ! {} ! video/x-h265,stream-format=byte-stream",
+                main10.setting()
+            )
+        );
+        assert!(
+            main10
+                .setting()
+                .starts_with("video/x-raw,format=I420_10LE ! x265enc")
+        );
+        assert_ne!(main10.setting(), MosaicCodec::X265 { qp: 27 }.setting());
+        assert_eq!(
+            (main10.bits(), main10.method()),
+            (10, "tiled 10-bit + HEVC")
+        );
+    }
+
+    #[test]
+    fn families_select_ladders() {
+        let c = codecs_of("x265, x265-10bit").unwrap();
+        assert_eq!(c.len(), 8);
+        assert!(c.iter().all(|c| c.family().starts_with("x265")));
+        assert_eq!(codecs_of(&FAMILIES.join(",")).unwrap(), default_codecs());
+        let e = codecs_of("x266").unwrap_err();
+        assert!(e.contains("x265-10bit"), "{e}");
+        let lossless: Vec<_> = default_codecs()
+            .into_iter()
+            .filter(MosaicCodec::is_lossless)
+            .collect();
+        assert_eq!(lossless, [MosaicCodec::X265Lossless, MosaicCodec::Png]);
     }
 }

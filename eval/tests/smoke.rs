@@ -41,8 +41,9 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
     let here: Vec<&Value> = results.iter().filter(|r| r["split"] == split).collect();
     assert_eq!(
         here.len(),
-        9 + 10,
-        "{split}: 9 quick settings + 10 tiled codecs (lossless, PNG, x265 and x264 at 4 QPs)"
+        9 + 14,
+        "{split}: 9 quick settings + 14 tiled codecs (lossless, PNG, x265 8-bit and 10-bit and \
+         x264 at 4 QPs)"
     );
     for r in &here {
         assert_eq!(r["frames"].as_u64(), Some(FRAMES), "{r}");
@@ -121,6 +122,7 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
     assert_eq!(png["network_frames"].as_u64(), Some(0), "{png}");
     for (method, qp_key) in [
         ("tiled 8-bit + HEVC", "qp="),
+        ("tiled 10-bit + HEVC", "qp="),
         ("tiled 8-bit + AVC", "quantizer="),
     ] {
         let mut lossy: Vec<(u32, f64)> = tiled
@@ -326,6 +328,16 @@ fn short_report_is_produced_and_consistent() {
             results,
             rows(&anchors),
             &[split],
+        );
+        // 10-bit against 8-bit tiled HEVC, at both accuracies.
+        let summary = read(&dir.join("summary.json"));
+        let depth = rows(&summary["tiled_depth"]);
+        assert_eq!(depth.len(), 2, "{depth:?}");
+        assert!(
+            depth
+                .iter()
+                .all(|r| r["variant"] == "tiled 10-bit + HEVC" && r["split"] == split),
+            "{depth:?}"
         );
         let run = read(&dir.join("run.json"));
         assert_eq!(run["frames"].as_u64(), Some(FRAMES));

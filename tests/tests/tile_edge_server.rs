@@ -1,7 +1,7 @@
 //! The tiled path end to end: `pipelines/tile-edge.sh` (splitinfer-front → fmaptile → x265enc
-//! → rtph265pay, or the H.264 equivalent) and `pipelines/tile-server.sh` (rtph265depay →
-//! avdec_h265 → fmapuntile → splitinfer-back) as two gst-launch-1.0 processes over UDP
-//! loopback: a detection line for every frame sent.
+//! → rtph265pay, or the H.264 equivalent; 8-bit or, with `BITS=10`, 10-bit mosaics) and
+//! `pipelines/tile-server.sh` (rtph265depay → avdec_h265 → fmapuntile → splitinfer-back) as two
+//! gst-launch-1.0 processes over UDP loopback: a detection line for every frame sent.
 //!
 //! Needs the release plugin (GST_PLUGIN_PATH), the models and the sample footage.
 
@@ -17,7 +17,7 @@ use fmap_e2e::{
 const FRAMES: usize = 30;
 const TIMEOUT: Duration = Duration::from_secs(600);
 
-fn edge_and_server(codec: &str, payloader: &str) {
+fn edge_and_server(codec: &str, payloader: &str, bits: u8) {
     let missing = missing_elements(&[
         "splitinfer-front",
         "splitinfer-back",
@@ -30,7 +30,7 @@ fn edge_and_server(codec: &str, payloader: &str) {
         "elements not found (build the plugin in release, set GST_PLUGIN_PATH): {missing:?}"
     );
     assert!(footage_video().is_file() && model("nanodet.onnx").is_file());
-    let test = format!("tile-{codec}");
+    let test = format!("tile-{codec}-{bits}bit");
     let dir = scratch_dir(&test);
     let out = dir.join("detections.jsonl");
     let port = free_udp_port().to_string();
@@ -38,6 +38,7 @@ fn edge_and_server(codec: &str, payloader: &str) {
         ("PORT", port),
         ("CODEC", codec.to_string()),
         ("SPLIT", "stage2".to_string()),
+        ("BITS", bits.to_string()),
         ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
     ];
     let mut server_env = common.to_vec();
@@ -106,10 +107,16 @@ fn edge_and_server(codec: &str, payloader: &str) {
 
 #[test]
 fn tiled_features_over_rtp_h265() {
-    edge_and_server("h265", "rtph265pay");
+    edge_and_server("h265", "rtph265pay", 8);
 }
 
 #[test]
 fn tiled_features_over_rtp_h264() {
-    edge_and_server("h264", "rtph264pay");
+    edge_and_server("h264", "rtph264pay", 8);
+}
+
+/// BITS=10 on both sides: I420_10LE mosaics as H.265 Main 10, and the server insisting on them.
+#[test]
+fn tiled_10bit_features_over_rtp_h265() {
+    edge_and_server("h265", "rtph265pay", 10);
 }

@@ -3,13 +3,17 @@
 //!
 //! ```text
 //! fmap-demo [--video FILE] [--model FILE] [--split NAME] [--frames N] [--out DIR]
-//!           [--port PORT] [--encoder "PROPS"] [--no-render]
+//!           [--port PORT] [--path fmapenc|tiled|tiled-10bit] [--encoder "PROPS"] [--no-render]
 //! ```
 //!
 //! Edge:   file → decode → splitinfer-front → fmapenc → rtpgstpay → udpsink (paced at the video's rate)
 //! Server: udpsrc → rtpjitterbuffer → rtpgstdepay → fmapdec → splitinfer-back → detections.jsonl
 //! Render: file → decode ─┐
 //!         detections.jsonl ┴→ detectoverlay → x264 → annotated.mp4
+//!
+//! With `--path tiled` (`tiled-10bit`) the link is a standard video stream instead: fmaptile
+//! (8-bit I420, or 10-bit I420_10LE mosaics) → x265enc → rtph265pay on the edge, rtph265depay →
+//! avdec_h265 → fmapuntile on the server; `--encoder` then holds x265enc's properties.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,8 +26,56 @@ use gst::prelude::*;
 const STATS_PREFIX: &str = "FMAP-STATS ";
 /// fmapenc's own defaults (the adaptive mode).
 const DEFAULT_ENCODER: &str = "";
+/// x265enc's properties on the tiled path: pipelines/tile-edge.sh's defaults.
+const DEFAULT_TILED_ENCODER: &str = "tune=zerolatency speed-preset=fast key-int-max=20 qp=22";
 const RTP_CAPS: &str =
     "application/x-rtp,media=(string)application,clock-rate=(int)90000,encoding-name=(string)X-GST";
+const RTP_H265_CAPS: &str =
+    "application/x-rtp,media=(string)video,clock-rate=(int)90000,encoding-name=(string)H265";
+
+/// How the edge sends the cut to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkPath {
+    /// fmapenc → rtpgstpay … rtpgstdepay → fmapdec.
+    Fmapenc,
+    /// fmaptile → x265enc → rtph265pay … rtph265depay → avdec_h265 → fmapuntile, with mosaics
+    /// in this picture format.
+    Tiled { format: &'static str },
+}
+
+/// The `--path` names.
+const PATHS: [(&str, LinkPath); 3] = [
+    ("fmapenc", LinkPath::Fmapenc),
+    ("tiled", LinkPath::Tiled { format: "I420" }),
+    (
+        "tiled-10bit",
+        LinkPath::Tiled {
+            format: "I420_10LE",
+        },
+    ),
+];
+
+impl LinkPath {
+    fn parse(name: &str) -> Option<LinkPath> {
+        PATHS.iter().find(|(n, _)| *n == name).map(|&(_, p)| p)
+    }
+
+    fn name(&self) -> &'static str {
+        PATHS
+            .iter()
+            .find(|(_, p)| p == self)
+            .map(|&(n, _)| n)
+            .expect("every path has a name")
+    }
+
+    /// The encoder properties used when `--encoder` is not given.
+    fn default_encoder(&self) -> &'static str {
+        match self {
+            LinkPath::Fmapenc => DEFAULT_ENCODER,
+            LinkPath::Tiled { .. } => DEFAULT_TILED_ENCODER,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -34,8 +86,18 @@ struct Options {
     frames: u64,
     out: PathBuf,
     port: u16,
-    encoder: String,
+    path: LinkPath,
+    /// The encoder's properties; `None` = the path's defaults.
+    encoder: Option<String>,
     render: bool,
+}
+
+impl Options {
+    fn encoder(&self) -> &str {
+        self.encoder
+            .as_deref()
+            .unwrap_or(self.path.default_encoder())
+    }
 }
 
 fn workspace_root() -> PathBuf {
@@ -47,9 +109,14 @@ fn workspace_root() -> PathBuf {
 fn usage() -> ! {
     eprintln!(
         "usage: fmap-demo [--video FILE] [--model FILE] [--split NAME] [--frames N] [--out DIR]\n\
-         \x20                [--port PORT] [--encoder \"fmapenc properties\"] [--no-render]\n\
+         \x20                [--port PORT] [--path {paths}]\n\
+         \x20                [--encoder \"fmapenc properties, or x265enc's on a tiled path\"] [--no-render]\n\
          defaults: --video $FMAP_FOOTAGE/vtest.avi --model models/nanodet.onnx --split stage2\n\
-         \x20         --frames 0 (all) --out out --port 5600 --encoder \"{DEFAULT_ENCODER}\" (fmapenc's defaults)"
+         \x20         --frames 0 (all) --out out --port 5600 --path fmapenc --encoder \"{DEFAULT_ENCODER}\"\n\
+         \x20         (fmapenc's defaults; \"{DEFAULT_TILED_ENCODER}\" on a tiled path)\n\
+         --path tiled sends the features as 8-bit mosaic pictures (fmaptile) in H.265 over RTP,\n\
+         tiled-10bit as 10-bit ones (I420_10LE, H.265 Main 10)",
+        paths = PATHS.map(|(n, _)| n).join("|")
     );
     std::process::exit(2)
 }
@@ -67,7 +134,8 @@ fn parse_args() -> Options {
         frames: 0,
         out: PathBuf::from("out"),
         port: 5600,
-        encoder: DEFAULT_ENCODER.into(),
+        path: LinkPath::Fmapenc,
+        encoder: None,
         render: true,
     };
     let mut args = std::env::args().skip(1);
@@ -81,7 +149,14 @@ fn parse_args() -> Options {
             "--frames" => o.frames = value().parse().unwrap_or_else(|_| usage()),
             "--out" => o.out = value().into(),
             "--port" => o.port = value().parse().unwrap_or_else(|_| usage()),
-            "--encoder" => o.encoder = value(),
+            "--path" => {
+                let v = value();
+                o.path = LinkPath::parse(&v).unwrap_or_else(|| {
+                    eprintln!("fmap-demo: unknown --path '{v}'");
+                    usage()
+                })
+            }
+            "--encoder" => o.encoder = Some(value()),
             "--no-render" => o.render = false,
             "-h" | "--help" => usage(),
             other => {
@@ -97,28 +172,50 @@ fn quoted(p: &Path) -> String {
     format!("\"{}\"", p.display())
 }
 
-/// The edge pipeline: what a camera-side device runs.
+/// The edge pipeline: what a camera-side device runs. The element whose output is the coded
+/// cut is named `enc`.
 fn edge_pipeline(o: &Options) -> String {
+    let link = match o.path {
+        LinkPath::Fmapenc => format!(
+            "fmapenc name=enc {} ! rtpgstpay name=pay config-interval=1 mtu=1400",
+            o.encoder()
+        ),
+        LinkPath::Tiled { format } => format!(
+            "fmaptile ! video/x-raw,format={format} ! x265enc name=enc {} ! \
+             rtph265pay name=pay config-interval=-1 mtu=1400",
+            o.encoder()
+        ),
+    };
     format!(
         "filesrc location={video} ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! {limit}\
-         splitinfer-front name=front model={model} split-at={split} ! \
-         fmapenc name=enc {enc} ! rtpgstpay name=pay config-interval=1 mtu=1400 ! \
+         splitinfer-front name=front model={model} split-at={split} ! {link} ! \
          udpsink host=127.0.0.1 port={port} sync=true",
         video = quoted(&o.video),
         limit = limiter(o.frames),
         model = quoted(&o.model),
         split = o.split,
-        enc = o.encoder,
         port = o.port,
     )
 }
 
 /// The server pipeline: receives feature frames and writes one JSON line of detections per frame.
+/// The element whose output is the feature frames is named `dec`.
 fn server_pipeline(o: &Options) -> String {
+    let (caps, link) = match o.path {
+        LinkPath::Fmapenc => (RTP_CAPS, "rtpgstdepay ! fmapdec name=dec".to_string()),
+        LinkPath::Tiled { .. } => (
+            RTP_H265_CAPS,
+            format!(
+                "rtph265depay ! h265parse ! avdec_h265 ! fmapuntile name=dec model={} split-at={}",
+                quoted(&o.model),
+                o.split
+            ),
+        ),
+    };
     format!(
-        "udpsrc name=src port={port} timeout=3000000000 caps=\"{RTP_CAPS}\" ! \
+        "udpsrc name=src port={port} timeout=3000000000 caps=\"{caps}\" ! \
          queue max-size-buffers=0 max-size-time=0 max-size-bytes=268435456 ! \
-         rtpjitterbuffer latency=300 ! rtpgstdepay ! fmapdec name=dec ! \
+         rtpjitterbuffer latency=300 ! {link} ! \
          splitinfer-back name=back model={model} ! filesink location={out}",
         port = o.port,
         model = quoted(&o.model),
@@ -253,7 +350,8 @@ fn spawn_role(o: &Options, role: &str) -> Result<Child, String> {
         .arg("--out")
         .arg(&o.out)
         .args(["--port", &o.port.to_string()])
-        .args(["--encoder", &o.encoder])
+        .args(["--path", o.path.name()])
+        .args(["--encoder", o.encoder()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     cmd.spawn().map_err(|e| format!("cannot start {role}: {e}"))
@@ -331,14 +429,21 @@ fn orchestrate(o: &Options) -> Result<(), String> {
         o.model.display(),
         o.split
     );
-    println!(
-        "  fmapenc                {}",
-        if o.encoder.is_empty() {
-            "(defaults: the adaptive mode)"
-        } else {
-            &o.encoder
-        }
-    );
+    match o.path {
+        LinkPath::Fmapenc => println!(
+            "  fmapenc                {}",
+            if o.encoder().is_empty() {
+                "(defaults: the adaptive mode)"
+            } else {
+                o.encoder()
+            }
+        ),
+        LinkPath::Tiled { format } => println!(
+            "  link                   {} path: fmaptile ({format}) ! x265enc {}",
+            o.path.name(),
+            o.encoder()
+        ),
+    }
     println!("  frames sent            {frames}");
     println!(
         "  frames decoded         {} (server), {lines} detection lines",

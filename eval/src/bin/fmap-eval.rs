@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! fmap-eval [--video FILE] [--model FILE] [--split NAME]... [--frames N] [--settings quick|full|PROPS]
-//!           [--threads N] [--jobs N] [--out DIR] [--tiling] [--anchors quick|full]
-//!           [--correlation] [--no-cache]
+//!           [--threads N] [--jobs N] [--out DIR] [--tiling] [--tiled-codecs FAMILIES]
+//!           [--anchors quick|full] [--correlation] [--no-cache]
 //! ```
 //!
 //! Writes `results.json` (every field) and `results.csv` to `--out` and prints one line per
 //! setting as it finishes, with progress and an estimate of the time left on stderr.
-//! `--tiling` adds the tiled-mosaic method of Choi & Bajić on every split; `--anchors` codes the
+//! `--tiling` adds the tiled-mosaic method of Choi & Bajić on every split (`--tiled-codecs`
+//! only some of its codec families, e.g. `x265,x265-10bit`; summary.json then also holds the
+//! BD-rate of 10-bit against 8-bit codes); `--anchors` codes the
 //! input video at a ladder (cloud-only anchors) and writes `anchors.json`; with both,
 //! `summary.json` holds the BD-rates and the lowest rates meeting the accuracy bars.
 //! `--correlation` writes `correlation.json`: SSIM and MSE between consecutive video frames and
@@ -23,7 +25,7 @@ use fmap_eval::anchors::{
     AnchorCodec, AnchorInput, AnchorResult, CameraScaler, detect_anchor, encode_anchor, ladder,
     video_format,
 };
-use fmap_eval::bdrate::{bd_rate_table, headline_table, lever_table};
+use fmap_eval::bdrate::{bd_rate_table, compare_methods, headline_table, lever_table};
 use fmap_eval::correlation::SeriesSummary;
 use fmap_eval::evaluate::{
     Clip, DetectionCache, FrameDetections, Setting, SettingResult, SplitRun, evaluate_setting,
@@ -32,7 +34,7 @@ use fmap_eval::evaluate::{
 use fmap_eval::jobs::{Job, Progress, human, run_jobs};
 use fmap_eval::stream::Recording;
 use fmap_eval::temporal::{feature_series, video_series};
-use fmap_eval::tiling::{MosaicCodec, default_codecs, evaluate_tiling};
+use fmap_eval::tiling::{FAMILIES, MosaicCodec, codecs_of, depth_pairs, evaluate_tiling};
 
 /// Frame distances of the correlation analysis (1 = consecutive frames, as in the thesis).
 const CORRELATION_LAGS: [usize; 3] = [1, 2, 5];
@@ -50,7 +52,8 @@ struct Options {
     models: Vec<ModelSpec>,
     settings: String,
     out: PathBuf,
-    tiling: bool,
+    /// The tiled method's codecs (empty = no tiling).
+    tiling: Vec<MosaicCodec>,
     anchors: Option<String>,
     correlation: bool,
     jobs: usize,
@@ -61,12 +64,16 @@ fn usage() -> ! {
     eprintln!(
         "usage: fmap-eval [--video FILE] [--model FILE [--split NAME]...]... [--frames N]\n\
          \x20                [--settings quick|full|\"PROPS; PROPS\"] [--threads N] [--jobs N]\n\
-         \x20                [--out DIR] [--tiling] [--anchors quick|full] [--correlation] [--no-cache]\n\
+         \x20                [--out DIR] [--tiling] [--tiled-codecs FAMILIES] [--anchors quick|full]\n\
+         \x20                [--correlation] [--no-cache]\n\
+         --tiling measures every tiled codec family, --tiled-codecs a comma-separated choice of\n\
+         \x20 {families}\n\
          defaults: --video $FMAP_FOOTAGE/vtest.avi --model models/nanodet.onnx --split <the\n\
          \x20         profile's default> --frames 0 (all) --settings full --threads 1 (ONNX Runtime\n\
          \x20         threads per run) --jobs <number of CPUs> (runs in parallel) --out out/eval\n\
          Each --split belongs to the --model before it. With several models, each one's results go\n\
-         to DIR/<model file name>/ and the source-size video anchors are coded once for all."
+         to DIR/<model file name>/ and the source-size video anchors are coded once for all.",
+        families = FAMILIES.join(", ")
     );
     std::process::exit(2)
 }
@@ -85,7 +92,7 @@ fn parse_args() -> Options {
         models: Vec::new(),
         settings: "full".into(),
         out: PathBuf::from("out/eval"),
-        tiling: false,
+        tiling: Vec::new(),
         anchors: None,
         correlation: false,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -123,7 +130,13 @@ fn parse_args() -> Options {
             "--jobs" => o.jobs = number("--jobs").clamp(1, 256) as usize,
             "--settings" => o.settings = value(),
             "--out" => o.out = value().into(),
-            "--tiling" => o.tiling = true,
+            "--tiling" => o.tiling = codecs_of(&FAMILIES.join(",")).expect("known families"),
+            "--tiled-codecs" => {
+                o.tiling = codecs_of(&value()).unwrap_or_else(|e| {
+                    eprintln!("fmap-eval: {e}");
+                    usage()
+                })
+            }
             "--anchors" => o.anchors = Some(value()),
             "--correlation" => o.correlation = true,
             "--no-cache" => o.cache = false,
@@ -263,13 +276,15 @@ fn tiling_jobs<'a>(
     mi: usize,
     m: &'a ModelRun,
     run: &'a SplitRun,
+    codecs: &[MosaicCodec],
     use_cache: bool,
 ) -> Vec<Job<'a, Measured>> {
     // Lossless HEVC and PNG decode to the same codes: one job, one network run.
-    let (lossless, lossy): (Vec<MosaicCodec>, Vec<MosaicCodec>) = default_codecs()
+    let (lossless, lossy): (Vec<MosaicCodec>, Vec<MosaicCodec>) =
+        codecs.iter().partition(|c| c.is_lossless());
+    (!lossless.is_empty())
+        .then_some(lossless)
         .into_iter()
-        .partition(|c| !matches!(c, MosaicCodec::X265 { .. }));
-    std::iter::once(lossless)
         .chain(lossy.into_iter().map(|c| vec![c]))
         .map(|group| {
             let name = format!("{} {}: tiled {}", m.name, run.split, group[0].setting());
@@ -505,9 +520,7 @@ fn run(o: &Options) -> Result<(), String> {
                     rest.push(job);
                 }
             }
-            if o.tiling {
-                rest.extend(tiling_jobs(mi, m, run, o.cache));
-            }
+            rest.extend(tiling_jobs(mi, m, run, &o.tiling, o.cache));
             if o.correlation {
                 rest.push(Job::new(
                     format!("{} {}: correlation", m.name, run.split),
@@ -589,6 +602,7 @@ fn write_outputs(
         "bd_rate_vs_anchors": bd_rate_table(features, anchors),
         "headline": headline_table(features, anchors),
         "levers": lever_table(features),
+        "tiled_depth": compare_methods(features, &depth_pairs()),
     });
     write_json(dir, "summary.json", &summary)?;
     write_json(dir, "results.json", &features)?;
@@ -607,7 +621,8 @@ fn write_outputs(
         "splits": m.runs.iter().map(|r| r.split.as_str()).collect::<Vec<_>>(),
         "settings": o.settings,
         "anchors": o.anchors,
-        "tiling": o.tiling,
+        "tiling": !o.tiling.is_empty(),
+        "tiled_codecs": o.tiling.iter().map(|c| c.setting()).collect::<Vec<_>>(),
         "jobs": o.jobs,
         "onnx_threads_per_run": m.clip.threads,
         "detection_cache": {"enabled": o.cache, "frames_known": hits, "frames_run": misses},

@@ -59,10 +59,11 @@ impl FmapTile {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ("Downstream accepts neither I420 nor GRAY8"),
+                ("Downstream accepts none of {}", picture::format_names()),
                 [
-                    "put a video encoder that takes I420 or GRAY8 after fmaptile (x264enc, \
-                     x265enc, pngenc), or videoconvert"
+                    "put a video encoder that takes one of them after fmaptile (x264enc, \
+                     x265enc, pngenc; video/x-raw,format=I420_10LE before x265enc for 10 bits), \
+                     or videoconvert"
                 ]
             );
             return Err(gst::FlowError::NotNegotiated);
@@ -71,7 +72,7 @@ impl FmapTile {
         caps.structure(0)
             .and_then(|s| s.get::<&str>("format").ok())
             .map(gst_video::VideoFormat::from_string)
-            .filter(|f| picture::FORMATS.contains(f))
+            .filter(|&f| picture::picture_format(f).is_some())
             .ok_or(gst::FlowError::NotNegotiated)
     }
 
@@ -136,8 +137,8 @@ impl FmapTile {
             Some((_, info)) => info.format(),
             None => self.choose_format()?,
         };
-        let place = picture::header_place(format);
-        let mosaic = state.ranges.tile(&frame, &stream, place).map_err(|e| {
+        let picture = picture::picture_format(format).ok_or(gst::FlowError::NotNegotiated)?;
+        let mosaic = state.ranges.tile(&frame, &stream, picture).map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
@@ -170,11 +171,12 @@ impl FmapTile {
                 gst::info!(
                     CAT,
                     imp = self,
-                    "{}x{} {:?} mosaic, header in {:?}, regions {:?}",
+                    "{}x{} {:?} mosaic, {}-bit codes, header in {:?}, regions {:?}",
                     mosaic.layout.width,
                     mosaic.layout.height,
                     format,
-                    place,
+                    picture.bits,
+                    picture.place,
                     mosaic.layout.regions
                 );
                 state.held.release(&self.srcpad);
@@ -317,10 +319,12 @@ impl ElementImpl for FmapTile {
             gst::subclass::ElementMetadata::new(
                 "Feature map mosaic tiler",
                 "Converter/Video/Tensor",
-                "Quantizes the cut tensors of raw feature frames (application/x-fmap) to 8-bit \
-                 codes and tiles their channel planes into one picture (I420 with mid-grey \
-                 chroma, or GRAY8) for any video encoder; ranges, shapes, model and cut travel \
-                 as a header coded in the picture (I420: in the U plane; GRAY8: a luma band). \
+                "Quantizes the cut tensors of raw feature frames (application/x-fmap) to codes \
+                 of the picture's depth and tiles their channel planes into one picture for any \
+                 video encoder: I420 (8-bit codes, mid-grey chroma), GRAY8 (8-bit) or I420_10LE \
+                 (10-bit codes, e.g. for x265enc Main 10), the first downstream accepts (a caps \
+                 filter picks one); ranges, shapes, depth, model and cut travel as a header \
+                 coded in the picture (I420, I420_10LE: in the U plane; GRAY8: a luma band). \
                  fmapuntile is the inverse",
                 "fmap developers",
             )

@@ -2,28 +2,74 @@
 //! travels in, writing and reading its luma plane, and holding back the events that must follow
 //! caps both elements only know at their first buffer.
 
-use codec_core::tile::{CHROMA_NEUTRAL, HeaderPlace, Mosaic, Plane};
+use codec_core::tile::{CHROMA_NEUTRAL, HeaderPlace, Mosaic, PictureFormat, Plane, at_depth};
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
-/// Mosaic picture formats, in order of preference: I420 (every H.264/H.265 encoder takes it;
-/// V is flat mid-grey, U too apart from the header) and GRAY8 (PNG, JPEG, encoders with a
-/// monochrome mode; the header is a luma band).
-pub const FORMATS: [VideoFormat; 2] = [VideoFormat::I420, VideoFormat::Gray8];
+/// Mosaic picture formats, in order of preference (the first one downstream accepts is used;
+/// a caps filter picks another), with what each means for the mosaic:
+/// - I420: 8-bit codes for every H.264/H.265 encoder; V is flat mid-grey, U too apart from the
+///   header;
+/// - GRAY8: 8-bit codes for PNG, JPEG, encoders with a monochrome mode; the header is a luma
+///   band;
+/// - I420_10LE: 10-bit codes (MPEG FCM's depth) for encoders that take it, such as x265enc
+///   (Main 10) and x264enc (High 10); chroma as in I420.
+pub const FORMATS: [(VideoFormat, PictureFormat); 3] = [
+    (
+        VideoFormat::I420,
+        PictureFormat {
+            place: HeaderPlace::Chroma,
+            bits: 8,
+        },
+    ),
+    (
+        VideoFormat::Gray8,
+        PictureFormat {
+            place: HeaderPlace::Luma,
+            bits: 8,
+        },
+    ),
+    (
+        VideoFormat::I42010le,
+        PictureFormat {
+            place: HeaderPlace::Chroma,
+            bits: 10,
+        },
+    ),
+];
 
-/// Where a picture of `format` carries the mosaic header.
-pub fn header_place(format: VideoFormat) -> HeaderPlace {
-    match format {
-        VideoFormat::Gray8 => HeaderPlace::Luma,
-        _ => HeaderPlace::Chroma,
-    }
+/// What a picture of `format` means for a mosaic, if it is one of [`FORMATS`].
+pub fn picture_format(format: VideoFormat) -> Option<PictureFormat> {
+    FORMATS.iter().find(|(f, _)| *f == format).map(|&(_, p)| p)
+}
+
+/// The names of [`FORMATS`], for messages: "I420, GRAY8, I420_10LE".
+pub fn format_names() -> String {
+    FORMATS
+        .iter()
+        .map(|(f, _)| f.to_str().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Template caps: the mosaic formats at any size.
 pub fn template_caps() -> gst::Caps {
     gst_video::VideoCapsBuilder::new()
-        .format_list(FORMATS)
+        .format_list(FORMATS.map(|(f, _)| f))
         .build()
+}
+
+/// Writes `samples` into `row` at `bits` per sample (one byte, or two little-endian).
+fn put_row(row: &mut [u8], samples: &[u16], bits: u8) {
+    if bits > 8 {
+        for (d, &v) in row.chunks_exact_mut(2).zip(samples) {
+            d.copy_from_slice(&v.to_le_bytes());
+        }
+    } else {
+        for (d, &v) in row.iter_mut().zip(samples) {
+            *d = v as u8;
+        }
+    }
 }
 
 /// A picture of `info`'s format holding `mosaic`: its luma, its U plane when it has one, the
@@ -32,21 +78,28 @@ pub fn write_picture(mosaic: &Mosaic, info: &gst_video::VideoInfo) -> Result<gst
     let buffer = gst::Buffer::with_size(info.size()).map_err(|e| e.to_string())?;
     let mut frame = gst_video::VideoFrame::from_buffer_writable(buffer, info)
         .map_err(|_| "cannot map a new picture".to_string())?;
+    let bits = mosaic.bits;
+    let neutral = vec![at_depth(CHROMA_NEUTRAL, bits); mosaic.layout.width];
     for plane in 0..frame.n_planes() {
         let stride = frame.plane_stride()[plane as usize] as usize;
-        let (src, width) = match plane {
-            0 => (Some(&mosaic.luma), mosaic.layout.width),
-            1 => (mosaic.chroma_u.as_ref(), mosaic.layout.width / 2),
-            _ => (None, 0),
+        let width = frame.comp_width(plane) as usize;
+        let src = match plane {
+            0 => Some(&mosaic.luma),
+            1 => mosaic.chroma_u.as_ref(),
+            _ => None,
         };
         let data = frame.plane_data_mut(plane).map_err(|e| e.to_string())?;
         match src {
             Some(src) => {
                 for (row, src) in data.chunks_mut(stride).zip(src.chunks_exact(width)) {
-                    row[..width].copy_from_slice(src);
+                    put_row(row, src, bits);
                 }
             }
-            None => data.fill(CHROMA_NEUTRAL),
+            None => {
+                for row in data.chunks_mut(stride) {
+                    put_row(row, &neutral[..width], bits);
+                }
+            }
         }
     }
     Ok(frame.into_buffer())
@@ -66,16 +119,24 @@ pub fn with_planes<T>(
             info.format()
         )
     })?;
+    let format = picture_format(info.format()).ok_or_else(|| {
+        format!(
+            "{:?} is not a mosaic format ({})",
+            info.format(),
+            format_names()
+        )
+    })?;
     let plane = |i: u32| -> Result<Plane, String> {
         Ok(Plane {
             data: frame.plane_data(i).map_err(|e| e.to_string())?,
             stride: frame.plane_stride()[i as usize] as usize,
             width: frame.comp_width(i) as usize,
             height: frame.comp_height(i) as usize,
+            bits: format.bits,
         })
     };
     let luma = plane(0)?;
-    let chroma = match header_place(info.format()) {
+    let chroma = match format.place {
         HeaderPlace::Chroma => Some(plane(1)?),
         HeaderPlace::Luma => None,
     };

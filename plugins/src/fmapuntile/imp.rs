@@ -229,7 +229,10 @@ impl FmapUntile {
                         self,
                         gst::CoreError::Negotiation,
                         ("Unusable video caps {}", c.caps()),
-                        ["fmapuntile reads I420 or GRAY8 mosaics made by fmaptile"]
+                        [
+                            "fmapuntile reads {} mosaics made by fmaptile",
+                            picture::format_names()
+                        ]
                     );
                     false
                 }
@@ -313,8 +316,8 @@ impl ObjectImpl for FmapUntile {
                     .nick("Statistics")
                     .blurb(
                         "frames (untiled), dropped (damaged headers), header-margin (smallest \
-                         distance of a header block's mean from the bit threshold: 112 = as \
-                         written, 0 = about to flip), ms-per-frame",
+                         distance of a header block's mean from the bit threshold, in 8-bit \
+                         levels at any depth: 112 = as written, 0 = about to flip), ms-per-frame",
                     )
                     .read_only()
                     .build(),
@@ -360,9 +363,10 @@ impl ElementImpl for FmapUntile {
             gst::subclass::ElementMetadata::new(
                 "Feature map mosaic untiler",
                 "Converter/Video/Tensor",
-                "Reads mosaic pictures made by fmaptile (after any video codec) back into raw \
-                 feature frames (application/x-fmap, the same caps splitinfer-front emits), \
-                 checking the model, cut and size in the picture's header against its own",
+                "Reads mosaic pictures made by fmaptile (I420, GRAY8 or I420_10LE, after any \
+                 video codec) back into raw feature frames (application/x-fmap, the same caps \
+                 splitinfer-front emits), checking the model, cut, code depth and size in the \
+                 picture's header against its own",
                 "fmap developers",
             )
         });
