@@ -77,6 +77,10 @@ fn run(
         tenc.push(t.elapsed().as_secs_f64());
         cenc.push(cpu_seconds() - c);
     }
+    if std::env::var_os("SPEED_FRAMES").is_some() {
+        let ms: Vec<String> = cenc.iter().map(|s| format!("{:.0}", s * 1e3)).collect();
+        println!("{label}: encode ms per frame on CPU: {}", ms.join(" "));
+    }
     let bytes: usize = units.iter().map(Vec::len).sum();
     let mut dec = Decoder::new();
     let (mut tdec, mut cdec) = (Vec::new(), Vec::new());

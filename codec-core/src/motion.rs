@@ -993,11 +993,13 @@ fn sad_candidates<const N: usize>(
                 .try_into()
                 .expect("slice of length N");
             for i in 0..N {
-                acc[i] += (c[i] - a[i]).abs();
+                acc[i] += (a[i] - c[i]).abs();
             }
         }
         cand.centre += horizontal_sum(&acc);
     }
+    // |a − c| rather than |c − a| (the same value: IEEE subtraction is antisymmetric) lets the
+    // subtraction overwrite the freshly loaded anchor row instead of a copy of the current one.
     let mut accs = [[0.0f32; N]; 8];
     let mut m = mask;
     while m != 0 {
@@ -1011,7 +1013,7 @@ fn sad_candidates<const N: usize>(
                 .try_into()
                 .expect("slice of length N");
             for i in 0..N {
-                acc[i] += (c[i] - a[i]).abs();
+                acc[i] += (a[i] - c[i]).abs();
             }
         }
         accs[k] = acc;
