@@ -344,6 +344,37 @@ pub fn estimate_shared(
     })
 }
 
+/// The shared field of the adaptive mode is estimated on this fraction (1/N) of a tensor's
+/// planes, the ones with the most energy ([`strongest_planes`]). On the recorded NanoDet maps
+/// (128 planes) the rate at quality 1.4 and 1.2 moved by +0.06% and −0.14% at the same SNR,
+/// while the search, most of the encoder's time at [256, 200, 272], costs a quarter.
+pub const SHARED_PLANE_FRACTION: usize = 4;
+
+/// The indices of the `keep` planes with the largest sum of |value| (NaN counts as largest;
+/// ties go to the lower index), in increasing order: the planes whose SADs dominate a summed
+/// cost. Planes of a ReLU'd feature map are often nearly empty and add little to it.
+pub fn strongest_planes(planes: &[&[f32]], keep: usize) -> Vec<usize> {
+    let energy: Vec<f32> = planes
+        .iter()
+        .map(|p| {
+            let chunks = p.chunks_exact(8);
+            let rest: f32 = chunks.remainder().iter().map(|v| v.abs()).sum();
+            let mut acc = [0.0f32; 8];
+            for c in chunks {
+                for i in 0..8 {
+                    acc[i] += c[i].abs();
+                }
+            }
+            horizontal_sum(&acc) + rest
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..planes.len()).collect();
+    order.sort_by(|&x, &y| energy[y].total_cmp(&energy[x]).then(x.cmp(&y)));
+    order.truncate(keep);
+    order.sort_unstable();
+    order
+}
+
 /// Builds the motion-compensated prediction: each block of `out` is the anchor's block displaced
 /// by the block's vector, with reference pixels clamped to the plane's edges.
 pub fn compensate_plane(
@@ -1566,6 +1597,19 @@ mod tests {
             }
             assert!(exact > h * w / 2);
         }
+    }
+
+    #[test]
+    fn strongest_planes_are_the_most_energetic_in_index_order() {
+        let planes: Vec<Vec<f32>> = [1.0f32, -5.0, 0.0, 3.0, f32::NAN, 3.0]
+            .iter()
+            .map(|&v| vec![v; 13])
+            .collect();
+        let p: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+        assert_eq!(strongest_planes(&p, 3), vec![1, 3, 4]);
+        assert_eq!(strongest_planes(&p, 4), vec![1, 3, 4, 5]);
+        assert_eq!(strongest_planes(&p, 9), vec![0, 1, 2, 3, 4, 5]);
+        assert!(strongest_planes(&p, 0).is_empty());
     }
 
     #[test]

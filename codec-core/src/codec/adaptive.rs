@@ -458,8 +458,13 @@ pub(crate) fn encode_tensor(
     let plane = shape.plane_len();
     let field = match reference {
         Some(r) if d.search_range > 0 => {
-            let a: Vec<&[f32]> = r.values.chunks(plane).collect();
+            // Estimated on the planes with the most energy (motion::SHARED_PLANE_FRACTION).
             let b: Vec<&[f32]> = current.chunks(plane).collect();
+            let keep = b.len().div_ceil(motion::SHARED_PLANE_FRACTION);
+            let (a, b): (Vec<&[f32]>, Vec<&[f32]>) = motion::strongest_planes(&b, keep)
+                .into_iter()
+                .map(|c| (&r.values[c * plane..(c + 1) * plane], b[c]))
+                .unzip();
             Some(
                 motion::estimate_shared(&a, &b, grid, d.search_range, d.search)
                     .map_err(super::reconstruct::motion_error)?,
