@@ -547,10 +547,11 @@ const NEIGHBOURS: [(i32, i32); 8] = [
 /// Searching block by block walks all C planes for every candidate of every block, through a
 /// general SAD ([`Plane::sad`]) that re-derives the block's geometry on each call: at
 /// [256, 200, 272] with 4×4 blocks that is 21.8 M calls per frame, and took ~420 ms. Here the
-/// zero vector and then each step are one pass over the planes ([`accumulate`]): a block's
+/// steps are one pass over the planes each (the zero vector costed in the first) ([`accumulate`]): a block's
 /// candidates are fixed before the pass, their offsets computed once, and each plane of the
 /// anchor and of the current tensor stays in cache while every block tests its candidates on
-/// it, through a kernel for in-plane N×N blocks ([`sad_candidates`]). ~4× faster.
+/// it, through a kernel for in-plane N×N blocks ([`sad_candidates`]): 3.6× fewer instructions
+/// (callgrind: 4.7 G → 1.3 G a frame), ~3× less time.
 ///
 /// The result is bit-identical to the block-by-block search. Each candidate's cost is the same
 /// sum in the same order (the kernel is [`sad_rows`]' arithmetic, with the running total over
