@@ -488,7 +488,10 @@ fn person_ap50(
         .iter()
         .map(|(frame, (_, boxes))| ImageEval {
             reference: boxes.clone(),
-            detections: tested.get(frame).map(|(_, d)| d.clone()).unwrap_or_default(),
+            detections: tested
+                .get(frame)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default(),
         })
         .collect();
     evaluate(&images, &[0.5], COCO_MAX_DETS)
@@ -545,7 +548,10 @@ fn rtpfmap_five_and_twenty_percent_loss_keep_frames_and_accuracy() {
             "loss {loss}: {} of {LONG} frames",
             lossy.detection_frames.len()
         );
-        assert!(concealed > 0, "loss {loss}: frames off the encoder's are flagged");
+        assert!(
+            concealed > 0,
+            "loss {loss}: frames off the encoder's are flagged"
+        );
         let depay = lossy.depayloader.as_ref().expect("rtpfmapdepay-stats");
         assert!(depay["packets-lost"] > 0, "loss {loss} is seen: {depay:?}");
     }
