@@ -45,6 +45,14 @@ case "$PAYLOAD" in
         exit 1
         ;;
 esac
+# RTCP through rtpbin (RTCP=1 on both ends): the server's key-unit requests (fmapdec asks when
+# it conceals or loses sync) travel back as RTCP PLI and fmapenc answers with a key unit.
+# Sender reports go to the server on RTCP_PORT, receiver reports and PLI back to the edge on
+# RTCP_BACK_PORT (at EDGE_HOST, for the server).
+RTCP="${RTCP:-0}"
+RTCP_PORT="${RTCP_PORT:-$((PORT + 1))}"
+RTCP_BACK_PORT="${RTCP_BACK_PORT:-$((PORT + 3))}"
+EDGE_HOST="${EDGE_HOST:-127.0.0.1}"
 # Flags for gst-launch-1.0; -e turns Ctrl-C into EOS, so files are finished properly.
 GST_LAUNCH_FLAGS="${GST_LAUNCH_FLAGS:--e}"
 

@@ -8,7 +8,8 @@
 # KEY_INTERVAL [fmapenc's defaults], FMAPENC_EXTRA [] (more fmapenc properties, e.g.
 # "quality=2" or "bitrate=200"),
 # FRAMES [all] (stop after this many frames), MTU [1400], PAYLOAD [gst] (gst: rtpgstpay; fmap:
-# rtpfmappay, see common.sh), LOSS [0] (drop this fraction of RTP
+# rtpfmappay, see common.sh), RTCP [0] (1: through rtpbin with RTCP, so the server's key-unit
+# requests come back as PLI; ports in common.sh), LOSS [0] (drop this fraction of RTP
 # packets before sending, to try lossy links), RETURN_PORT [unset: detections are not received
 # back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
 # detections before the receiver stops, after the video ended).
@@ -39,8 +40,16 @@ drop=""
 pipeline="$src ! video/x-raw,format=BGRx \
  ! splitinfer-front $(front_props) \
  ! fmapenc name=enc$enc_props $FMAPENC_EXTRA \
- ! $UNIT_PAY$drop \
- ! udpsink host=$SERVER_HOST port=$PORT"
+ ! $UNIT_PAY"
+if [[ "$RTCP" == "1" ]]; then
+    # rtpbin turns the server's RTCP PLI into a force-key-unit request to fmapenc.
+    pipeline="rtpbin name=rtp $pipeline ! rtp.send_rtp_sink_0 \
+ rtp.send_rtp_src_0$drop ! udpsink host=$SERVER_HOST port=$PORT \
+ rtp.send_rtcp_src_0 ! udpsink host=$SERVER_HOST port=$RTCP_PORT sync=false async=false \
+ udpsrc port=$RTCP_BACK_PORT ! rtp.recv_rtcp_sink_0"
+else
+    pipeline+="$drop ! udpsink host=$SERVER_HOST port=$PORT"
+fi
 
 if [[ -z "${RETURN_PORT}" ]]; then
     launch "$pipeline"

@@ -9,7 +9,8 @@
 # [models/nanodet.onnx], OUT
 # [detections.jsonl], RETURN_HOST [unset: no return stream] and RETURN_PORT [5002] (where to
 # send detections over RTP), JITTER_MS [200] (rtpjitterbuffer latency), PAYLOAD [gst] (gst:
-# rtpgstdepay; fmap: rtpfmapdepay; as the edge), LOSS [0] (drop this
+# rtpgstdepay; fmap: rtpfmapdepay; as the edge), RTCP [0] (1: through rtpbin, sending RTCP
+# with fmapdec's key-unit requests as PLI to EDGE_HOST [127.0.0.1]; as the edge), LOSS [0] (drop this
 # fraction of received RTP packets, to try lossy links).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -24,8 +25,19 @@ drop=""
 
 # The unbounded queue decouples the network thread from inference, so a slow frame never
 # makes the socket overflow.
-pipeline="udpsrc port=$PORT buffer-size=4194304 caps=\"$UNIT_RTP_CAPS\"$drop \
- ! rtpjitterbuffer latency=$JITTER_MS ! $UNIT_DEPAY \
+if [[ "$RTCP" == "1" ]]; then
+    # rtpbin (jitterbuffer included) sends fmapdec's key-unit requests to the edge as RTCP PLI.
+    receive="rtpbin name=rtp latency=$JITTER_MS \
+ udpsrc port=$PORT buffer-size=4194304 \
+ caps=\"$UNIT_RTP_CAPS,rtcp-fb-nack-pli=(boolean)true\"$drop ! rtp.recv_rtp_sink_0 \
+ udpsrc port=$RTCP_PORT ! rtp.recv_rtcp_sink_0 \
+ rtp.send_rtcp_src_0 ! udpsink host=$EDGE_HOST port=$RTCP_BACK_PORT sync=false async=false \
+ rtp. ! $UNIT_DEPAY"
+else
+    receive="udpsrc port=$PORT buffer-size=4194304 caps=\"$UNIT_RTP_CAPS\"$drop \
+ ! rtpjitterbuffer latency=$JITTER_MS ! $UNIT_DEPAY"
+fi
+pipeline="$receive \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
  ! fmapdec name=dec ! splitinfer-back $(back_props) ! tee name=detections \
  detections. ! queue ! filesink location=\"$OUT\" buffer-mode=unbuffered"

@@ -78,6 +78,8 @@ fn read_detections(path: &Path) -> (BTreeSet<u64>, usize, usize) {
 struct Run {
     frames_sent: u64,
     bytes_sent: u64,
+    /// Force-key-unit requests fmapenc answered (RTCP PLI through rtpbin, with `RTCP=1`).
+    key_requests_answered: u64,
     detection_frames: BTreeSet<u64>,
     detection_lines: usize,
     with_person: usize,
@@ -168,6 +170,7 @@ fn run_edge_and_server(
     Run {
         frames_sent: enc["frames"],
         bytes_sent: enc["bytes"],
+        key_requests_answered: enc["key-requests"],
         detection_frames,
         detection_lines,
         with_person,
@@ -555,6 +558,55 @@ fn rtpfmap_five_and_twenty_percent_loss_keep_frames_and_accuracy() {
         let depay = lossy.depayloader.as_ref().expect("rtpfmapdepay-stats");
         assert!(depay["packets-lost"] > 0, "loss {loss} is seen: {depay:?}");
     }
+}
+
+/// The same 5% loss with a return path (`RTCP=1`: rtpbin on both ends) and `resilient`
+/// contexts: fmapdec's key-unit requests come back to fmapenc as RTCP PLI and are answered with
+/// key units, and the resilient slices keep decoding between them. Every frame gets a line and
+/// the encoder answered requests; person AP@0.5 against the loss-free run is printed (0.77–0.81
+/// measured, docs/robustness.md; the issue asks for 0.9).
+#[test]
+fn rtpfmap_five_percent_loss_with_rtcp_pli_gets_key_units_back() {
+    require_everything();
+    const LONG: usize = 300;
+    let run = |test: &str, loss: &str| {
+        let port = free_udp_port();
+        let rtcp_port = free_udp_port();
+        let back_port = free_udp_port();
+        let common = [
+            ("PAYLOAD", "fmap".to_string()),
+            ("RTCP", "1".to_string()),
+            ("RTCP_PORT", rtcp_port.to_string()),
+            ("RTCP_BACK_PORT", back_port.to_string()),
+            ("PORT", port.to_string()),
+        ];
+        let mut edge: Vec<(&str, String)> = vec![
+            ("SERVER_HOST", "127.0.0.1".into()),
+            ("FRAMES", LONG.to_string()),
+            ("LOSS", loss.into()),
+            ("FMAPENC_EXTRA", "resilient=true".into()),
+        ];
+        edge.extend(common.iter().cloned());
+        let r = run_edge_and_server(test, &edge, &common, None);
+        report(test, &r);
+        r
+    };
+    let clean = run("rtpfmap-rtcp-loss-0", "0");
+    assert_eq!(clean.detection_frames.len(), LONG, "loss-free: every frame");
+    assert_eq!(clean.key_requests_answered, 0, "no loss, no request");
+    let lossy = run("rtpfmap-rtcp-loss-0.05", "0.05");
+    let ap = person_ap50(&persons_by_frame(&clean.out), &persons_by_frame(&lossy.out));
+    eprintln!(
+        "loss 0.05 with RTCP PLI: {} of {LONG} frames with a line, {} key units requested and \
+         sent, person AP@0.5 against the loss-free run {ap:.3}",
+        lossy.detection_frames.len(),
+        lossy.key_requests_answered
+    );
+    assert!(lossy.detection_frames.len() as f64 >= 0.95 * LONG as f64);
+    assert!(
+        lossy.key_requests_answered > 0,
+        "PLI reached fmapenc through both rtpbins"
+    );
 }
 
 /// The one-machine demo writes one detection line per frame and an MP4 with the boxes drawn.
