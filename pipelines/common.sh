@@ -47,8 +47,8 @@ case "$PAYLOAD" in
 esac
 # RTCP through rtpbin (RTCP=1 on both ends): the server's key-unit requests (fmapdec asks when
 # it conceals or loses sync) travel back as RTCP PLI and fmapenc answers with a key unit.
-# Sender reports go to the server on RTCP_PORT, receiver reports and PLI back to the edge on
-# RTCP_BACK_PORT (at EDGE_HOST, for the server).
+# Receiver reports and PLI go back to the edge on RTCP_BACK_PORT (at EDGE_HOST, for the
+# server); the server also listens for RTCP on RTCP_PORT (the edge sends none).
 RTCP="${RTCP:-0}"
 RTCP_PORT="${RTCP_PORT:-$((PORT + 1))}"
 RTCP_BACK_PORT="${RTCP_BACK_PORT:-$((PORT + 3))}"

@@ -42,10 +42,11 @@ pipeline="$src ! video/x-raw,format=BGRx \
  ! fmapenc name=enc$enc_props $FMAPENC_EXTRA \
  ! $UNIT_PAY"
 if [[ "$RTCP" == "1" ]]; then
-    # rtpbin turns the server's RTCP PLI into a force-key-unit request to fmapenc.
+    # rtpbin turns the server's RTCP PLI into a force-key-unit request to fmapenc. The edge
+    # sends no RTCP of its own (sender reports only serve lip sync): an RTCP sink would hold
+    # the pipeline's end of stream on rtpsession's BYE timing.
     pipeline="rtpbin name=rtp $pipeline ! rtp.send_rtp_sink_0 \
  rtp.send_rtp_src_0$drop ! udpsink host=$SERVER_HOST port=$PORT \
- rtp.send_rtcp_src_0 ! udpsink host=$SERVER_HOST port=$RTCP_PORT sync=false async=false \
  udpsrc port=$RTCP_BACK_PORT ! rtp.recv_rtcp_sink_0"
 else
     pipeline+="$drop ! udpsink host=$SERVER_HOST port=$PORT"

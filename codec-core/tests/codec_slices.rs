@@ -27,6 +27,18 @@ fn units(frames: u64, key_interval: u32) -> Vec<CodedUnit> {
     encode_all(&cfg, &frames)
 }
 
+/// `unit` as received without its slice `k` (piece k + 1; piece 0 is the head).
+fn without_slice(unit: &[u8], k: usize) -> Vec<u8> {
+    let pieces = unit_pieces(unit).unwrap();
+    let kept: Vec<&[u8]> = pieces
+        .iter()
+        .enumerate()
+        .filter(|&(piece, _)| piece != k + 1)
+        .map(|(_, p)| *p)
+        .collect();
+    assemble_unit(&kept).unwrap()
+}
+
 fn values(f: &FeatureFrame) -> Vec<f32> {
     f.tensors[0].to_f32()
 }
@@ -76,19 +88,13 @@ fn a_lost_slice_conceals_its_channels_until_the_next_key_unit() {
     assert_eq!(all[5].kind, UnitKind::AdaptiveKey);
     let mut dec = Decoder::new();
     for (i, unit) in all.iter().enumerate() {
-        let pieces = unit_pieces(&unit.data).unwrap();
-        // Frame 2 loses its second slice (channels 3..6).
-        let kept: Vec<&[u8]> = if i == 2 {
-            pieces
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| *k != 2)
-                .map(|(_, p)| *p)
-                .collect()
+        // Unit 2 loses its second slice (channels 3..6).
+        let received = if i == 2 {
+            without_slice(&unit.data, 1)
         } else {
-            pieces
+            unit.data.clone()
         };
-        let out = dec.decode(&assemble_unit(&kept).unwrap()).unwrap();
+        let out = dec.decode(&received).unwrap();
         let recon = unit.reconstruction.as_ref().unwrap();
         let differ = differing_channels(&out[0], recon);
         let (channels, slices) = dec.concealed();
@@ -204,18 +210,13 @@ fn a_lost_slice_comes_back_at_its_refresh_and_a_late_receiver_syncs_within_an_in
         .unwrap();
     let mut dec = Decoder::new();
     for (i, unit) in all.iter().enumerate() {
-        let pieces = unit_pieces(&unit.data).unwrap();
-        let kept: Vec<&[u8]> = if i == 2 {
-            pieces
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| *k != 2)
-                .map(|(_, p)| *p)
-                .collect()
+        // Unit 2 loses its second slice (channels 3..6).
+        let received = if i == 2 {
+            without_slice(&unit.data, 1)
         } else {
-            pieces
+            unit.data.clone()
         };
-        let out = dec.decode(&assemble_unit(&kept).unwrap()).unwrap();
+        let out = dec.decode(&received).unwrap();
         let differ = differing_channels(&out[0], unit.reconstruction.as_ref().unwrap());
         if (2..refresh_of_slice_1).contains(&i) {
             assert!(dec.concealed().0 == 3 && differ.iter().all(|c| (3..6).contains(c)));
@@ -286,18 +287,13 @@ fn resilient_units_keep_parsing_a_slice_whose_reference_was_lost() {
         let mut dec = Decoder::new();
         let mut error = 0.0;
         for (i, unit) in units.iter().enumerate() {
-            let pieces = unit_pieces(&unit.data).unwrap();
-            let kept: Vec<&[u8]> = if i == 2 {
-                pieces
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| *k != 2)
-                    .map(|(_, p)| *p)
-                    .collect()
+            // Unit 2 loses its second slice (channels 3..6).
+            let received = if i == 2 {
+                without_slice(&unit.data, 1)
             } else {
-                pieces
+                unit.data.clone()
             };
-            let out = dec.decode(&assemble_unit(&kept).unwrap()).unwrap();
+            let out = dec.decode(&received).unwrap();
             let want = unit.reconstruction.as_ref().unwrap();
             let differ = differing_channels(&out[0], want);
             assert!(

@@ -163,6 +163,8 @@ impl FmapDec {
         out
     }
 
+    /// Output buffers for `frames` as they are (no gap filling); `concealed` marks them
+    /// CORRUPTED. Each becomes the last frame, what a later loss is concealed with.
     fn frame_buffers_of(
         &self,
         state: &mut State,
