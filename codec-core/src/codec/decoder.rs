@@ -132,9 +132,9 @@ impl Decoder {
     }
 
     /// Adaptive mode: when a predicted unit's reference was lost (a whole unit missing), decode
-    /// it from the frame held instead, with every channel concealed until the next key unit,
-    /// rather than failing with [`CodecError::MissingReference`]. Missing slices are always
-    /// concealed.
+    /// it from the frame held instead, and when nothing is held (a receiver that joined late)
+    /// from zeros, with every channel concealed until a key unit or its refresh slice, rather
+    /// than failing with [`CodecError::MissingReference`]. Missing slices are always concealed.
     pub fn set_concealment(&mut self, conceal: bool) {
         self.conceal = conceal;
     }
