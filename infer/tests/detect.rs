@@ -99,8 +99,14 @@ fn decode_vtest_frame(index: u32) -> Vec<u8> {
         "{} missing (set FMAP_FOOTAGE)",
         video.display()
     );
-    let dir =
-        std::env::temp_dir().join(format!("fmap-infer-detect-{}-{index}", std::process::id()));
+    // Unique per call: tests run in parallel threads of one process and may decode the same
+    // frame (a shared directory would be removed under the other test's feet).
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "fmap-infer-detect-{}-{index}-{call}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     // Stop a few frames after frame N and keep the last files: when EOS arrives right after
     // the wanted frame, avdec_msmpeg4 drains early and that last frame differs slightly from
