@@ -10,7 +10,6 @@
 
 use super::CodecError;
 use super::bitstream::{UNIT_MAGIC, UnitHeader, parse_envelope};
-use crate::bytes::LeReader;
 
 /// First byte of a slice coded like the rest of its unit (a head piece starts with
 /// [`UNIT_MAGIC`]).
@@ -87,87 +86,75 @@ pub(crate) struct SliceRef<'a> {
     pub body: &'a [u8],
 }
 
-/// Why a slice could not be used.
-enum SliceFault {
-    /// Its length cannot be trusted: nothing after it can be found either.
-    Framing,
-    /// Well framed but damaged (CRC): skip it alone.
-    Damaged,
+/// Length of the well-framed slice at the start of `bytes`: a slice type and a length within
+/// what is there (the CRC is not checked).
+fn framed_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < SLICE_OVERHEAD || !is_slice_type(bytes[0]) {
+        return None;
+    }
+    let len = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    (SLICE_OVERHEAD..=bytes.len()).contains(&len).then_some(len)
 }
 
-/// Reads the slice at the start of `bytes`; returns it and its length.
-fn read_slice(bytes: &[u8]) -> Result<(SliceRef<'_>, usize), SliceFault> {
-    let mut r: LeReader<'_, ()> = LeReader::with_error(bytes, |_, _| ());
-    let kind = r.u8().map_err(|_| SliceFault::Framing)?;
-    let len = r.u32().map_err(|_| SliceFault::Framing)? as usize;
-    if !is_slice_type(kind) || len < SLICE_OVERHEAD || len > bytes.len() {
-        return Err(SliceFault::Framing);
-    }
-    let crc_at = len - 4;
-    let stored = u32::from_le_bytes([
-        bytes[crc_at],
-        bytes[crc_at + 1],
-        bytes[crc_at + 2],
-        bytes[crc_at + 3],
-    ]);
-    if crc32fast::hash(&bytes[..crc_at]) != stored {
-        return Err(SliceFault::Damaged);
-    }
-    let tag = u16::from_le_bytes([bytes[5], bytes[6]]);
-    let tensor = bytes[7];
-    let index = u16::from_le_bytes([bytes[8], bytes[9]]);
-    Ok((
-        SliceRef {
-            refresh: kind == REFRESH_SLICE_TYPE,
-            tag,
-            tensor,
-            index,
-            body: &bytes[SLICE_HEADER_LEN..crc_at],
-        },
-        len,
-    ))
-}
-
-/// The slices after a head piece, in order. A slice that fails its CRC is left out (the
-/// decoder conceals its channels); a broken length ends the walk.
-pub(crate) fn parse_slices(mut bytes: &[u8]) -> (Vec<SliceRef<'_>>, usize) {
+/// The well-framed slices at the start of `bytes`, and what follows the last of them (empty
+/// when every byte belongs to one): a broken length ends the walk, since nothing after it can
+/// be found.
+fn split_framed(mut bytes: &[u8]) -> (Vec<&[u8]>, &[u8]) {
     let mut out = Vec::new();
-    let mut damaged = 0;
-    while !bytes.is_empty() {
-        match read_slice(bytes) {
-            Ok((slice, len)) => {
-                out.push(slice);
-                bytes = &bytes[len..];
-            }
-            Err(SliceFault::Damaged) => {
-                damaged += 1;
-                let len = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-                bytes = &bytes[len..];
-            }
-            Err(SliceFault::Framing) => {
-                damaged += 1;
-                break;
-            }
-        }
+    while let Some(len) = framed_len(bytes) {
+        out.push(&bytes[..len]);
+        bytes = &bytes[len..];
     }
-    (out, damaged)
+    (out, bytes)
+}
+
+/// The slice a well-framed `piece` holds ([`split_framed`]), if its CRC matches.
+fn check_slice(piece: &[u8]) -> Option<SliceRef<'_>> {
+    let crc_at = piece.len() - 4;
+    let stored = u32::from_le_bytes([
+        piece[crc_at],
+        piece[crc_at + 1],
+        piece[crc_at + 2],
+        piece[crc_at + 3],
+    ]);
+    (crc32fast::hash(&piece[..crc_at]) == stored).then(|| SliceRef {
+        refresh: piece[0] == REFRESH_SLICE_TYPE,
+        tag: u16::from_le_bytes([piece[5], piece[6]]),
+        tensor: piece[7],
+        index: u16::from_le_bytes([piece[8], piece[9]]),
+        body: &piece[SLICE_HEADER_LEN..crc_at],
+    })
+}
+
+/// The slices after a head piece, in order, and how many could not be used. A slice that
+/// fails its CRC is left out (the decoder conceals its channels); a broken length ends the
+/// walk.
+pub(crate) fn parse_slices(bytes: &[u8]) -> (Vec<SliceRef<'_>>, usize) {
+    let (pieces, rest) = split_framed(bytes);
+    let slices: Vec<SliceRef<'_>> = pieces.iter().filter_map(|p| check_slice(p)).collect();
+    let damaged = pieces.len() - slices.len() + usize::from(!rest.is_empty());
+    (slices, damaged)
 }
 
 /// Splits a complete unit into the pieces a transport may lose one at a time: the head piece
 /// first, then the slices in order. A unit of the thesis's modes is one piece.
 pub fn unit_pieces(unit: &[u8]) -> Result<Vec<&[u8]>, CodecError> {
-    let (header, _, mut tail) = parse_envelope(unit)?;
+    let (header, _, tail) = parse_envelope(unit)?;
     let mut pieces = vec![&unit[..unit.len() - tail.len()]];
     if !header.kind.is_adaptive() {
         return Ok(pieces);
     }
-    while !tail.is_empty() {
-        let (_, len) = read_slice(tail).map_err(|_| {
-            CodecError::Invalid(format!("slice {} of the unit is damaged", pieces.len() - 1))
-        })?;
-        pieces.push(&tail[..len]);
-        tail = &tail[len..];
+    let (slices, rest) = split_framed(tail);
+    let damaged = slices
+        .iter()
+        .position(|p| check_slice(p).is_none())
+        .or((!rest.is_empty()).then_some(slices.len()));
+    if let Some(k) = damaged {
+        return Err(CodecError::Invalid(format!(
+            "slice {k} of the unit is damaged"
+        )));
     }
+    pieces.extend(slices);
     Ok(pieces)
 }
 
@@ -201,10 +188,10 @@ pub fn assemble_unit(pieces: &[&[u8]]) -> Result<Vec<u8>, CodecError> {
     let candidates = pieces
         .iter()
         .filter(|p| !p.starts_with(&UNIT_MAGIC))
-        .flat_map(|p| split_concatenated(p))
-        .chain(split_concatenated(tail));
+        .flat_map(|p| split_framed(p).0)
+        .chain(split_framed(tail).0);
     for piece in candidates {
-        let Ok((slice, _)) = read_slice(piece) else {
+        let Some(slice) = check_slice(piece) else {
             continue;
         };
         if accepts(&header, &slice)
@@ -223,20 +210,6 @@ pub fn assemble_unit(pieces: &[&[u8]]) -> Result<Vec<u8>, CodecError> {
         unit.extend_from_slice(piece);
     }
     Ok(unit)
-}
-
-/// The well-framed slices at the start of `bytes` (a piece is normally exactly one slice).
-fn split_concatenated(mut bytes: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while bytes.len() >= SLICE_OVERHEAD && is_slice_type(bytes[0]) {
-        let len = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-        if len < SLICE_OVERHEAD || len > bytes.len() {
-            break;
-        }
-        out.push(&bytes[..len]);
-        bytes = &bytes[len..];
-    }
-    out
 }
 
 /// Whether `slice` can belong to the unit of `header`.
