@@ -14,17 +14,20 @@ use common::*;
 const SHAPE: Shape = Shape::new(8, 12, 12);
 const WIDTH: usize = 3; // slices of channels 0..3, 3..6, 6..8
 
-fn units(frames: u64, key_interval: u32) -> Vec<CodedUnit> {
+/// The units of `frames` moving frames in slices of [`WIDTH`] channels, with periodic key units
+/// or gradual refresh every `key_interval` frames (checked to decode to the encoder's
+/// reconstructions).
+fn units(frames: u64, key_interval: u32, gradual_refresh: bool) -> Vec<CodedUnit> {
     let cfg = CodecConfig {
         slice_channels: WIDTH,
         key_interval,
-        gradual_refresh: false,
+        gradual_refresh,
         ..CodecConfig::default()
     };
     let frames: Vec<_> = (0..frames)
         .map(|i| moving_frame(i, SHAPE, (0.5, 1.0)))
         .collect();
-    encode_all(&cfg, &frames)
+    assert_round_trip(&cfg, &frames)
 }
 
 /// `unit` as received without its slice `k` (piece k + 1; piece 0 is the head).
@@ -54,7 +57,7 @@ fn differing_channels(a: &FeatureFrame, b: &FeatureFrame) -> Vec<usize> {
 
 #[test]
 fn a_unit_splits_into_its_head_and_slices_and_reassembles_from_them_in_any_order() {
-    for unit in units(3, 100) {
+    for unit in units(3, 100, false) {
         let pieces = unit_pieces(&unit.data).unwrap();
         assert_eq!(pieces.len(), 1 + SHAPE.channels.div_ceil(WIDTH));
         assert_eq!(pieces.concat(), unit.data);
@@ -72,7 +75,7 @@ fn a_unit_splits_into_its_head_and_slices_and_reassembles_from_them_in_any_order
 
 #[test]
 fn slices_of_another_unit_and_repeats_are_left_out() {
-    let all = units(3, 100);
+    let all = units(3, 100, false);
     let (a, b) = (
         unit_pieces(&all[1].data).unwrap(),
         unit_pieces(&all[2].data).unwrap(),
@@ -84,7 +87,7 @@ fn slices_of_another_unit_and_repeats_are_left_out() {
 
 #[test]
 fn a_lost_slice_conceals_its_channels_until_the_next_key_unit() {
-    let all = units(8, 5); // keys at 0 and 5
+    let all = units(8, 5, false); // keys at 0 and 5
     assert_eq!(all[5].kind, UnitKind::AdaptiveKey);
     let mut dec = Decoder::new();
     for (i, unit) in all.iter().enumerate() {
@@ -118,7 +121,7 @@ fn a_lost_slice_conceals_its_channels_until_the_next_key_unit() {
 
 #[test]
 fn a_lost_unit_is_concealed_only_when_asked() {
-    let all = units(4, 100);
+    let all = units(4, 100, false);
     let decode_without_unit_1 = |conceal: bool| {
         let mut dec = Decoder::new();
         dec.set_concealment(conceal);
@@ -142,7 +145,7 @@ fn a_lost_unit_is_concealed_only_when_asked() {
 
 #[test]
 fn a_key_unit_missing_slices_conceals_from_the_previous_frame_or_is_refused() {
-    let all = units(7, 5);
+    let all = units(7, 5, false);
     let key = unit_pieces(&all[5].data).unwrap();
     let partial = assemble_unit(&[key[0], key[1], key[3]]).unwrap();
     // With an earlier frame held, the missing channels come from it.
@@ -161,22 +164,9 @@ fn a_key_unit_missing_slices_conceals_from_the_previous_frame_or_is_refused() {
     ));
 }
 
-fn gradual(frames: u64, key_interval: u32) -> Vec<CodedUnit> {
-    let cfg = CodecConfig {
-        slice_channels: WIDTH,
-        key_interval,
-        gradual_refresh: true,
-        ..CodecConfig::default()
-    };
-    let frames: Vec<_> = (0..frames)
-        .map(|i| moving_frame(i, SHAPE, (0.5, 1.0)))
-        .collect();
-    assert_round_trip(&cfg, &frames)
-}
-
 #[test]
 fn gradual_refresh_replaces_key_units_with_one_refresh_slice_per_slice_and_interval() {
-    let all = gradual(13, 4);
+    let all = units(13, 4, true);
     assert_eq!(all[0].kind, UnitKind::AdaptiveKey);
     assert!(
         all[1..]
@@ -204,7 +194,7 @@ fn gradual_refresh_replaces_key_units_with_one_refresh_slice_per_slice_and_inter
 
 #[test]
 fn a_lost_slice_comes_back_at_its_refresh_and_a_late_receiver_syncs_within_an_interval() {
-    let all = gradual(14, 4);
+    let all = units(14, 4, true);
     let refresh_of_slice_1 = (3..all.len())
         .find(|&i| unit_pieces(&all[i].data).unwrap()[2][0] == b'R')
         .unwrap();

@@ -502,6 +502,36 @@ fn person_ap50(
         .map_or(0.0, |c| c.ap[0])
 }
 
+/// Frames of the long lossy-link runs: enough for person AP to mean something.
+const LONG: usize = 300;
+
+/// One edge/server run of [`LONG`] frames with the fmap payload (rtpfmappay, MTU 1400) and
+/// packet loss `loss` injected after the payloader; `both` goes to both ends, `edge_only` to
+/// the edge. Checks that every frame was sent.
+fn long_fmap_run(
+    test: &str,
+    loss: &str,
+    both: &[(&str, String)],
+    edge_only: &[(&str, String)],
+) -> Run {
+    let mut common = vec![
+        ("PAYLOAD", "fmap".to_string()),
+        ("PORT", free_udp_port().to_string()),
+    ];
+    common.extend(both.iter().cloned());
+    let mut edge = vec![
+        ("SERVER_HOST", "127.0.0.1".to_string()),
+        ("FRAMES", LONG.to_string()),
+        ("LOSS", loss.to_string()),
+    ];
+    edge.extend(edge_only.iter().cloned());
+    edge.extend(common.iter().cloned());
+    let r = run_edge_and_server(test, &edge, &common, None);
+    report(test, &r);
+    assert_eq!(r.frames_sent, LONG as u64);
+    r
+}
+
 /// The lossy-link table with the default elements and the fmap payload (rtpfmappay,
 /// MTU 1400, 300 frames, random packet loss injected after the payloader): at 5% loss at least
 /// 95% of the frames get a detection line, at 20% at least 80%, the concealed ones say so, and
@@ -511,26 +541,7 @@ fn person_ap50(
 #[test]
 fn rtpfmap_five_and_twenty_percent_loss_keep_frames_and_accuracy() {
     require_everything();
-    const LONG: usize = 300;
-    let run = |test: &str, loss: &str| {
-        let port = free_udp_port();
-        let payload = ("PAYLOAD", "fmap".to_string());
-        let r = run_edge_and_server(
-            test,
-            &[
-                ("SERVER_HOST", "127.0.0.1".into()),
-                ("PORT", port.to_string()),
-                ("FRAMES", LONG.to_string()),
-                ("LOSS", loss.into()),
-                payload.clone(),
-            ],
-            &[("PORT", port.to_string()), payload],
-            None,
-        );
-        report(test, &r);
-        assert_eq!(r.frames_sent, LONG as u64);
-        r
-    };
+    let run = |test: &str, loss: &str| long_fmap_run(test, loss, &[], &[]);
     let clean = run("rtpfmap-loss-0", "0");
     let clean_persons = persons_by_frame(&clean.out);
     assert_eq!(clean.detection_frames.len(), LONG, "loss-free: every frame");
@@ -568,28 +579,18 @@ fn rtpfmap_five_and_twenty_percent_loss_keep_frames_and_accuracy() {
 #[test]
 fn rtpfmap_five_percent_loss_with_rtcp_pli_gets_key_units_back() {
     require_everything();
-    const LONG: usize = 300;
     let run = |test: &str, loss: &str| {
-        let port = free_udp_port();
-        let rtcp_port = free_udp_port();
-        let back_port = free_udp_port();
-        let common = [
-            ("PAYLOAD", "fmap".to_string()),
+        let both = [
             ("RTCP", "1".to_string()),
-            ("RTCP_PORT", rtcp_port.to_string()),
-            ("RTCP_BACK_PORT", back_port.to_string()),
-            ("PORT", port.to_string()),
+            ("RTCP_PORT", free_udp_port().to_string()),
+            ("RTCP_BACK_PORT", free_udp_port().to_string()),
         ];
-        let mut edge: Vec<(&str, String)> = vec![
-            ("SERVER_HOST", "127.0.0.1".into()),
-            ("FRAMES", LONG.to_string()),
-            ("LOSS", loss.into()),
-            ("FMAPENC_EXTRA", "resilient=true".into()),
-        ];
-        edge.extend(common.iter().cloned());
-        let r = run_edge_and_server(test, &edge, &common, None);
-        report(test, &r);
-        r
+        long_fmap_run(
+            test,
+            loss,
+            &both,
+            &[("FMAPENC_EXTRA", "resilient=true".into())],
+        )
     };
     let clean = run("rtpfmap-rtcp-loss-0", "0");
     assert_eq!(clean.detection_frames.len(), LONG, "loss-free: every frame");
