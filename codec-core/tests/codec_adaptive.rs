@@ -3,7 +3,7 @@
 
 mod common;
 
-use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure, UnitKind};
+use codec_core::codec::{ChannelWeights, CodecConfig, Decoder, Encoder, Structure, UnitKind};
 use codec_core::{FeatureFrame, Shape, Tensor, TensorData};
 use common::*;
 
@@ -356,5 +356,96 @@ fn reconstructions_match_the_reference_encoder() {
     assert_eq!(
         hash, 0x76cb_bc35_c62b_531e,
         "reconstruction hash {hash:016x}"
+    );
+}
+
+/// Largest absolute error of each channel of the first tensor.
+fn channel_errors(a: &FeatureFrame, b: &FeatureFrame) -> Vec<f64> {
+    let plane = a.tensors[0].shape.plane_len();
+    let (x, y) = (a.tensors[0].to_f32(), b.tensors[0].to_f32());
+    x.chunks(plane)
+        .zip(y.chunks(plane))
+        .map(|(p, q)| {
+            p.iter()
+                .zip(q)
+                .map(|(u, v)| f64::from((u - v).abs()))
+                .fold(0.0, f64::max)
+        })
+        .collect()
+}
+
+#[test]
+fn channel_weights_scale_each_channels_step() {
+    let shape = Shape::new(4, 16, 16);
+    let frames: Vec<_> = (0..10)
+        .map(|i| moving_frame(i, shape, (0.6, -0.3)))
+        .collect();
+    let weights = vec![0.25f32, 1.0, 4.0, 16.0];
+    let cfg = CodecConfig {
+        channel_weights: vec![ChannelWeights {
+            tensor: frames[0].tensors[0].name.clone(),
+            weights: weights.clone(),
+        }],
+        ..adaptive(0.2, 0.0, 3)
+    };
+    let units = assert_round_trip(&cfg, &frames);
+    let plain = assert_round_trip(&adaptive(0.2, 0.0, 3), &frames);
+    let bytes = |u: &[codec_core::codec::CodedUnit]| u.iter().map(|u| u.data.len()).sum::<usize>();
+    assert!(
+        bytes(&units) < bytes(&plain),
+        "coarser steps on most channels: {} bytes, uniform {}",
+        bytes(&units),
+        bytes(&plain)
+    );
+    let step = 0.2 * std_of(&frames[0].tensors[0].to_f32());
+    let decoded = decode_all(&units);
+    let mut worst = vec![0.0f64; 4];
+    for (original, d) in frames.iter().zip(&decoded) {
+        for (c, e) in channel_errors(original, d).into_iter().enumerate() {
+            // Powers of two are exact weight codes.
+            let bound = 0.5 * step * f64::from(weights[c]);
+            assert!(
+                e <= bound * 1.0001 + 1e-6,
+                "channel {c}: error {e} > {bound}"
+            );
+            worst[c] = worst[c].max(e);
+        }
+    }
+    assert!(
+        worst[3] > 4.0 * worst[0],
+        "the coarsest channel errs most: {worst:?}"
+    );
+}
+
+#[test]
+fn channel_weights_that_do_not_fit_the_stream_are_config_errors() {
+    let frame = moving_frame(0, Shape::new(4, 8, 8), (0.0, 0.0));
+    let name = frame.tensors[0].name.clone();
+    for (tensor, n, expected) in [
+        (name.as_str(), 3, "3 values for its 4 channels"),
+        ("other", 4, "'other', which the stream does not have"),
+    ] {
+        let cfg = CodecConfig {
+            channel_weights: vec![ChannelWeights {
+                tensor: tensor.into(),
+                weights: vec![1.0; n],
+            }],
+            ..adaptive(0.5, 0.1, 0)
+        };
+        let err = Encoder::new(cfg).unwrap().push(&frame).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    let bad = CodecConfig {
+        channel_weights: vec![ChannelWeights {
+            tensor: name,
+            weights: vec![1.0, 0.0, 1.0, 1.0],
+        }],
+        ..adaptive(0.5, 0.1, 0)
+    };
+    assert!(
+        Encoder::new(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("finite and positive")
     );
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use codec_core::codec::{CodecConfig, Structure};
+use codec_core::codec::{ChannelWeights, CodecConfig, Structure};
 use codec_core::entropy::EntropyMode;
 use codec_core::motion::{MvSharing, SearchMethod};
 use codec_core::quant::QuantizerMode;
@@ -75,6 +75,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                     slice_channels,
                     gradual_refresh,
                     resilient,
+                    channel_weights: Vec::new(),
                 }
             },
         )
@@ -159,5 +160,25 @@ proptest! {
             ..cfg
         };
         assert_round_trip(&cfg, &frames);
+    }
+
+    #[test]
+    fn adaptive_frames_with_channel_weights_round_trip(
+        cfg in config(),
+        frames in frames(),
+        u8_frames in u8_frames(),
+        weights in prop::collection::vec(0.01f32..100.0, 3),
+    ) {
+        let weighted = |name: &str, frames: &[FeatureFrame]| CodecConfig {
+            structure: Structure::Adaptive,
+            channel_weights: vec![ChannelWeights {
+                tensor: name.into(),
+                weights: weights[..frames[0].tensors[0].shape.channels].to_vec(),
+            }],
+            ..cfg.clone()
+        };
+        assert_round_trip(&weighted("t", &frames), &frames);
+        // "b" has no weights: its channels keep the tensor's step.
+        assert_round_trip(&weighted("a", &u8_frames), &u8_frames);
     }
 }

@@ -68,25 +68,58 @@ pub fn limiter(frames: u64) -> String {
     }
 }
 
+/// Prefix of the name of an `identity` that [`parse_pipeline`] turns into a frame picker.
+pub const PICKER_PREFIX: &str = "every-";
+
+/// `identity name=every-K ! ` when `stride` > 1 (a pipeline from [`parse_pipeline`] then passes
+/// only frames 0, K, 2K, … there; put a [`limiter`] after it to keep N of them); else nothing.
+pub fn picker(stride: u64) -> String {
+    if stride > 1 {
+        format!("identity name={PICKER_PREFIX}{stride} ! ")
+    } else {
+        String::new()
+    }
+}
+
+/// The sink pads of the `identity` elements named `<prefix>N`, with N.
+fn counting_pads(pipeline: &gst::Pipeline, prefix: &str) -> Vec<(gst::Pad, u64)> {
+    pipeline
+        .iterate_all_by_element_factory_name("identity")
+        .into_iter()
+        .flatten()
+        .filter_map(|element| {
+            let n = element.name().strip_prefix(prefix)?.parse::<u64>().ok()?;
+            Some((element.static_pad("sink")?, n))
+        })
+        .collect()
+}
+
+/// Drops every buffer but each K-th (the first kept) at elements named `every-K`.
+fn install_pickers(pipeline: &gst::Pipeline) {
+    for (pad, stride) in counting_pads(pipeline, PICKER_PREFIX) {
+        let seen = AtomicU64::new(0);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if seen
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(stride.max(1))
+            {
+                return gst::PadProbeReturn::Ok;
+            }
+            // Taken and released here, upstream told all is well. (Returning `Drop` with the
+            // buffer left in place makes GStreamer 1.22 unref a NULL object, with a CRITICAL
+            // per frame.)
+            drop(info.data.take());
+            info.flow_res = Ok(gst::FlowSuccess::Ok);
+            gst::PadProbeReturn::Handled
+        });
+    }
+}
+
 /// Lets the first N buffers through every element named `limit-N`, then returns EOS upstream so
 /// the stream ends there. (identity's own `eos-after` is unreliable after a threaded decoder: in
 /// GStreamer 1.22 it lets a late-drained frame from seconds later through.)
 fn install_limiters(pipeline: &gst::Pipeline) {
-    for element in pipeline
-        .iterate_all_by_element_factory_name("identity")
-        .into_iter()
-        .flatten()
-    {
-        let name = element.name();
-        let Some(frames) = name
-            .strip_prefix(LIMITER_PREFIX)
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let Some(pad) = element.static_pad("sink") else {
-            continue;
-        };
+    for (pad, frames) in counting_pads(pipeline, LIMITER_PREFIX) {
         let seen = AtomicU64::new(0);
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             let n = seen.fetch_add(1, Ordering::Relaxed);
@@ -105,7 +138,8 @@ fn install_limiters(pipeline: &gst::Pipeline) {
     }
 }
 
-/// Parses a `gst-launch-1.0` description into a pipeline, with its `limit-N` limiters installed.
+/// Parses a `gst-launch-1.0` description into a pipeline, with its `limit-N` limiters and
+/// `every-K` pickers installed.
 pub fn parse_pipeline(description: &str) -> Result<gst::Pipeline, String> {
     let element = gst::parse::launch(description)
         .map_err(|e| format!("cannot build pipeline: {e}\n  pipeline: {description}"))?;
@@ -113,6 +147,7 @@ pub fn parse_pipeline(description: &str) -> Result<gst::Pipeline, String> {
         .downcast::<gst::Pipeline>()
         .map_err(|_| "description is not a pipeline".to_string())?;
     install_limiters(&pipeline);
+    install_pickers(&pipeline);
     Ok(pipeline)
 }
 

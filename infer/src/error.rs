@@ -19,6 +19,9 @@ pub enum InferError {
     /// A model profile (`<model>.profile.json`) is missing, malformed or inconsistent.
     #[error("model profile: {0}")]
     Profile(String),
+    /// A calibration file (`<model>.<split>.calib.json`) is malformed or inconsistent.
+    #[error("calibration: {0}")]
+    Calibration(String),
     /// The ONNX model bytes are not a valid or supported ModelProto.
     #[error("ONNX model: {0}")]
     Model(String),

@@ -10,10 +10,14 @@
 //!   tensors, sessions.
 //! - [`decode`] and [`nms`]: network outputs to boxes in video pixels.
 //! - [`detection`]: the detections JSON line, written and read.
+//! - [`calibration`]: the per-channel sensitivity of the back network to noise in the cut
+//!   tensors (`<model>.<split>.calib.json`, made by `fmap-calibrate`) and the step multipliers
+//!   derived from it.
 //! - [`error`]: the one error type.
 
 #![forbid(unsafe_code)]
 
+pub mod calibration;
 pub mod decode;
 pub mod detection;
 pub mod error;

@@ -608,6 +608,91 @@ fn calibrated_quantizer_reads_its_ranges_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The first error message on `h`'s bus after pushing `frame(0)` with `props`.
+fn start_error(props: &str) -> String {
+    let mut h = Harness::new_parse(&format!("fmapenc {props}"));
+    let bus = gst::Bus::new();
+    h.element().unwrap().set_bus(Some(&bus));
+    h.set_src_caps(raw_caps());
+    assert!(h.push(raw_buffer(&frame(0))).is_err(), "{props} must fail");
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(e) = msg.view() else {
+        unreachable!()
+    };
+    format!("{} {:?}", e.error(), e.debug())
+}
+
+#[test]
+fn channel_weights_file_sets_each_channels_step_and_a_wrong_one_fails_at_start() {
+    use codec_core::codec::ChannelWeights;
+    use fmap_infer::calibration::{Calibration, TensorCalibration, channel_weights};
+    init();
+    let dir = std::env::temp_dir().join(format!("fmapcodec-weights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = frames(5);
+    let tensor = &input[0].tensors[0];
+    let sensitivity: Vec<f64> = (0..tensor.shape.channels)
+        .map(|c| 4f64.powi(c as i32))
+        .collect();
+    let calibration = |channels: usize| Calibration {
+        format: fmap_infer::calibration::FORMAT.into(),
+        version: fmap_infer::calibration::VERSION,
+        model: "synthetic.onnx".into(),
+        split: "stage2".into(),
+        frames: 1,
+        noise: 0.3,
+        tensors: vec![TensorCalibration {
+            name: tensor.name.clone(),
+            channels,
+            sensitivity: sensitivity[..channels].to_vec(),
+        }],
+    };
+    let path = dir.join("weights.calib.json");
+    calibration(tensor.shape.channels).save(&path).unwrap();
+    let cfg = CodecConfig {
+        channel_weights: vec![ChannelWeights {
+            tensor: tensor.name.clone(),
+            weights: channel_weights(&sensitivity, 0.5),
+        }],
+        ..CodecConfig::default()
+    };
+    let reference = reference_units(&cfg, &input);
+    let (coded, caps) = encode(&format!("channel-weights={}", path.display()), &input);
+    assert_eq!(coded.len(), reference.len());
+    for (b, r) in coded.iter().zip(&reference) {
+        assert!(same_unit(b.map_readable().unwrap().as_slice(), &r.data));
+    }
+    // fmapdec needs nothing: the units carry the weights.
+    let (decoded, _) = decode(&caps, coded);
+    for ((f, _), e) in decoded.iter().zip(display_order(&reference)) {
+        assert_eq!(*f, e);
+    }
+    let (plain, _) = encode("", &input);
+    let size = |b: &[gst::Buffer]| b.iter().map(|b| b.size()).sum::<usize>();
+    assert_ne!(
+        size(&plain),
+        size(&encode(&format!("channel-weights={}", path.display()), &input).0)
+    );
+
+    // A missing file names the tool that makes one; a file for another layout says to
+    // recalibrate.
+    let missing = start_error(&format!(
+        "channel-weights={}",
+        dir.join("none.calib.json").display()
+    ));
+    assert!(missing.contains("fmap-calibrate"), "{missing}");
+    let other = dir.join("other.calib.json");
+    calibration(tensor.shape.channels - 1).save(&other).unwrap();
+    let wrong = start_error(&format!("channel-weights={}", other.display()));
+    assert!(
+        wrong.contains("calibrate for this model and split"),
+        "{wrong}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn gst_inspect_lists_the_enum_choices() {
     init();

@@ -12,8 +12,8 @@
 //! In both forms decoding must never panic, whatever the bytes.
 #![no_main]
 
-use codec_core::codec::{ADAPTIVE_UNIT_VERSION, DecoderLimits, SLICE_OVERHEAD};
 use codec_core::codec::Structure;
+use codec_core::codec::{ADAPTIVE_UNIT_VERSION, ChannelWeights, DecoderLimits, SLICE_OVERHEAD};
 use codec_core::entropy::EntropyMode;
 use codec_core::test_support::Rng;
 use codec_core::{CodecConfig, Decoder, Encoder, FeatureFrame, Shape, Tensor};
@@ -58,7 +58,6 @@ fn fix_crc(piece: &mut [u8]) {
     let crc = crc32fast::hash(&piece[..end]);
     piece[end..].copy_from_slice(&crc.to_le_bytes());
 }
-
 
 /// A short sequence of time-correlated, ReLU-like frames with two tensors.
 fn frames(seed: u64, count: usize) -> Vec<FeatureFrame> {
@@ -149,11 +148,24 @@ fn structured_form(data: &[u8]) {
     let seed = u64::from_le_bytes(data[6..14].try_into().expect("8 bytes"));
     let mutations = &data[14..];
 
+    // Bit 0 of byte 0: adaptive units carry channel weights (tensor "a": 2 channels).
+    let channel_weights = if data[0] & 1 != 0 {
+        vec![ChannelWeights {
+            tensor: "a".into(),
+            weights: vec![
+                0.5 + f32::from(data[0] >> 4),
+                1.0 / (1.0 + f32::from(data[0] >> 1 & 7)),
+            ],
+        }]
+    } else {
+        Vec::new()
+    };
     let cfg = CodecConfig {
         structure,
         entropy,
         bits,
         key_interval,
+        channel_weights,
         ..CodecConfig::default()
     };
     let Ok(mut enc) = Encoder::with_reconstructions(cfg) else {

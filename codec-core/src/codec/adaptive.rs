@@ -166,12 +166,54 @@ pub(crate) fn check_step(step: f32) -> Result<f32, CodecError> {
     }
 }
 
+/// Channel weight codes per octave: a weight code `k` multiplies the tensor's step by
+/// 2^((k − [`UNIT_WEIGHT_CODE`]) / 16), from 1/256 to almost 256 in steps of 4.4%.
+const WEIGHT_CODES_PER_OCTAVE: f32 = 16.0;
+/// The weight code of a channel quantized with the tensor's own step.
+pub(crate) const UNIT_WEIGHT_CODE: u8 = 128;
+
+/// The weight code nearest to the step multiplier `weight` (finite and positive).
+pub(crate) fn weight_code(weight: f32) -> u8 {
+    let k = (weight.log2() * WEIGHT_CODES_PER_OCTAVE).round() + f32::from(UNIT_WEIGHT_CODE);
+    k.clamp(0.0, 255.0) as u8
+}
+
+/// The step multiplier a weight code stands for.
+pub(crate) fn code_weight(code: u8) -> f32 {
+    ((f32::from(code) - f32::from(UNIT_WEIGHT_CODE)) / WEIGHT_CODES_PER_OCTAVE).exp2()
+}
+
+/// Per channel, the step in effect: the tensor's `step` (checked) times the channel's weight
+/// (`None`: no weights, every channel at `step`), kept within the steps a unit may carry; for
+/// 8-bit tensors a whole number of codes, at least 1. Both sides compute it from what the unit
+/// carries.
+pub(crate) fn channel_steps(desc: &TensorDesc, step: f32, weights: Option<&[u8]>) -> Vec<f32> {
+    let channels = desc.shape.channels;
+    let Some(codes) = weights else {
+        return vec![step; channels];
+    };
+    codes
+        .iter()
+        .map(|&k| {
+            let s = (step * code_weight(k)).clamp(f32::MIN_POSITIVE, MAX_STEP);
+            if desc.model8.is_some() {
+                s.round().max(1.0)
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
 /// Encoder-side choices for one tensor.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Decisions {
+pub(crate) struct Decisions<'a> {
     /// Predicted units: contexts that do not read the reference ([`code_residuals`]).
     pub resilient: bool,
     pub step: f32,
+    /// Per channel, the weight code of its step ([`channel_steps`]); `None` in units without
+    /// weights.
+    pub weights: Option<&'a [u8]>,
     /// Rounding offset of the quantizer (0.5 = nearest).
     pub rounding: f32,
     /// Lagrangian multiplier of the block decisions, in step² per bit; 0 keeps every block.
@@ -273,7 +315,7 @@ fn code_residuals<C: BinCoder>(
     reference: Option<&AdaptiveTensor>,
     resilient: bool,
     pred: &[f32],
-    inv_step: f32,
+    steps: &[f32],
     channels: Range<usize>,
     symbols: &mut TensorSymbols,
 ) -> Result<(), CodecError> {
@@ -291,6 +333,7 @@ fn code_residuals<C: BinCoder>(
     let mut hits = vec![0u16; plane];
     let first = channels.start;
     for c in channels {
+        let inv_step = 1.0 / steps[c];
         let res = &mut symbols.residuals[c * plane..(c + 1) * plane];
         let pred = &pred[c * plane..(c + 1) * plane];
         let previous_channel_coded: Option<Vec<bool>> =
@@ -434,11 +477,11 @@ fn prediction(
     Ok(out)
 }
 
-/// The reconstruction both sides compute: `pred + r·step`.
+/// The reconstruction both sides compute: `pred + r·step` (the channel's step).
 fn reconstruct(
     desc: TensorDesc,
     mut pred: Vec<f32>,
-    step: f32,
+    steps: &[f32],
     symbols: TensorSymbols,
 ) -> AdaptiveTensor {
     let activity = match &symbols.field {
@@ -450,6 +493,7 @@ fn reconstruct(
             let (plane, blocks, width) = (grid.plane_len(), grid.len(), grid.width);
             let mut activity = vec![0u8; symbols.residuals.len()];
             for (i, _) in symbols.coded.iter().enumerate().filter(|(_, c)| **c) {
+                let step = steps[i / blocks];
                 let rect = grid.rect(i % blocks);
                 let origin = (i / blocks) * plane + rect.y * width + rect.x;
                 for row in (0..rect.height).map(|r| origin + r * width) {
@@ -469,9 +513,16 @@ fn reconstruct(
             activity
         }
         None => {
-            for (p, &r) in pred.iter_mut().zip(&symbols.residuals) {
-                if r != 0 {
-                    *p += r as f32 * step;
+            let plane = desc.shape.plane_len().max(1);
+            for ((p, r), &step) in pred
+                .chunks_mut(plane)
+                .zip(symbols.residuals.chunks(plane))
+                .zip(steps)
+            {
+                for (p, &r) in p.iter_mut().zip(r) {
+                    if r != 0 {
+                        *p += r as f32 * step;
+                    }
                 }
             }
             symbols
@@ -515,7 +566,7 @@ pub(crate) fn encode_tensor(
     current: &[f32],
     reference: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
-    d: &Decisions,
+    d: &Decisions<'_>,
     slicing: Slicing<'_>,
     head: &mut Vec<u8>,
     slices: &mut Vec<u8>,
@@ -552,7 +603,7 @@ pub(crate) fn encode_tensor(
     for k in (0..slice_count).filter(|&k| refreshed(k)) {
         predict_medians(&mut pred, &dc, plane, slice_channels(k));
     }
-    let inv = 1.0 / d.step;
+    let steps = channel_steps(&desc, d.step, d.weights);
     let mut residuals = vec![0i32; shape.len()];
     let blocks = grid.len();
     let mut coded = vec![false; shape.channels * blocks];
@@ -570,6 +621,7 @@ pub(crate) fn encode_tensor(
     let mut scaled = vec![0.0f32; grid.block * width];
     let mut magnitude = vec![0.0f32; grid.block * width];
     for c in 0..shape.channels {
+        let inv = 1.0 / steps[c];
         let rounding = if key || refreshed(c / slicing.width) {
             0.5
         } else {
@@ -655,6 +707,7 @@ pub(crate) fn encode_tensor(
         None => Vec::new(),
     };
     head.extend_from_slice(&d.step.to_le_bytes());
+    head.extend_from_slice(d.weights.unwrap_or_default());
     head.extend_from_slice(&(slicing.width as u32).to_le_bytes());
     head.extend_from_slice(&(field_bytes.len() as u32).to_le_bytes());
     head.extend_from_slice(&field_bytes);
@@ -677,7 +730,7 @@ pub(crate) fn encode_tensor(
             if refresh { None } else { reference },
             d.resilient,
             &pred,
-            inv,
+            &steps,
             channels,
             &mut symbols,
         )?;
@@ -686,7 +739,7 @@ pub(crate) fn encode_tensor(
             .map_err(|_| CodecError::LimitExceeded(format!("slice {k} of a tensor")))?;
         slices::write_slice(slices, refresh, slicing.tag, slicing.tensor, index, &body)?;
     }
-    Ok(reconstruct(desc, pred, d.step, symbols))
+    Ok(reconstruct(desc, pred, &steps, symbols))
 }
 
 /// Per channel, the median of the finite values (0 without any): the value most of the channel
@@ -727,6 +780,8 @@ pub(crate) fn check_medians(dc: &[f32]) -> Result<(), CodecError> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TensorHead<'a> {
     pub step: f32,
+    /// Per channel, the weight code of its step (units with weights).
+    pub weights: Option<&'a [u8]>,
     /// Channels per slice.
     pub slice_width: usize,
     /// The range-coded motion field (empty without one).
@@ -763,7 +818,7 @@ pub(crate) fn decode_tensor(
     tainted: &mut [bool],
 ) -> Result<(AdaptiveTensor, Concealment), CodecError> {
     let shape = desc.shape;
-    let step = check_step(head.step)?;
+    let steps = channel_steps(&desc, check_step(head.step)?, head.weights);
     let width = head.slice_width;
     debug_assert_eq!(slices.len(), shape.channels.div_ceil(width));
     debug_assert_eq!(tainted.len(), shape.channels);
@@ -840,7 +895,7 @@ pub(crate) fn decode_tensor(
                     grid,
                     (None, false),
                     &pred,
-                    step,
+                    &steps,
                     &channels,
                 )
                 .is_ok();
@@ -859,7 +914,7 @@ pub(crate) fn decode_tensor(
                     grid,
                     (reference, resilient),
                     &pred,
-                    step,
+                    &steps,
                     &channels,
                 )
                 .is_ok()
@@ -885,7 +940,7 @@ pub(crate) fn decode_tensor(
         }
         tainted[channels].fill(true);
     }
-    Ok((reconstruct(desc, pred, step, symbols), concealment))
+    Ok((reconstruct(desc, pred, &steps, symbols), concealment))
 }
 
 /// Parses one slice's payload into `symbols`; on error the slice's channels hold garbage that
@@ -898,7 +953,7 @@ fn decode_slice(
     grid: &BlockGrid,
     (reference, resilient): (Option<&AdaptiveTensor>, bool),
     pred: &[f32],
-    step: f32,
+    steps: &[f32],
     channels: &Range<usize>,
 ) -> Result<(), CodecError> {
     let mut coder = ContextDecoder::new(payload)?;
@@ -910,7 +965,7 @@ fn decode_slice(
         reference,
         resilient,
         pred,
-        1.0 / step,
+        steps,
         channels.clone(),
         symbols,
     )

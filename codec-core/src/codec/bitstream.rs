@@ -35,6 +35,7 @@ pub const MAX_ZERO_POINT_MAGNITUDE: i32 = 1 << 16;
 const FLAG_PTS: u8 = 1;
 const FLAG_PREVIOUS_FOLLOWS: u8 = 2;
 const FLAG_RESILIENT: u8 = 4;
+const FLAG_WEIGHTED: u8 = 8;
 const TOTAL_LEN_OFFSET: usize = 8;
 
 /// Alphabet width of zig-zagged motion vector components bounded by `range`.
@@ -51,6 +52,9 @@ pub(crate) struct UnitHeader {
     /// Adaptive predicted units: the slices' contexts do not read the reference, so a slice
     /// parses even when its reference is concealed.
     pub resilient: bool,
+    /// Adaptive units: every tensor's head carries a weight code per channel, the channel's
+    /// step multiplier (task-aware allocation).
+    pub weighted: bool,
     pub entropy: EntropyMode,
     pub frame_index: u64,
     pub pts_ns: Option<u64>,
@@ -111,6 +115,9 @@ impl UnitWriter {
         }
         if h.resilient {
             flags |= FLAG_RESILIENT;
+        }
+        if h.weighted {
+            flags |= FLAG_WEIGHTED;
         }
         buf.push(flags);
         buf.push(h.entropy.id());
@@ -404,7 +411,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
         )));
     }
     let flags = r.u8()?;
-    if flags & !(FLAG_PTS | FLAG_PREVIOUS_FOLLOWS | FLAG_RESILIENT) != 0 {
+    if flags & !(FLAG_PTS | FLAG_PREVIOUS_FOLLOWS | FLAG_RESILIENT | FLAG_WEIGHTED) != 0 {
         return Err(CodecError::Invalid(format!("unknown flags {flags:#04x}")));
     }
     let previous_follows = flags & FLAG_PREVIOUS_FOLLOWS != 0;
@@ -412,6 +419,12 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
     if resilient && kind != UnitKind::AdaptivePredicted {
         return Err(CodecError::Invalid(
             "resilient flag on a unit that is not adaptive-predicted".into(),
+        ));
+    }
+    let weighted = flags & FLAG_WEIGHTED != 0;
+    if weighted && !adaptive {
+        return Err(CodecError::Invalid(
+            "channel-weights flag on a unit that is not adaptive".into(),
         ));
     }
     if previous_follows && kind != UnitKind::Anchor {
@@ -498,6 +511,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
             kind,
             previous_follows,
             resilient,
+            weighted,
             entropy,
             frame_index,
             pts_ns: (flags & FLAG_PTS != 0).then_some(pts),

@@ -83,6 +83,20 @@ pub struct CodecConfig {
     /// bits, and with 5% of the slices lost keeps a feature SNR of 7.6 dB instead of 5.4 (10.4
     /// without loss; `examples/recorded.rs --lose-slices 0.05`).
     pub resilient: bool,
+    /// Adaptive mode: per named tensor, a step multiplier per channel (task-aware allocation:
+    /// coarser steps where the back network's detections react less to noise, from a
+    /// calibration). Units then carry each channel's multiplier, quantized to 4.4% (one byte per
+    /// channel in every unit's head), so the decoder needs nothing. Empty: one step per tensor.
+    pub channel_weights: Vec<ChannelWeights>,
+}
+
+/// The step multipliers of one tensor's channels ([`CodecConfig::channel_weights`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelWeights {
+    /// The tensor's name, as in the feature frames.
+    pub tensor: String,
+    /// One finite, positive multiplier per channel (1 = the tensor's step).
+    pub weights: Vec<f32>,
 }
 
 impl Default for CodecConfig {
@@ -104,6 +118,7 @@ impl Default for CodecConfig {
             slice_channels: DEFAULT_SLICE_CHANNELS,
             gradual_refresh: DEFAULT_GRADUAL_REFRESH,
             resilient: false,
+            channel_weights: Vec::new(),
         }
     }
 }
@@ -156,6 +171,23 @@ impl CodecConfig {
                 "lambda = {} outside 0..=1000",
                 self.lambda
             )));
+        }
+        for (i, w) in self.channel_weights.iter().enumerate() {
+            if self.channel_weights[..i]
+                .iter()
+                .any(|o| o.tensor == w.tensor)
+            {
+                return Err(CodecError::Config(format!(
+                    "channel weights for tensor '{}' given twice",
+                    w.tensor
+                )));
+            }
+            if let Some(bad) = w.weights.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+                return Err(CodecError::Config(format!(
+                    "channel weight {bad} of tensor '{}': weights must be finite and positive",
+                    w.tensor
+                )));
+            }
         }
         if self.key_interval == 0 {
             return Err(CodecError::Config(

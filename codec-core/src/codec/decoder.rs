@@ -184,8 +184,13 @@ impl Decoder {
             let desc = r.desc(&mut budget)?;
             check_unique(descs.iter(), &desc)?;
             let step = r.f32()?;
-            let slice_width = r.u32()? as usize;
             let channels = desc.shape.channels;
+            let weights = if header.weighted {
+                Some(r.take(channels)?)
+            } else {
+                None
+            };
+            let slice_width = r.u32()? as usize;
             if slice_width == 0
                 || slice_width > channels.max(1)
                 || channels.div_ceil(slice_width) > MAX_SLICES_PER_TENSOR
@@ -199,6 +204,7 @@ impl Decoder {
             let field = r.take(len)?;
             heads.push(TensorHead {
                 step,
+                weights,
                 slice_width,
                 field,
             });

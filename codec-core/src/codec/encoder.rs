@@ -223,6 +223,7 @@ impl Encoder {
             kind,
             previous_follows: false,
             resilient: false,
+            weighted: false,
             entropy: self.cfg.entropy,
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
@@ -440,6 +441,8 @@ impl Encoder {
         header.mv_sharing = MvSharing::Shared;
         header.entropy = crate::entropy::EntropyMode::None;
         header.resilient = self.cfg.resilient && kind == UnitKind::AdaptivePredicted;
+        let weights = self.weight_codes(frame)?;
+        header.weighted = weights.is_some();
         let mut w = UnitWriter::new(&header);
         // f32 tensors are coded from the frame's own values (a copy of a [256, 200, 272] tensor
         // costs ~10% of its encode time).
@@ -464,6 +467,7 @@ impl Encoder {
             let decisions = Decisions {
                 resilient: header.resilient,
                 step: adaptive::step_for(&desc, quality, self.spreads[i]),
+                weights: weights.as_ref().map(|w| w[i].as_slice()),
                 rounding: self.cfg.rounding,
                 lambda: self.cfg.lambda,
                 search_range: self.cfg.search_range,
@@ -515,6 +519,46 @@ impl Encoder {
         let unit = self.coded_unit(frame, kind, data, || recon.to_frame());
         self.adaptive_reference = Some(recon);
         Ok(unit)
+    }
+
+    /// Adaptive: per tensor of `frame`, the weight codes of its channels' steps (unit weight for
+    /// tensors the configuration does not name); `None` without configured weights.
+    fn weight_codes(&self, frame: &FeatureFrame) -> Result<Option<Vec<Vec<u8>>>, CodecError> {
+        let configured = &self.cfg.channel_weights;
+        if configured.is_empty() {
+            return Ok(None);
+        }
+        if let Some(w) = configured
+            .iter()
+            .find(|w| !frame.tensors.iter().any(|t| t.name == w.tensor))
+        {
+            let names: Vec<&str> = frame.tensors.iter().map(|t| t.name.as_str()).collect();
+            return Err(CodecError::Config(format!(
+                "channel weights are for tensor '{}', which the stream does not have \
+                 (its tensors: {names:?}); calibrate for this model and split",
+                w.tensor
+            )));
+        }
+        frame
+            .tensors
+            .iter()
+            .map(|t| match configured.iter().find(|w| w.tensor == t.name) {
+                None => Ok(vec![adaptive::UNIT_WEIGHT_CODE; t.shape.channels]),
+                Some(w) if w.weights.len() == t.shape.channels => Ok(w
+                    .weights
+                    .iter()
+                    .map(|&v| adaptive::weight_code(v))
+                    .collect()),
+                Some(w) => Err(CodecError::Config(format!(
+                    "channel weights for tensor '{}' have {} values for its {} channels; \
+                     calibrate for this model and split",
+                    t.name,
+                    w.weights.len(),
+                    t.shape.channels
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     fn quantizer(&self, t: &Tensor) -> Result<TensorQuantizer, CodecError> {

@@ -57,9 +57,12 @@ pub fn inspect_unit(unit: &[u8]) -> Result<UnitInfo, CodecError> {
         let desc = r.desc(&mut budget)?;
         let shape = desc.shape;
         if h.kind.is_adaptive() {
-            // Step, channels per slice, then the range-coded motion field; the channels'
-            // medians, block flags and residuals are in the slices after the head.
+            // Step, channel weights, channels per slice, then the range-coded motion field; the
+            // channels' medians, block flags and residuals are in the slices after the head.
             r.f32()?;
+            if h.weighted {
+                r.take(shape.channels)?;
+            }
             r.u32()?;
             let len = r.u32()? as usize;
             r.take(len)?;

@@ -2,8 +2,8 @@ use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 
 use codec_core::codec::{
-    ADAPTIVE_UNIT_VERSION, CodecConfig, CodedUnit, Encoder, QUALITY_RANGE, RateController,
-    Structure, UNIT_VERSION,
+    ADAPTIVE_UNIT_VERSION, ChannelWeights, CodecConfig, CodedUnit, Encoder, QUALITY_RANGE,
+    RateController, Structure, UNIT_VERSION,
 };
 use codec_core::{FeatureFrame, TensorData};
 use gst::glib;
@@ -307,7 +307,11 @@ impl FmapEnc {
                  stream's dtype is {dtype}; choose quantizer=per-tensor, per-channel or calibrated"
             ));
         }
-        let config = settings.to_codec_config(ranges)?;
+        let weights = match &settings.channel_weights {
+            Some(path) => channel_weights(Path::new(path), settings.weight_exponent)?,
+            None => Vec::new(),
+        };
+        let config = settings.to_codec_config(ranges, weights)?;
         let encoder = Encoder::new(config.clone()).map_err(|e| e.to_string())?;
         let rate = match (settings.bitrate, config.structure) {
             (0, _) => None,
@@ -594,6 +598,28 @@ impl ObjectImpl for FmapEnc {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("channel-weights")
+                    .nick("Channel weights")
+                    .blurb(
+                        "adaptive: a channel-sensitivity file made by fmap-calibrate for this \
+                         model and split (task-aware allocation: each channel's step grows as \
+                         the back network's output reacts less to noise in it; one byte per \
+                         channel in every unit). Empty: one step per tensor",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("weight-exponent")
+                    .nick("Weight exponent")
+                    .blurb(
+                        "adaptive, with channel-weights: a channel's step is proportional to \
+                         its sensitivity to the power of minus this (0.5 minimizes the output \
+                         distortion at a given rate; 0 = uniform steps)",
+                    )
+                    .minimum(0.0)
+                    .maximum(2.0)
+                    .default_value(d.weight_exponent)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecFloat::builder("quality")
                     .nick("Quality")
                     .blurb(
@@ -730,6 +756,13 @@ impl ObjectImpl for FmapEnc {
                     .expect("type checked upstream")
                     .filter(|p| !p.is_empty())
             }
+            "channel-weights" => {
+                s.channel_weights = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+            }
+            "weight-exponent" => s.weight_exponent = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
         gst::debug!(CAT, imp = self, "set {} = {:?}", pspec.name(), value);
@@ -760,6 +793,8 @@ impl ObjectImpl for FmapEnc {
             "resilient" => s.resilient.to_value(),
             "bitrate" => s.bitrate.to_value(),
             "calibration" => s.calibration.to_value(),
+            "channel-weights" => s.channel_weights.to_value(),
+            "weight-exponent" => s.weight_exponent.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -816,4 +851,18 @@ impl ElementImpl for FmapEnc {
         }
         Ok(ret)
     }
+}
+
+/// The step multipliers of a channel-sensitivity file (`fmap-calibrate`), per tensor.
+fn channel_weights(path: &Path, exponent: f32) -> Result<Vec<ChannelWeights>, String> {
+    let calibration =
+        fmap_infer::calibration::Calibration::load(path).map_err(|e| e.to_string())?;
+    Ok(calibration
+        .tensors
+        .iter()
+        .map(|t| ChannelWeights {
+            tensor: t.name.clone(),
+            weights: fmap_infer::calibration::channel_weights(&t.sensitivity, f64::from(exponent)),
+        })
+        .collect())
 }

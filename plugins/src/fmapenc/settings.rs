@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use codec_core::codec::{CodecConfig, Structure};
+use codec_core::codec::{ChannelWeights, CodecConfig, Structure};
 use codec_core::entropy::EntropyMode;
 use codec_core::motion::{MvSharing as CoreMvSharing, SearchMethod};
 use codec_core::quant::QuantizerMode;
@@ -227,7 +227,14 @@ pub struct Settings {
     pub resilient: bool,
     /// Adaptive: target rate in kbit/s (0 = constant quality).
     pub bitrate: u32,
+    /// Adaptive: path of a channel-sensitivity file made by `fmap-calibrate`.
+    pub channel_weights: Option<String>,
+    /// Adaptive: how strongly the sensitivities set the channels' steps (step ∝ s^−exponent).
+    pub weight_exponent: f32,
 }
+
+/// Default of `weight-exponent`: the optimum of Σ s·Δ² at a given rate is Δ ∝ s^−½.
+pub const DEFAULT_WEIGHT_EXPONENT: f32 = 0.5;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -252,17 +259,21 @@ impl Default for Settings {
             config_interval: DEFAULT_CONFIG_INTERVAL,
             resilient: c.resilient,
             bitrate: 0,
+            channel_weights: None,
+            weight_exponent: DEFAULT_WEIGHT_EXPONENT,
         }
     }
 }
 
 impl Settings {
     /// The codec configuration these settings describe. `calibration` holds the ranges loaded
-    /// from the `calibration` file (needed, and only used, with `quantizer=calibrated`).
+    /// from the `calibration` file (needed, and only used, with `quantizer=calibrated`);
+    /// `channel_weights` the step multipliers derived from the `channel-weights` file.
     /// Errors are messages a user can act on; they name the valid values.
     pub fn to_codec_config(
         &self,
         calibration: Option<BTreeMap<String, (f32, f32)>>,
+        channel_weights: Vec<ChannelWeights>,
     ) -> Result<CodecConfig, String> {
         let quantizer = match self.quantizer {
             Quantizer::PerTensor => QuantizerMode::PerTensorMinMax,
@@ -292,6 +303,7 @@ impl Settings {
             slice_channels: self.slice_channels as usize,
             gradual_refresh: self.gradual_refresh,
             resilient: self.resilient,
+            channel_weights,
         };
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
@@ -304,7 +316,7 @@ mod tests {
 
     #[test]
     fn defaults_round_trip_into_the_library_defaults() {
-        let cfg = Settings::default().to_codec_config(None);
+        let cfg = Settings::default().to_codec_config(None, Vec::new());
         // The library default may be `calibrated` only if it also carries ranges; it does not.
         let cfg = cfg.expect("default settings are a valid codec config");
         let d = CodecConfig::default();
@@ -320,14 +332,14 @@ mod tests {
             quantizer: Quantizer::Calibrated,
             ..Settings::default()
         };
-        let err = s.to_codec_config(None).unwrap_err();
+        let err = s.to_codec_config(None, Vec::new()).unwrap_err();
         assert!(
             err.contains("calibration") && err.contains("per-channel"),
             "{err}"
         );
         let mut ranges = BTreeMap::new();
         ranges.insert("t".to_string(), (-1.0, 4.0));
-        assert!(s.to_codec_config(Some(ranges)).is_ok());
+        assert!(s.to_codec_config(Some(ranges), Vec::new()).is_ok());
     }
 
     /// codec-core owns the names and descriptions; the GLib enums gst-inspect shows must say
@@ -405,13 +417,13 @@ mod tests {
             mode: Mode::ClosedLoop,
             ..Settings::default()
         };
-        assert!(s.to_codec_config(None).unwrap_err().contains("bits"));
+        assert!(s.to_codec_config(None, Vec::new()).unwrap_err().contains("bits"));
         let s = Settings {
             search_range: 1000,
             ..Settings::default()
         };
         assert!(
-            s.to_codec_config(None)
+            s.to_codec_config(None, Vec::new())
                 .unwrap_err()
                 .contains("search-range")
         );
