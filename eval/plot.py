@@ -917,8 +917,8 @@ def rate_control_section(runs):
 
 
 def lever_section(runs):
-    """The adaptive mode's ablation: each lever turned off, its BD-rate against the mode with every
-    lever on (summary.json "levers"), from whichever runs measured one."""
+    """The adaptive mode's ablation: each lever switched from its default, its BD-rate against the
+    defaults (summary.json "levers"), from whichever runs measured one."""
     rows = []
     for r in runs:
         by_variant = OrderedDict()
@@ -933,11 +933,13 @@ def lever_section(runs):
     if not rows:
         return []
     return ["## Ablation: the adaptive mode's levers\n",
-            "Each lever of the adaptive mode turned off in turn, on the same quality ladder: the BD-rate "
-            "of the variant against the mode with every lever on (positive = turning the lever off "
-            "costs that many more bits at equal accuracy), and its effect on the encoding time per "
-            "frame (wall time through fmapenc, noisy on a shared machine). The rate-control row "
-            "compares `bitrate=` targets with the constant-quality ladder.\n"] + md_table(
+            "Each lever of the adaptive mode switched from its default in turn, on the same quality "
+            "ladder: the BD-rate of the variant against the defaults (positive = the variant costs "
+            "that many more bits at equal accuracy; for a lever that is on by default, what turning "
+            "it off costs), and its effect on the encoding time per frame (wall time through "
+            "fmapenc, noisy on a shared machine). Task-aware channel weights (`channel-weights`, "
+            "from `fmap-calibrate`) are off by default, so their row turns them on. The "
+            "rate-control row compares `bitrate=` targets with the constant-quality ladder.\n"] + md_table(
         ["model", "split", "variant", "against", "BD-rate (person AP@0.5)", "BD-rate (robust mAP@0.5)",
          "encode ms/frame Δ"], rows)
 

@@ -187,8 +187,15 @@ pub fn adaptive_settings() -> Vec<Setting> {
         .collect()
 }
 
-/// The levers of the adaptive mode, each turned off in turn: (method name, properties).
-pub const ADAPTIVE_LEVERS: [(&str, &str); 6] = [
+/// In a setting's properties, the channel-sensitivity file of the model and split measured
+/// (`fmap-calibrate`'s default output path, [`fmap_infer::calibration::Calibration::sidecar_path`]).
+pub const CALIBRATION_PLACEHOLDER: &str = "{calibration}";
+
+/// The levers of the adaptive mode, each switched from its default in turn: (method name,
+/// properties). Task-aware channel weights are off by default (measured neutral), so their
+/// variant turns them on; it needs `fmap-calibrate`'s file for the model and split.
+pub const ADAPTIVE_LEVERS: [(&str, &str); 7] = [
+    ("adaptive, channel weights", "channel-weights={calibration}"),
     ("adaptive, no RD decisions", "lambda=0"),
     ("adaptive, no motion", "search-range=0"),
     ("adaptive, refresh every 30", "key-interval=30"),
@@ -761,6 +768,11 @@ pub fn evaluate_setting(
         };
         return score(clip, run, reference, m, cache);
     };
+    let calibration = fmap_infer::calibration::Calibration::sidecar_path(&clip.model, &run.split);
+    let props = props.replace(
+        CALIBRATION_PLACEHOLDER,
+        &format!("\"{}\"", calibration.display()),
+    );
     let (coded, enc_t) = run_recording(
         &format!("appsrc name=src ! fmapenc {props} ! appsink name=sink"),
         Some(&run.features),
@@ -774,7 +786,7 @@ pub fn evaluate_setting(
     let m = Measured {
         method: setting.method.clone(),
         encoder: setting.encoder.clone(),
-        bits: setting_bits(Some(props)),
+        bits: setting_bits(Some(&props)),
         sizes: coded.buffers.iter().map(|b| b.size() as u64).collect(),
         encode: Some(enc_t),
         decode: Some(dec_t),
