@@ -417,7 +417,11 @@ mod tests {
             mode: Mode::ClosedLoop,
             ..Settings::default()
         };
-        assert!(s.to_codec_config(None, Vec::new()).unwrap_err().contains("bits"));
+        assert!(
+            s.to_codec_config(None, Vec::new())
+                .unwrap_err()
+                .contains("bits")
+        );
         let s = Settings {
             search_range: 1000,
             ..Settings::default()
