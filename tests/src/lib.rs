@@ -371,6 +371,10 @@ pub struct NetnsPair {
     pub server_ns: String,
     pub edge_ip: String,
     pub server_ip: String,
+    /// The veth end in `edge_ns`.
+    pub edge_dev: String,
+    /// The veth end in `server_ns`.
+    pub server_dev: String,
 }
 
 impl NetnsPair {
@@ -381,14 +385,16 @@ impl NetnsPair {
             return Err("not running as root (network namespaces need CAP_NET_ADMIN)".into());
         }
         let n = (std::process::id() % 200) + 20;
+        let veth_edge = format!("fe{n}{}", &tag[..tag.len().min(4)]);
+        let veth_server = format!("fs{n}{}", &tag[..tag.len().min(4)]);
         let pair = NetnsPair {
             edge_ns: format!("fmap-{tag}-edge-{n}"),
             server_ns: format!("fmap-{tag}-srv-{n}"),
             edge_ip: format!("10.{n}.0.1"),
             server_ip: format!("10.{n}.0.2"),
+            edge_dev: veth_edge.clone(),
+            server_dev: veth_server.clone(),
         };
-        let veth_edge = format!("fe{n}{}", &tag[..tag.len().min(4)]);
-        let veth_server = format!("fs{n}{}", &tag[..tag.len().min(4)]);
         let steps: Vec<Vec<String>> = vec![
             vec!["netns".into(), "add".into(), pair.edge_ns.clone()],
             vec!["netns".into(), "add".into(), pair.server_ns.clone()],
@@ -436,6 +442,35 @@ impl NetnsPair {
         Ok(pair)
     }
 
+    /// Cuts the link in both directions: every packet either end sends on the veth pair is
+    /// dropped, silently (the sender's `sendto` succeeds, as on a radio link that fades), by a
+    /// `blackhole` root qdisc on both ends:
+    /// `tc -n <ns> qdisc add dev <veth> root blackhole`. It has the effect of
+    /// `netem loss 100%` and needs no module: it is built with every `CONFIG_NET_SCHED` kernel,
+    /// where netem often is not (`CONFIG_NET_SCH_NETEM`). ARP is dropped too, as on a dead link.
+    pub fn cut_link(&self) -> Result<(), String> {
+        for (ns, dev) in [
+            (&self.edge_ns, &self.edge_dev),
+            (&self.server_ns, &self.server_dev),
+        ] {
+            tc(&["-n", ns, "qdisc", "add", "dev", dev, "root", "blackhole"])?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`NetnsPair::cut_link`]: back to the veth's default (no qdisc).
+    pub fn restore_link(&self) -> Result<(), String> {
+        let mut result = Ok(());
+        for (ns, dev) in [
+            (&self.edge_ns, &self.edge_dev),
+            (&self.server_ns, &self.server_dev),
+        ] {
+            // Both ends, even if one fails.
+            result = result.and(tc(&["-n", ns, "qdisc", "del", "dev", dev, "root"]));
+        }
+        result
+    }
+
     fn remove(&self) {
         for ns in [&self.edge_ns, &self.server_ns] {
             let _ = Command::new("ip")
@@ -463,6 +498,22 @@ fn ip(args: &[String]) -> Result<(), String> {
     } else {
         Err(format!(
             "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn tc(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("tc")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run tc: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "tc {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
