@@ -11,7 +11,9 @@
 # send detections over RTP), JITTER_MS [200] (rtpjitterbuffer latency), PAYLOAD [gst] (gst:
 # rtpgstdepay; fmap: rtpfmapdepay; as the edge), RTCP [0] (1: through rtpbin, sending RTCP
 # with fmapdec's key-unit requests as PLI to EDGE_HOST [127.0.0.1]; as the edge), LOSS [0] (drop this
-# fraction of received RTP packets, to try lossy links).
+# fraction of received RTP packets, to try lossy links), FMAPDEC_EXTRA [] (more fmapdec
+# properties, e.g. channel-transform=models/nanodet.stage2.calib.json when the edge's
+# FMAPENC_EXTRA sets the same channel-transform).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -20,6 +22,7 @@ RETURN_HOST="${RETURN_HOST:-}"
 RETURN_PORT="${RETURN_PORT:-5002}"
 JITTER_MS="${JITTER_MS:-200}"
 LOSS="${LOSS:-0}"
+FMAPDEC_EXTRA="${FMAPDEC_EXTRA:-}"
 drop=""
 [[ "$LOSS" != "0" ]] && drop=" ! identity drop-probability=$LOSS"
 
@@ -39,7 +42,7 @@ else
 fi
 pipeline="$receive \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
- ! fmapdec name=dec ! splitinfer-back $(back_props) ! tee name=detections \
+ ! fmapdec name=dec $FMAPDEC_EXTRA ! splitinfer-back $(back_props) ! tee name=detections \
  detections. ! queue ! filesink location=\"$OUT\" buffer-mode=unbuffered"
 if [[ -n "$RETURN_HOST" ]]; then
     pipeline+=" detections. ! queue ! rtpgstpay config-interval=1 \

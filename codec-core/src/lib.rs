@@ -16,6 +16,7 @@ pub mod rtp;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod tile;
+pub mod transform;
 
 pub use codec::{CodecConfig, CodecError, CodedUnit, Decoder, Encoder, Structure, UnitKind};
 pub use frame::{FeatureFrame, FrameError, Shape, Tensor, TensorData};

@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use codec_core::{FeatureFrame, Tensor, TensorData};
-use fmap_infer::calibration::{Calibration, FORMAT, TensorCalibration, VERSION};
+use fmap_infer::calibration::{Calibration, FORMAT, TensorCalibration, TensorTransform, VERSION};
 use fmap_infer::onnx::Model;
 use fmap_infer::runtime::{Session, from_codec_tensor};
 use fmap_infer::split::split_with_shapes;
@@ -86,6 +86,8 @@ pub struct Options {
     pub threads: usize,
     /// Where the output change is measured.
     pub measure_at: MeasureAt,
+    /// Also fit a channel transform (KLT) of every f32 cut tensor on the frames.
+    pub klt: bool,
 }
 
 impl Options {
@@ -101,6 +103,7 @@ impl Options {
             noise: DEFAULT_NOISE,
             threads: DEFAULT_THREADS,
             measure_at: MeasureAt::Auto,
+            klt: false,
         }
     }
 }
@@ -580,6 +583,7 @@ pub fn measure(
             name: t.name.clone(),
             channels: t.shape.channels,
             sensitivity: vec![0.0; t.shape.channels],
+            transform: None,
         })
         .collect();
     let runs_total = frames.len() * result.iter().map(|t| t.channels).sum::<usize>();
@@ -657,7 +661,12 @@ pub fn calibrate(o: &Options, progress: impl FnMut(&Progress<'_>)) -> Result<Rep
     let t1 = Instant::now();
     let mut back = BackNetwork::open(&model_bytes, &cut, &o.measure_at, o.threads)?;
     let setup_time = t1.elapsed();
-    let (tensors, back_time) = measure(&mut back, &frames, o.noise, progress)?;
+    let (mut tensors, back_time) = measure(&mut back, &frames, o.noise, progress)?;
+    if o.klt {
+        for (i, t) in tensors.iter_mut().enumerate() {
+            t.transform = fit_transform(&frames, i);
+        }
+    }
     let calibration = Calibration {
         format: FORMAT.into(),
         version: VERSION,
@@ -683,6 +692,80 @@ pub fn calibrate(o: &Options, progress: impl FnMut(&Progress<'_>)) -> Result<Rep
     })
 }
 
+/// The KLT of tensor `index` over `frames`: the eigenvectors of the channels' covariance (every
+/// pixel of every frame a sample), strongest first. `None` for 8-bit tensors (their codes are
+/// coded as they are) and for empty ones.
+pub fn fit_transform(frames: &[FeatureFrame], index: usize) -> Option<TensorTransform> {
+    let first = frames.first()?.tensors.get(index)?;
+    if !matches!(first.data, TensorData::F32(_)) {
+        return None;
+    }
+    let c = first.shape.channels;
+    let plane = first.shape.plane_len();
+    if c == 0 || plane == 0 {
+        return None;
+    }
+    let mut sum = vec![0.0f64; c];
+    let mut cross = nalgebra::DMatrix::<f64>::zeros(c, c);
+    let mut samples = 0usize;
+    let mut column = vec![0.0f64; c];
+    for frame in frames {
+        let t = frame.tensors.get(index)?;
+        let TensorData::F32(v) = &t.data else {
+            return None;
+        };
+        if t.shape != first.shape {
+            return None;
+        }
+        for p in 0..plane {
+            for (ch, x) in column.iter_mut().enumerate() {
+                *x = f64::from(v[ch * plane + p]);
+            }
+            if column.iter().any(|x| !x.is_finite()) {
+                continue;
+            }
+            for (a, &x) in column.iter().enumerate() {
+                sum[a] += x;
+                let row = x;
+                for (b, &y) in column.iter().enumerate().skip(a) {
+                    cross[(a, b)] += row * y;
+                }
+            }
+            samples += 1;
+        }
+    }
+    if samples < 2 {
+        return None;
+    }
+    let n = samples as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let cov = nalgebra::DMatrix::from_fn(c, c, |a, b| {
+        let (i, j) = if a <= b { (a, b) } else { (b, a) };
+        cross[(i, j)] / n - mean[i] * mean[j]
+    });
+    let eigen = nalgebra::SymmetricEigen::new(cov);
+    let mut order: Vec<usize> = (0..c).collect();
+    order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+    Some(TensorTransform {
+        mean: mean.iter().map(|&m| m as f32).collect(),
+        variances: order
+            .iter()
+            .map(|&k| eigen.eigenvalues[k].max(0.0))
+            .collect(),
+        basis: order
+            .iter()
+            .map(|&k| {
+                eigen
+                    .eigenvectors
+                    .column(k)
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect()
+            })
+            .collect(),
+    })
+}
+
 fn cut_channels(c: &Calibration) -> usize {
     c.tensors.iter().map(|t| t.channels).sum()
 }
@@ -691,6 +774,53 @@ fn cut_channels(c: &Calibration) -> usize {
 mod tests {
     use super::*;
     use codec_core::Shape;
+
+    #[test]
+    fn klt_finds_the_principal_directions_strongest_first() {
+        // Channels 0 and 1 carry one strong source (+a, −a), channel 2 a weak one: the first
+        // component is (1, −1, 0)/√2 with variance 2·var(a), the second (0, 0, 1).
+        let shape = Shape::new(3, 4, 4);
+        let frames: Vec<FeatureFrame> = (0..6)
+            .map(|f| {
+                let plane = shape.plane_len();
+                let mut v = vec![0.0f32; shape.len()];
+                for p in 0..plane {
+                    let a = ((f * plane + p) as f32 * 0.71).sin() * 3.0;
+                    let b = ((f * plane + p) as f32 * 1.37).cos() * 0.5;
+                    v[p] = 1.0 + a;
+                    v[plane + p] = 2.0 - a;
+                    v[2 * plane + p] = b;
+                }
+                FeatureFrame::new(
+                    f as u64,
+                    None,
+                    vec![Tensor::from_f32("t", shape, v).unwrap()],
+                )
+            })
+            .collect();
+        let t = fit_transform(&frames, 0).expect("an f32 tensor");
+        assert!(t.variances[0] > 10.0 * t.variances[1] && t.variances[1] > 100.0 * t.variances[2]);
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        let first = &t.basis[0];
+        assert!((first[0].abs() - h).abs() < 1e-3 && (first[1] + first[0]).abs() < 1e-3);
+        assert!(t.basis[1][2].abs() > 0.999);
+        for (i, r) in t.basis.iter().enumerate() {
+            for (j, q) in t.basis.iter().enumerate() {
+                let dot: f32 = r.iter().zip(q).map(|(a, b)| a * b).sum();
+                assert!((dot - f32::from(u8::from(i == j))).abs() < 1e-4);
+            }
+        }
+        assert!((t.mean[0] + t.mean[1] - 3.0).abs() < 1e-3);
+        let u8frame = FeatureFrame::new(
+            0,
+            None,
+            vec![Tensor::from_u8("q", Shape::new(2, 1, 1), vec![1, 2], 0.1, 0).unwrap()],
+        );
+        assert!(
+            fit_transform(&[u8frame], 0).is_none(),
+            "8-bit cuts get no transform"
+        );
+    }
 
     #[test]
     fn default_stride_spreads_over_the_first_300_frames() {

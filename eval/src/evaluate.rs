@@ -192,10 +192,15 @@ pub fn adaptive_settings() -> Vec<Setting> {
 pub const CALIBRATION_PLACEHOLDER: &str = "{calibration}";
 
 /// The levers of the adaptive mode, each switched from its default in turn: (method name,
-/// properties). Task-aware channel weights are off by default (measured neutral), so their
-/// variant turns them on; it needs `fmap-calibrate`'s file for the model and split.
-pub const ADAPTIVE_LEVERS: [(&str, &str); 7] = [
+/// properties). Task-aware channel weights and the channel transform are off by default (they
+/// need `fmap-calibrate`'s file for the model and split, made with `--klt` for the transform),
+/// so their variants turn them on.
+pub const ADAPTIVE_LEVERS: [(&str, &str); 8] = [
     ("adaptive, channel weights", "channel-weights={calibration}"),
+    (
+        "adaptive, KLT 64 components",
+        "channel-transform={calibration} transform-components=64",
+    ),
     ("adaptive, no RD decisions", "lambda=0"),
     ("adaptive, no motion", "search-range=0"),
     ("adaptive, refresh every 30", "key-interval=30"),
@@ -737,6 +742,16 @@ pub fn score(
     })
 }
 
+/// The `fmapdec` properties that `fmapenc` properties `props` need at the receiver: the same
+/// `channel-transform` file (fmapdec checks it against the digest in the caps).
+pub fn decoder_props(props: &str) -> String {
+    props
+        .split_whitespace()
+        .filter(|p| p.starts_with("channel-transform="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Measures one setting on a recorded split: the recording through the real `fmapenc` and
 /// `fmapdec` (coded sizes, wall times), then [`score`].
 pub fn evaluate_setting(
@@ -779,7 +794,10 @@ pub fn evaluate_setting(
         RUN_LIMIT,
     )?;
     let (decoded, dec_t) = run_recording(
-        "appsrc name=src ! fmapdec ! appsink name=sink",
+        &format!(
+            "appsrc name=src ! fmapdec {} ! appsink name=sink",
+            decoder_props(&props)
+        ),
         Some(&coded),
         RUN_LIMIT,
     )?;
@@ -846,6 +864,16 @@ pub fn to_csv(results: &[SettingResult]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_decoder_gets_the_encoders_channel_transform() {
+        assert_eq!(
+            decoder_props("mode=adaptive channel-transform=a.json transform-components=64"),
+            "channel-transform=a.json"
+        );
+        assert_eq!(decoder_props("mode=adaptive quality=2"), "");
+    }
+
     use super::*;
 
     #[test]

@@ -1,6 +1,6 @@
 //! Calibration files: how strongly the back network's outputs react to noise in each channel of
 //! the cut tensors, and the quantizer step multipliers derived from that ("task-aware" bit
-//! allocation without training).
+//! allocation without training); optionally a channel transform (KLT) per tensor.
 //!
 //! # What is measured
 //!
@@ -31,8 +31,13 @@
 //! { "format": "fmap-calibration", "version": 1, "model": "nanodet.onnx", "split": "stage2",
 //!   "frames": 16, "noise": 0.3,
 //!   "tensors": [ { "name": "PartitionedCall/onnx_tf_prefix_Concat_27:0", "channels": 128,
-//!                  "sensitivity": [0.0123, ...] } ] }
+//!                  "sensitivity": [0.0123, ...],
+//!                  "transform": { "mean": [...], "variances": [...], "basis": [[...], ...] } } ] }
 //! ```
+//!
+//! `transform` (optional, `fmap-calibrate --klt`, f32 tensors only) is the channel transform of
+//! [`codec_core::transform`]: the channels' means and the eigenvectors of their covariance over
+//! the same frames, strongest first ([`TensorTransform`]).
 //!
 //! [`Calibration::load`] checks everything a consumer relies on (format, version, one finite,
 //! non-negative sensitivity per channel) and [`Calibration::save`] refuses to write a file that
@@ -88,6 +93,58 @@ pub struct TensorCalibration {
     /// `s_c` for every channel: output distortion per unit noise variance (see the module
     /// documentation); for 8-bit tensors per squared code unit.
     pub sensitivity: Vec<f64>,
+    /// The channel transform (KLT) fitted by `fmap-calibrate --klt`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TensorTransform>,
+}
+
+/// A channel transform (KLT/PCA across the channels of a tensor): the principal directions of
+/// the channels' covariance over the calibration frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorTransform {
+    /// Per channel, the mean over the calibration frames.
+    pub mean: Vec<f32>,
+    /// The covariance's eigenvalues, strongest first: the variance of each component.
+    pub variances: Vec<f64>,
+    /// The eigenvectors (unit length, orthogonal), one row of `channels` values per component,
+    /// in the order of `variances`.
+    pub basis: Vec<Vec<f32>>,
+}
+
+impl TensorTransform {
+    /// The codec's transform keeping the `components` strongest (0 = all).
+    pub fn to_codec(
+        &self,
+        tensor: &str,
+        components: usize,
+    ) -> std::result::Result<codec_core::transform::ChannelTransform, String> {
+        let flat: Vec<f32> = self.basis.iter().flatten().copied().collect();
+        codec_core::transform::ChannelTransform::new(tensor, self.mean.clone(), &flat, components)
+            .map_err(|e| e.to_string())
+    }
+
+    fn check(&self, name: &str, channels: usize) -> Result<()> {
+        let fits = self.mean.len() == channels
+            && self.variances.len() == self.basis.len()
+            && !self.basis.is_empty()
+            && self.basis.len() <= channels
+            && self.basis.iter().all(|r| r.len() == channels);
+        let finite = self
+            .mean
+            .iter()
+            .chain(self.basis.iter().flatten())
+            .all(|v| v.is_finite())
+            && self.variances.iter().all(|v| v.is_finite() && *v >= 0.0);
+        if fits && finite {
+            Ok(())
+        } else {
+            Err(calib_err(format!(
+                "tensor '{name}': the transform needs {channels} means and up to {channels} \
+                 rows of {channels} finite values with one non-negative variance each"
+            )))
+        }
+    }
 }
 
 fn calib_err(msg: impl Into<String>) -> InferError {
@@ -265,6 +322,9 @@ impl Calibration {
                     t.sensitivity.len()
                 )));
             }
+            if let Some(tr) = &t.transform {
+                tr.check(&t.name, t.channels)?;
+            }
             if let Some((c, s)) = t
                 .sensitivity
                 .iter()
@@ -422,11 +482,13 @@ mod tests {
                     channels: 3,
                     // Values that a decimal round trip could easily spoil.
                     sensitivity: vec![0.1, 1.0 / 3.0, 1.234_567_890_123_456_7e-17],
+                    transform: None,
                 },
                 TensorCalibration {
                     name: "c:0".into(),
                     channels: 1,
                     sensitivity: vec![0.0],
+                    transform: None,
                 },
             ],
         }

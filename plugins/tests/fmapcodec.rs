@@ -647,6 +647,7 @@ fn channel_weights_file_sets_each_channels_step_and_a_wrong_one_fails_at_start()
             name: tensor.name.clone(),
             channels,
             sensitivity: sensitivity[..channels].to_vec(),
+            transform: None,
         }],
     };
     let path = dir.join("weights.calib.json");
@@ -690,6 +691,129 @@ fn channel_weights_file_sets_each_channels_step_and_a_wrong_one_fails_at_start()
         wrong.contains("calibrate for this model and split"),
         "{wrong}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn channel_transform_codes_principal_components_and_the_decoder_checks_the_file() {
+    use codec_core::transform::{forward_frame, inverse_frame};
+    use fmap_infer::calibration::{Calibration, TensorCalibration, TensorTransform};
+    init();
+    let dir = std::env::temp_dir().join(format!("fmapcodec-klt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = frames(6);
+    let tensor = &input[0].tensors[0];
+    let c = tensor.shape.channels;
+    // An orthonormal basis: channel pairs rotated by 45 degrees (c is even), strongest first.
+    let h = std::f32::consts::FRAC_1_SQRT_2;
+    let basis: Vec<Vec<f32>> = (0..c)
+        .map(|r| {
+            let mut row = vec![0.0; c];
+            let (a, b) = (r / 2 * 2, r / 2 * 2 + 1);
+            row[a] = h;
+            row[b] = if r % 2 == 0 { h } else { -h };
+            row
+        })
+        .collect();
+    let file = |shift: f32, name: &str| {
+        let rows = c;
+        let path = dir.join(name);
+        Calibration {
+            format: fmap_infer::calibration::FORMAT.into(),
+            version: fmap_infer::calibration::VERSION,
+            model: "synthetic.onnx".into(),
+            split: "stage2".into(),
+            frames: 1,
+            noise: 0.3,
+            tensors: vec![TensorCalibration {
+                name: tensor.name.clone(),
+                channels: c,
+                sensitivity: vec![1.0; c],
+                transform: Some(TensorTransform {
+                    mean: (0..c).map(|i| i as f32 * 0.1 + shift).collect(),
+                    variances: (0..rows).map(|r| (rows - r) as f64).collect(),
+                    basis: basis[..rows].to_vec(),
+                }),
+            }],
+        }
+        .save(&path)
+        .unwrap();
+        path
+    };
+    let path = file(0.0, "klt.calib.json");
+    let k = c - 2;
+    let props = format!(
+        "channel-transform={} transform-components={k}",
+        path.display()
+    );
+    let (coded, caps) = encode(&props, &input);
+    let field = caps
+        .structure(0)
+        .unwrap()
+        .get::<String>("channel-transform")
+        .expect("the caps name the transform");
+    assert!(field.ends_with(&format!(":{k}")), "{field}");
+
+    // The units are what codec-core makes of the transformed frames, and fmapdec with the same
+    // file outputs their inverse: the original layout.
+    let transforms = fmap_infer::calibration::Calibration::load(&path)
+        .unwrap()
+        .tensors[0]
+        .transform
+        .as_ref()
+        .unwrap()
+        .to_codec(&tensor.name, k)
+        .unwrap();
+    let transforms = [transforms];
+    let transformed: Vec<FeatureFrame> = input
+        .iter()
+        .map(|f| forward_frame(&transforms, f).unwrap())
+        .collect();
+    let reference = reference_units(&CodecConfig::default(), &transformed);
+    for (b, r) in coded.iter().zip(&reference) {
+        assert!(same_unit(b.map_readable().unwrap().as_slice(), &r.data));
+    }
+    let decoder_caps = |props: &str| {
+        let mut h = Harness::new_parse(&format!("fmapdec {props}"));
+        let bus = gst::Bus::new();
+        h.element().unwrap().set_bus(Some(&bus));
+        h.set_src_caps(caps.clone());
+        let mut out = Vec::new();
+        for b in &coded {
+            match h.push(b.clone()) {
+                Ok(_) => {
+                    while let Some(o) = h.try_pull() {
+                        out.push(FeatureFrame::from_raw(&o.map_readable().unwrap()).unwrap());
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let error = bus.pop_filtered(&[gst::MessageType::Error]).map(|m| {
+            let gst::MessageView::Error(e) = m.view() else {
+                unreachable!()
+            };
+            e.error().to_string()
+        });
+        (out, error)
+    };
+    let (decoded, error) = decoder_caps(&format!("channel-transform={}", path.display()));
+    assert_eq!(error, None);
+    assert_eq!(decoded.len(), input.len());
+    for ((d, e), original) in decoded.iter().zip(display_order(&reference)).zip(&input) {
+        assert_eq!(*d, inverse_frame(&transforms, &e).unwrap());
+        assert_eq!(d.tensors[0].shape, original.tensors[0].shape);
+    }
+
+    // Without the file, or with another one, fmapdec refuses the stream and says why.
+    let (none, error) = decoder_caps("");
+    assert!(none.is_empty());
+    let error = error.expect("an error without the file");
+    assert!(error.contains("set fmapdec's channel-transform"), "{error}");
+    let other = file(0.5, "other.calib.json");
+    let (_, error) = decoder_caps(&format!("channel-transform={}", other.display()));
+    let error = error.expect("an error with another file");
+    assert!(error.contains("use the sender's file"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

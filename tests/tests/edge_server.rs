@@ -15,7 +15,7 @@ use fmap_infer::detection::parse_detections_line;
 
 use fmap_e2e::{
     Launch, NetnsPair, element_message_fields, footage_video, free_udp_port, missing_elements,
-    model, scratch_dir, wait_for_lines,
+    model, scratch_dir, wait_for_lines, workspace_root,
 };
 
 /// Frames sent per run: enough for group structures and loss to matter, few enough for 2 cores
@@ -277,6 +277,35 @@ fn edge_and_server_over_loopback() {
     );
     report("loopback", &run);
     assert_complete("loopback", &run);
+}
+
+#[test]
+fn channel_transform_over_loopback_with_the_same_file_at_both_ends() {
+    require_everything();
+    let (port, ret) = (free_udp_port(), free_udp_port());
+    let file = workspace_root().join("models/nanodet.stage2.calib.json");
+    let transform = format!("channel-transform={}", file.display());
+    let run = run_edge_and_server(
+        "klt",
+        &[
+            ("SERVER_HOST", "127.0.0.1".into()),
+            ("PORT", port.to_string()),
+            ("RETURN_PORT", ret.to_string()),
+            (
+                "FMAPENC_EXTRA",
+                format!("{transform} transform-components=64"),
+            ),
+        ],
+        &[
+            ("PORT", port.to_string()),
+            ("RETURN_HOST", "127.0.0.1".into()),
+            ("RETURN_PORT", ret.to_string()),
+            ("FMAPDEC_EXTRA", transform),
+        ],
+        None,
+    );
+    report("klt", &run);
+    assert_complete("klt", &run);
 }
 
 #[test]

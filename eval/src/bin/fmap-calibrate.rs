@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! fmap-calibrate --model PATH --split NAME [--video PATH] [--frames N] [--stride K]
-//!                [--noise R] [--threads T] [--measure-at auto|outputs|TENSORS] [--out PATH]
+//!                [--noise R] [--threads T] [--measure-at auto|outputs|TENSORS] [--klt]
+//!                [--out PATH]
 //! ```
 //!
 //! Writes `<model dir>/<model stem>.<split>.calib.json` (or `--out`), prints its path and the
@@ -25,12 +26,14 @@ fn usage() -> ! {
     eprintln!(
         "usage: fmap-calibrate --model PATH --split NAME [--video PATH] [--frames N] [--stride K]\n\
          \x20                     [--noise R] [--threads T] [--measure-at auto|outputs|TENSORS]\n\
-         \x20                     [--out PATH]\n\
+         \x20                     [--klt] [--out PATH]\n\
          Adds Gaussian noise to one channel of the cut at a time and measures the mean squared\n\
          change D_c of the back network's outputs: s_c = mean over frames of D_c / sigma^2.\n\
          --measure-at auto (default) measures at the inputs of the model's NonMaxSuppression if\n\
          \x20 it has one (after it, detections swap and outputs jump), else at its outputs;\n\
          \x20 outputs: always the outputs; TENSORS: comma-separated tensor names.\n\
+         --klt also fits a channel transform (KLT/PCA over the channels) of every f32 cut\n\
+         \x20 tensor on the same frames, for fmapenc/fmapdec channel-transform.\n\
          defaults: --video $FMAP_FOOTAGE/vtest.avi --frames {DEFAULT_FRAMES}\n\
          \x20         --stride <the N frames spread over the first {DEFAULT_SPAN} frames or the clip>\n\
          \x20         --noise {DEFAULT_NOISE} (sigma relative to the tensor's std on each frame)\n\
@@ -86,6 +89,7 @@ fn parse_args() -> Args {
             }
             "--measure-at" => o.measure_at = MeasureAt::parse(&value()),
             "--out" => out = Some(PathBuf::from(value())),
+            "--klt" => o.klt = true,
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("fmap-calibrate: unknown argument '{other}'");

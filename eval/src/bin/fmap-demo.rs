@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fmap_eval::evaluate::decoder_props;
 use fmap_eval::runner::{count_src_pad, limiter, parse_pipeline, run_to_end};
 use fmap_infer::detection::parse_detections_line;
 use gst::prelude::*;
@@ -202,7 +203,13 @@ fn edge_pipeline(o: &Options) -> String {
 /// The element whose output is the feature frames is named `dec`.
 fn server_pipeline(o: &Options) -> String {
     let (caps, link) = match o.path {
-        LinkPath::Fmapenc => (RTP_CAPS, "rtpgstdepay ! fmapdec name=dec".to_string()),
+        LinkPath::Fmapenc => (
+            RTP_CAPS,
+            format!(
+                "rtpgstdepay ! fmapdec name=dec {}",
+                decoder_props(o.encoder())
+            ),
+        ),
         LinkPath::Tiled { .. } => (
             RTP_H265_CAPS,
             format!(

@@ -151,8 +151,12 @@ pub const FIELD_ENTROPY: &str = "entropy";
 /// Frames of reordering delay a decoder adds (0, or more with `mode=bi`).
 pub const FIELD_DELAY_FRAMES: &str = "delay-frames";
 
+/// The channel transform the units were coded with, if any (`<digest>:<components>`).
+pub const FIELD_CHANNEL_TRANSFORM: &str = "channel-transform";
+
 /// The fields fmapenc adds and fmapdec removes.
-pub const CODEC_FIELDS: [&str; 6] = [
+pub const CODEC_FIELDS: [&str; 7] = [
+    FIELD_CHANNEL_TRANSFORM,
     FIELD_CODEC_VERSION,
     FIELD_MODE,
     FIELD_BITS,
@@ -170,6 +174,8 @@ pub struct CodecFields {
     pub quantizer: &'static str,
     pub entropy: &'static str,
     pub delay_frames: i32,
+    /// [`FIELD_CHANNEL_TRANSFORM`]: `None` without a transform.
+    pub channel_transform: Option<String>,
 }
 
 /// Coded caps for raw caps `raw` (any fields are kept).
@@ -182,6 +188,9 @@ pub fn coded_from_raw(raw: &gst::StructureRef, codec: &CodecFields) -> gst::Caps
     s.set(FIELD_QUANTIZER, codec.quantizer);
     s.set(FIELD_ENTROPY, codec.entropy);
     s.set(FIELD_DELAY_FRAMES, codec.delay_frames);
+    if let Some(t) = &codec.channel_transform {
+        s.set(FIELD_CHANNEL_TRANSFORM, t.as_str());
+    }
     gst::Caps::builder_full().structure(s).build()
 }
 
@@ -324,6 +333,7 @@ mod tests {
             quantizer: "per-channel",
             entropy: "zvc-huffman",
             delay_frames: 1,
+            channel_transform: Some("00ff00ff00ff00ff:64".into()),
         };
         let coded = coded_from_raw(raw.structure(0).unwrap(), &codec);
         let text = coded.to_string();
@@ -349,6 +359,7 @@ mod tests {
                 quantizer: "per-tensor",
                 entropy: "none",
                 delay_frames: 0,
+                channel_transform: None,
             },
         );
         let value = rtp_config_value(&coded);

@@ -7,6 +7,9 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use crate::common::caps;
+use crate::common::transform as common_transform;
+use codec_core::transform::{self, ChannelTransform};
+use std::path::Path;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -60,6 +63,8 @@ struct State {
     last_key_request: Option<std::time::Instant>,
     /// The last frame out: what a lost frame is concealed with.
     last: Option<FeatureFrame>,
+    /// The channel transform the stream was coded with (caps), inverted on output.
+    transforms: Vec<ChannelTransform>,
 }
 
 /// Shortest time between two force-key-unit requests.
@@ -81,6 +86,7 @@ impl State {
             stats: Stats::default(),
             last_key_request: None,
             last: None,
+            transforms: Vec::new(),
         }
     }
 
@@ -127,6 +133,8 @@ pub struct FmapDec {
     srcpad: gst::Pad,
     state: Mutex<State>,
     conceal: Mutex<bool>,
+    /// `channel-transform`: the calibration file of the sender's channel transform.
+    channel_transform: Mutex<Option<String>>,
 }
 
 impl FmapDec {
@@ -173,10 +181,14 @@ impl FmapDec {
     ) -> Vec<gst::Buffer> {
         let mut out = Vec::with_capacity(frames.len());
         for frame in frames {
-            let raw = match frame.to_raw() {
+            let raw = match transform::inverse_frame(&state.transforms, &frame)
+                .map_err(|e| e.to_string())
+                .and_then(|f| f.to_raw().map_err(|e| e.to_string()))
+            {
                 Ok(raw) => raw,
                 Err(e) => {
-                    // The decoder validated the frame; this would be a codec bug. Drop, go on.
+                    // The decoder validated the frame: a codec bug, or a stream whose tensors
+                    // do not fit its channel transform. Drop, go on.
                     gst::warning!(
                         CAT,
                         imp = self,
@@ -329,8 +341,33 @@ impl FmapDec {
                 let Some(s) = caps.structure(0) else {
                     return false;
                 };
+                let path = self.channel_transform.lock().unwrap().clone();
+                let transforms = match (s.get::<&str>(caps::FIELD_CHANNEL_TRANSFORM), &path) {
+                    (Ok(value), _) => {
+                        common_transform::for_stream(value, path.as_deref().map(Path::new))
+                    }
+                    (Err(_), None) => Ok(Vec::new()),
+                    (Err(_), Some(p)) => Err(format!(
+                        "channel-transform is set ({p}) but the stream was coded without a \
+                         channel transform; unset it"
+                    )),
+                };
+                let transforms = match transforms {
+                    Ok(t) => t,
+                    Err(e) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Format,
+                            ("Cannot decode this stream: {}", e)
+                        );
+                        return false;
+                    }
+                };
                 let out = caps::raw_from_coded(s);
-                self.state.lock().unwrap().frame_duration = caps::frame_duration(s);
+                let mut state = self.state.lock().unwrap();
+                state.frame_duration = caps::frame_duration(s);
+                state.transforms = transforms;
+                drop(state);
                 gst::info!(CAT, imp = self, "output caps {out}");
                 self.srcpad.push_event(gst::event::Caps::new(&out))
             }
@@ -395,6 +432,7 @@ impl ObjectSubclass for FmapDec {
             srcpad,
             state: Mutex::new(State::new(DEFAULT_CONCEAL)),
             conceal: Mutex::new(DEFAULT_CONCEAL),
+            channel_transform: Mutex::new(None),
         }
     }
 }
@@ -433,6 +471,15 @@ impl ObjectImpl for FmapDec {
                     .default_value(DEFAULT_CONCEAL)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("channel-transform")
+                    .nick("Channel transform")
+                    .blurb(
+                        "the calibration file (fmap-calibrate --klt) the sender's fmapenc \
+                         channel-transform used; needed, and checked against the digest in the \
+                         caps, when the stream was coded with one",
+                    )
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -445,6 +492,12 @@ impl ObjectImpl for FmapDec {
                 *self.conceal.lock().unwrap() = conceal;
                 self.state.lock().unwrap().decoder.set_concealment(conceal);
             }
+            "channel-transform" => {
+                *self.channel_transform.lock().unwrap() = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty());
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -453,6 +506,7 @@ impl ObjectImpl for FmapDec {
         match pspec.name() {
             "stats" => self.state.lock().unwrap().stats.to_structure().to_value(),
             "conceal" => self.conceal.lock().unwrap().to_value(),
+            "channel-transform" => self.channel_transform.lock().unwrap().to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }

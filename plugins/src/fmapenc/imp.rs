@@ -14,6 +14,8 @@ use super::calibration;
 use super::settings::{Entropy, Mode, MvSharing, Quantizer, Search, Settings};
 use super::timestamps::DecodeTimestamps;
 use crate::common::caps::{self, CodecFields};
+use crate::common::transform as common_transform;
+use codec_core::transform::{self, ChannelTransform};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -54,6 +56,8 @@ impl Stats {
 /// What exists between caps and stop.
 struct Coding {
     config: CodecConfig,
+    /// `channel-transform`: applied to every frame before coding.
+    transforms: Vec<ChannelTransform>,
     encoder: Encoder,
     frame_duration: Option<gst::ClockTime>,
     dts: DecodeTimestamps,
@@ -246,6 +250,16 @@ impl FmapEnc {
             stats.frames_in += 1;
             stats.raw_bytes_in += buffer.size() as u64;
             coding.dts.frame_in(frame.pts_ns);
+            if !coding.transforms.is_empty() {
+                frame = transform::forward_frame(&coding.transforms, &frame).map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("Cannot transform frame {}: {}", frame.index, e)
+                    );
+                    gst::FlowError::Error
+                })?;
+            }
             let units = coding.encoder.push(&frame).map_err(|e| {
                 gst::element_imp_error!(
                     self,
@@ -312,6 +326,18 @@ impl FmapEnc {
             None => Vec::new(),
         };
         let config = settings.to_codec_config(ranges, weights)?;
+        let transforms = match &settings.channel_transform {
+            Some(path) if config.structure == Structure::Adaptive => {
+                common_transform::load(Path::new(path), settings.transform_components as usize)?
+            }
+            Some(_) => {
+                return Err(format!(
+                    "channel-transform needs mode=adaptive (mode is {})",
+                    settings.mode.to_core().name()
+                ));
+            }
+            None => Vec::new(),
+        };
         let encoder = Encoder::new(config.clone()).map_err(|e| e.to_string())?;
         let rate = match (settings.bitrate, config.structure) {
             (0, _) => None,
@@ -338,6 +364,8 @@ impl FmapEnc {
             quantizer: settings.quantizer.to_core_name(),
             entropy: settings.entropy.to_core().name(),
             delay_frames: encoder.delay_frames() as i32,
+            channel_transform: (!transforms.is_empty())
+                .then(|| common_transform::caps_value(&transforms)),
         };
         let out = caps::coded_from_raw(s, &fields);
         let frame_duration = caps::frame_duration(s);
@@ -351,6 +379,7 @@ impl FmapEnc {
         );
         self.state.lock().unwrap().coding = Some(Coding {
             config,
+            transforms,
             encoder,
             frame_duration,
             dts: DecodeTimestamps::default(),
@@ -608,6 +637,26 @@ impl ObjectImpl for FmapEnc {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("channel-transform")
+                    .nick("Channel transform")
+                    .blurb(
+                        "adaptive: a calibration file made by fmap-calibrate --klt for this model \
+                         and split; each frame's channels are coded as their transform-components \
+                         strongest principal components (KLT). fmapdec needs the same file (the \
+                         caps name it by digest). Empty: channels as they are",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("transform-components")
+                    .nick("Transform components")
+                    .blurb(
+                        "adaptive, with channel-transform: principal components kept \
+                         (0 = as many as channels)",
+                    )
+                    .maximum(65535)
+                    .default_value(d.transform_components)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecFloat::builder("weight-exponent")
                     .nick("Weight exponent")
                     .blurb(
@@ -763,6 +812,15 @@ impl ObjectImpl for FmapEnc {
                     .filter(|p| !p.is_empty())
             }
             "weight-exponent" => s.weight_exponent = value.get().expect("type checked upstream"),
+            "channel-transform" => {
+                s.channel_transform = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+            }
+            "transform-components" => {
+                s.transform_components = value.get().expect("type checked upstream")
+            }
             other => unreachable!("unknown property {other}"),
         }
         gst::debug!(CAT, imp = self, "set {} = {:?}", pspec.name(), value);
@@ -795,6 +853,8 @@ impl ObjectImpl for FmapEnc {
             "calibration" => s.calibration.to_value(),
             "channel-weights" => s.channel_weights.to_value(),
             "weight-exponent" => s.weight_exponent.to_value(),
+            "channel-transform" => s.channel_transform.to_value(),
+            "transform-components" => s.transform_components.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }

@@ -231,6 +231,10 @@ pub struct Settings {
     pub channel_weights: Option<String>,
     /// Adaptive: how strongly the sensitivities set the channels' steps (step ∝ s^−exponent).
     pub weight_exponent: f32,
+    /// Adaptive: path of a calibration file with a channel transform (`fmap-calibrate --klt`).
+    pub channel_transform: Option<String>,
+    /// Principal components kept by the channel transform (0 = all).
+    pub transform_components: u32,
 }
 
 /// Default of `weight-exponent`: the optimum of Σ s·Δ² at a given rate is Δ ∝ s^−½.
@@ -261,6 +265,8 @@ impl Default for Settings {
             bitrate: 0,
             channel_weights: None,
             weight_exponent: DEFAULT_WEIGHT_EXPONENT,
+            channel_transform: None,
+            transform_components: 0,
         }
     }
 }

@@ -1,0 +1,59 @@
+//! The channel transform (KLT) shared by `fmapenc` and `fmapdec`: loaded from an
+//! `fmap-calibrate --klt` file, named in the coded caps by its digest and component count
+//! (`channel-transform=<digest>:<k>`), so that a receiver with another file fails with a clear
+//! error instead of decoding garbage.
+
+use std::path::Path;
+
+use codec_core::transform::{ChannelTransform, transforms_id};
+use fmap_infer::calibration::Calibration;
+
+/// The transforms of every tensor of `path` that has one, keeping `components` (0 = all).
+pub fn load(path: &Path, components: usize) -> Result<Vec<ChannelTransform>, String> {
+    let calibration = Calibration::load(path).map_err(|e| e.to_string())?;
+    let transforms = calibration
+        .tensors
+        .iter()
+        .filter_map(|t| Some(t.transform.as_ref()?.to_codec(&t.name, components)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if transforms.is_empty() {
+        return Err(format!(
+            "{} has no channel transform; make one with `fmap-calibrate --model M --split S \
+             --klt --out {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(transforms)
+}
+
+/// The value of the caps field for `transforms`: `<digest in hex>:<components>`.
+pub fn caps_value(transforms: &[ChannelTransform]) -> String {
+    let k = transforms.first().map_or(0, ChannelTransform::components);
+    format!("{:016x}:{k}", transforms_id(transforms))
+}
+
+/// The transforms a stream with caps field `value` was coded with, from the receiver's file;
+/// the error says what does not match.
+pub fn for_stream(value: &str, path: Option<&Path>) -> Result<Vec<ChannelTransform>, String> {
+    let (digest, k) = value
+        .split_once(':')
+        .and_then(|(d, k)| Some((u64::from_str_radix(d, 16).ok()?, k.parse::<usize>().ok()?)))
+        .ok_or_else(|| format!("channel-transform caps field '{value}' is not <hex digest>:<k>"))?;
+    let path = path.ok_or_else(|| {
+        format!(
+            "the stream was coded with a channel transform ({value}); set fmapdec's \
+             channel-transform to the calibration file the sender used"
+        )
+    })?;
+    let transforms = load(path, k)?;
+    if transforms_id(&transforms) != digest {
+        return Err(format!(
+            "the stream was coded with channel transform {value}, but {} gives {}: use the \
+             sender's file",
+            path.display(),
+            caps_value(&transforms)
+        ));
+    }
+    Ok(transforms)
+}
