@@ -170,8 +170,9 @@ const THESIS_MOTION: &str = "block-size=8 search-range=7";
 /// Quality ladder of the adaptive mode in the full report.
 const ADAPTIVE_LADDER: [&str; 6] = ["0.5", "0.7", "1", "1.4", "2", "3"];
 
-/// Rate-control targets of the adaptive mode in the full report, kbit/s.
-const RATE_TARGETS: [u32; 3] = [100, 200, 400];
+/// Rate-control targets of the adaptive mode (and of the tiled mosaic under x265's rate
+/// control) in the full report, kbit/s.
+pub const RATE_TARGETS: [u32; 3] = [100, 200, 400];
 
 /// The adaptive mode's quality ladder at the defaults, and rate control at a few targets.
 pub fn adaptive_settings() -> Vec<Setting> {

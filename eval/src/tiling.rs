@@ -38,6 +38,11 @@ pub enum MosaicCodec {
     X264 {
         qp: u32,
     },
+    /// x265 with a target rate in kbit/s (its ABR rate control), as a hardware encoder or a
+    /// link budget would run it.
+    X265Rate {
+        kbps: u32,
+    },
     Png,
 }
 
@@ -47,7 +52,14 @@ pub const KEY_INT: u32 = 20;
 pub const X265_PRESET: &str = "fast";
 
 /// The families of codecs `--tiled-codecs` selects from, each with its ladder.
-pub const FAMILIES: [&str; 5] = ["lossless", "png", "x265", "x265-10bit", "x264"];
+pub const FAMILIES: [&str; 6] = [
+    "lossless",
+    "png",
+    "x265",
+    "x265-10bit",
+    "x264",
+    "x265-bitrate",
+];
 
 /// What 10 bits are compared with: (8-bit method, 10-bit method) with the same codec.
 pub fn depth_pairs() -> Vec<(&'static str, &'static str)> {
@@ -64,6 +76,7 @@ impl MosaicCodec {
             MosaicCodec::X265 { .. } => "tiled 8-bit + HEVC",
             MosaicCodec::X265Main10 { .. } => "tiled 10-bit + HEVC",
             MosaicCodec::X264 { .. } => "tiled 8-bit + AVC",
+            MosaicCodec::X265Rate { .. } => "tiled 8-bit + HEVC, rate control",
             MosaicCodec::Png => "tiled 8-bit + PNG",
         }
     }
@@ -76,6 +89,7 @@ impl MosaicCodec {
             MosaicCodec::X265 { .. } => "x265",
             MosaicCodec::X265Main10 { .. } => "x265-10bit",
             MosaicCodec::X264 { .. } => "x264",
+            MosaicCodec::X265Rate { .. } => "x265-bitrate",
         }
     }
 
@@ -107,6 +121,9 @@ impl MosaicCodec {
             ),
             MosaicCodec::X264 { qp } => format!(
                 "x264enc speed-preset={X265_PRESET} key-int-max={KEY_INT} pass=quant quantizer={qp} bframes=0"
+            ),
+            MosaicCodec::X265Rate { kbps } => format!(
+                "x265enc speed-preset={X265_PRESET} key-int-max={KEY_INT} bitrate={kbps} option-string=bframes=0"
             ),
             MosaicCodec::Png => "pngenc".into(),
         }
@@ -144,13 +161,15 @@ impl MosaicCodec {
 
 /// The seed's ladder: lossless, PNG, and QP 17–32 (the seed's 22–37 shifted: QP 22 just
 /// misses the accuracy bars on NanoDet, and at 37 half the people are lost), for x265 (8-bit
-/// and 10-bit codes) and x264.
+/// and 10-bit codes) and x264; and x265 at the rate targets fmapenc's rate control is measured
+/// at ([`crate::evaluate::RATE_TARGETS`]).
 pub fn default_codecs() -> Vec<MosaicCodec> {
     const QPS: [u32; 4] = [17, 22, 27, 32];
     let mut c = vec![MosaicCodec::X265Lossless, MosaicCodec::Png];
     c.extend(QPS.map(|qp| MosaicCodec::X265 { qp }));
     c.extend(QPS.map(|qp| MosaicCodec::X265Main10 { qp }));
     c.extend(QPS.map(|qp| MosaicCodec::X264 { qp }));
+    c.extend(crate::evaluate::RATE_TARGETS.map(|kbps| MosaicCodec::X265Rate { kbps }));
     c
 }
 
@@ -273,7 +292,7 @@ mod tests {
             threads: 1,
         };
         let codecs = default_codecs();
-        assert_eq!(codecs.len(), 14);
+        assert_eq!(codecs.len(), 17);
         for c in codecs {
             assert!(c.encoder().starts_with("fmaptile ! "), "{c:?}");
             assert!(
@@ -315,6 +334,10 @@ mod tests {
         assert_eq!(c.len(), 8);
         assert!(c.iter().all(|c| c.family().starts_with("x265")));
         assert_eq!(codecs_of(&FAMILIES.join(",")).unwrap(), default_codecs());
+        let rate = codecs_of("x265-bitrate").unwrap();
+        assert_eq!(rate.len(), 3);
+        assert!(rate[0].setting().contains("bitrate=100"), "{rate:?}");
+        assert_eq!(rate[0].method(), "tiled 8-bit + HEVC, rate control");
         let e = codecs_of("x266").unwrap_err();
         assert!(e.contains("x265-10bit"), "{e}");
         let lossless: Vec<_> = default_codecs()
