@@ -41,9 +41,9 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
     let here: Vec<&Value> = results.iter().filter(|r| r["split"] == split).collect();
     assert_eq!(
         here.len(),
-        9 + 14,
-        "{split}: 9 quick settings + 14 tiled codecs (lossless, PNG, x265 8-bit and 10-bit and \
-         x264 at 4 QPs)"
+        9 + 17,
+        "{split}: 9 quick settings + 17 tiled codecs (lossless, PNG, x265 8-bit and 10-bit and \
+         x264 at 4 QPs, x265 at 3 target rates)"
     );
     for r in &here {
         assert_eq!(r["frames"].as_u64(), Some(FRAMES), "{r}");
@@ -145,6 +145,29 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
         );
         assert!(lossy[0].1 < f(lossless, "kbit_per_s"));
     }
+    // x265's rate control on the mosaic: each target met within 40%, rates in target order.
+    let mut targeted: Vec<(u32, f64)> = tiled
+        .iter()
+        .filter(|r| r["method"] == "tiled 8-bit + HEVC, rate control")
+        .map(|r| {
+            let enc = r["encoder"].as_str().unwrap();
+            let target = enc
+                .split_whitespace()
+                .find_map(|p| p.strip_prefix("bitrate=")?.parse().ok())
+                .unwrap();
+            (target, f(r, "kbit_per_s"))
+        })
+        .collect();
+    targeted.sort_by_key(|p| p.0);
+    assert_eq!(targeted.len(), 3, "{split}");
+    for &(target, achieved) in &targeted {
+        let ratio = achieved / f64::from(target);
+        assert!(
+            (0.6..1.4).contains(&ratio),
+            "{split}: x265 bitrate={target} gave {achieved} kbit/s"
+        );
+    }
+    assert!(targeted.windows(2).all(|w| w[0].1 < w[1].1), "{targeted:?}");
 }
 
 /// The cloud-only anchors of one model: both sizes, every ladder point, rates ordered.
