@@ -65,6 +65,9 @@ struct State {
     last: Option<FeatureFrame>,
     /// The channel transform the stream was coded with (caps), inverted on output.
     transforms: Vec<ChannelTransform>,
+    /// The caps field and file `transforms` were loaded for: caps announced again (every
+    /// `config-interval`) with the same field do not read the file again.
+    transform_source: Option<(String, Option<String>)>,
 }
 
 /// Shortest time between two force-key-unit requests.
@@ -87,6 +90,7 @@ impl State {
             last_key_request: None,
             last: None,
             transforms: Vec::new(),
+            transform_source: None,
         }
     }
 
@@ -342,12 +346,20 @@ impl FmapDec {
                     return false;
                 };
                 let path = self.channel_transform.lock().unwrap().clone();
-                let transforms = match (s.get::<&str>(caps::FIELD_CHANNEL_TRANSFORM), &path) {
-                    (Ok(value), _) => {
+                let field = s.get::<&str>(caps::FIELD_CHANNEL_TRANSFORM).ok();
+                let source = field.map(|v| (v.to_string(), path.clone()));
+                let loaded = {
+                    let state = self.state.lock().unwrap();
+                    (source.is_some() && state.transform_source == source)
+                        .then(|| state.transforms.clone())
+                };
+                let transforms = match (field, &path) {
+                    _ if let Some(t) = loaded => Ok(t),
+                    (Some(value), _) => {
                         common_transform::for_stream(value, path.as_deref().map(Path::new))
                     }
-                    (Err(_), None) => Ok(Vec::new()),
-                    (Err(_), Some(p)) => Err(format!(
+                    (None, None) => Ok(Vec::new()),
+                    (None, Some(p)) => Err(format!(
                         "channel-transform is set ({p}) but the stream was coded without a \
                          channel transform; unset it"
                     )),
@@ -367,6 +379,7 @@ impl FmapDec {
                 let mut state = self.state.lock().unwrap();
                 state.frame_duration = caps::frame_duration(s);
                 state.transforms = transforms;
+                state.transform_source = source;
                 drop(state);
                 gst::info!(CAT, imp = self, "output caps {out}");
                 self.srcpad.push_event(gst::event::Caps::new(&out))
