@@ -11,7 +11,9 @@
 # [h265 | h264], QP [22] (constant quantizer; lower = more bits, closer to the unsplit model),
 # KEY_INT [20] (frames between key frames), FRAMES [all], MTU [1400], BITS [8 | 10] (code depth:
 # 10 sends I420_10LE pictures, coded as H.265 Main 10 or H.264 High 10; the server needs nothing
-# else, its decoder outputs 10-bit pictures).
+# else, its decoder outputs 10-bit pictures), TRANSFORM [none] (a calibration file made by
+# `fmap-calibrate --klt`: the mosaic holds the channels' COMPONENTS [64] strongest principal
+# components, fewer planes; the server needs the same file as its TRANSFORM).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -21,6 +23,13 @@ QP="${QP:-22}"
 KEY_INT="${KEY_INT:-20}"
 FRAMES="${FRAMES:-}"
 BITS="${BITS:-8}"
+TRANSFORM="${TRANSFORM:-}"
+COMPONENTS="${COMPONENTS:-64}"
+tile_props=""
+if [[ -n "$TRANSFORM" ]]; then
+    [[ -f "$TRANSFORM" ]] || { echo "TRANSFORM: no such calibration file: $TRANSFORM (make one with fmap-calibrate --klt)" >&2; exit 1; }
+    tile_props=" channel-transform=\"$TRANSFORM\" transform-components=$COMPONENTS"
+fi
 case "$BITS" in
     8) format=I420 ;;
     10) format=I420_10LE ;;
@@ -43,6 +52,6 @@ esac
 
 launch "$src ! video/x-raw,format=BGRx \
  ! splitinfer-front $(front_props) \
- ! fmaptile name=tile ! video/x-raw,format=$format \
+ ! fmaptile name=tile$tile_props ! video/x-raw,format=$format \
  ! $encoder \
  ! udpsink host=$SERVER_HOST port=$PORT"

@@ -9,7 +9,8 @@
 # profile's default; must be the edge's], CODEC [h265 | h264], OUT [detections.jsonl],
 # JITTER_MS [200] (rtpjitterbuffer latency), BITS [any | 8 | 10] (the code depth to insist on: the
 # decoder outputs the stream's own, I420 or I420_10LE, and fmapuntile reads both; 10 makes an
-# 8-bit stream fail at negotiation instead of being served).
+# 8-bit stream fail at negotiation instead of being served), TRANSFORM [none] (the edge's
+# calibration file when it tiles principal components; checked against the mosaic's header).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -32,6 +33,7 @@ case "$CODEC" in
 esac
 split=""
 [[ -n "$SPLIT" ]] && split="split-at=$SPLIT"
+[[ -n "${TRANSFORM:-}" ]] && split="$split channel-transform=\"$TRANSFORM\""
 
 # The unbounded queue decouples the network thread from inference.
 launch "udpsrc port=$PORT buffer-size=4194304 caps=\"$caps\" \

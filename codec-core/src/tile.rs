@@ -36,7 +36,7 @@
 //! `weightp`, fitted to the feature planes' changing levels) spoils the static header in every
 //! P-frame, and re-coding it cost 7–9 % of the rate of NanoDet's stage2 mosaic. A GRAY8 picture
 //! has no chroma and carries it in a luma band above the tensors ([`HeaderPlace::Luma`]).
-//! Header, version 2, little-endian bytes, each bit an 8x8 block of level [`LEVEL_0`] or
+//! Header, version 3, little-endian bytes, each bit an 8x8 block of level [`LEVEL_0`] or
 //! [`LEVEL_1`] (in 8-bit units; ×4 in a 10-bit picture) in raster order (least significant bit
 //! first), read back by comparing the block's mean with the midpoint:
 //!
@@ -44,6 +44,8 @@
 //! magic "FT" 2 | version 1 | tensor count 1 | bits 1 (code and sample depth, 8 or 10)
 //! model 8 (the 64-bit model hash of the caps)
 //! cut 4 (CRC-32 of the comma-joined cut tensor names) | source width 2 | source height 2
+//! transform 8 (digest of the channel transform, `codec_core::transform::transforms_id`; 0 = none)
+//! components 2 (principal components kept; each transformed tensor holds that many planes)
 //! per tensor: dtype 1 (0 f32, 1 u8) | c 2 | h 2 | w 2 | scale 4 (f32) | zero point 2
 //! CRC-32 4 of everything before
 //! ```
@@ -71,8 +73,8 @@ pub const LEVEL_1: u8 = 240;
 const MIDPOINT: u32 = (LEVEL_0 as u32 + LEVEL_1 as u32) / 2;
 const MAGIC: [u8; 2] = *b"FT";
 /// Version of the header written in the picture.
-pub const HEADER_VERSION: u8 = 2;
-const FIXED_HEADER_BYTES: usize = 2 + 1 + 1 + 1 + 8 + 4 + 2 + 2 + 4;
+pub const HEADER_VERSION: u8 = 3;
+const FIXED_HEADER_BYTES: usize = 2 + 1 + 1 + 1 + 8 + 4 + 2 + 2 + 8 + 2 + 4;
 const TENSOR_HEADER_BYTES: usize = 1 + 2 + 2 + 2 + 4 + 2;
 /// Bit depths of a mosaic's codes, which are also its picture's sample depth: 8 (every video
 /// encoder) and 10 (HEVC Main 10, H.264 High 10; MPEG FCM codes features at 10 bits).
@@ -146,6 +148,10 @@ pub struct StreamId {
     pub cut: u32,
     pub source_width: u16,
     pub source_height: u16,
+    /// The channel transform the tensors were projected with before tiling (its
+    /// [`crate::transform::transforms_id`]; 0 = none) and the components it kept.
+    pub transform: u64,
+    pub components: u16,
 }
 
 impl StreamId {
@@ -167,7 +173,19 @@ impl StreamId {
             cut: cut_crc(cut),
             source_width: side(width, "width")?,
             source_height: side(height, "height")?,
+            transform: 0,
+            components: 0,
         })
+    }
+
+    /// The same stream with its tensors projected on `components` principal components by the
+    /// channel transform(s) of digest `transform` before tiling.
+    pub fn with_transform(self, transform: u64, components: u16) -> StreamId {
+        StreamId {
+            transform,
+            components,
+            ..self
+        }
     }
 
     /// The model hash as the caps write it.
@@ -373,6 +391,8 @@ impl MosaicHeader {
         b.extend_from_slice(&self.stream.cut.to_le_bytes());
         b.extend_from_slice(&self.stream.source_width.to_le_bytes());
         b.extend_from_slice(&self.stream.source_height.to_le_bytes());
+        b.extend_from_slice(&self.stream.transform.to_le_bytes());
+        b.extend_from_slice(&self.stream.components.to_le_bytes());
         for t in &self.tensors {
             b.push(t.eight_bit as u8);
             for d in [t.shape.channels, t.shape.height, t.shape.width] {
@@ -459,6 +479,8 @@ impl MosaicHeader {
             cut: u32::from_le_bytes(body[13..17].try_into().expect("4 bytes")),
             source_width: u16_at(17),
             source_height: u16_at(19),
+            transform: u64::from_le_bytes(body[21..29].try_into().expect("8 bytes")),
+            components: u16_at(29),
         };
         let mut tensors = Vec::with_capacity(count);
         for t in body[FIXED_HEADER_BYTES - 4..].chunks_exact(TENSOR_HEADER_BYTES) {
@@ -905,7 +927,7 @@ mod tests {
     fn layout_is_aligned_and_near_square() {
         let one = [Shape::new(128, 52, 52)];
         let l = MosaicLayout::for_shapes(&one, HeaderPlace::Luma).unwrap();
-        assert_eq!((l.width, l.height), (624, 32 + 576));
+        assert_eq!((l.width, l.height), (624, 48 + 576));
         assert_eq!((l.regions[0].cols, l.regions[0].rows), (12, 11));
         // In chroma the header takes no luma rows: the old seed mosaic's 624x576.
         let l = MosaicLayout::for_shapes(&one, HeaderPlace::Chroma).unwrap();
@@ -971,6 +993,28 @@ mod tests {
             r.quantize(0, &f.tensors[0], 9).unwrap_err(),
             TileError::UnsupportedDepth(9)
         );
+    }
+
+    #[test]
+    fn header_carries_the_channel_transform() {
+        let cut = cut();
+        let expected = Expected {
+            model: stream().model,
+            cut: &cut,
+        };
+        let transformed = stream().with_transform(0x0123_4567_89ab_cdef, 64);
+        for format in FORMATS {
+            let m = RangeTracker::default()
+                .tile(&frame(5), &transformed, format)
+                .unwrap();
+            let u = untile_mosaic(&m, &expected).unwrap();
+            assert_eq!(
+                (u.stream.transform, u.stream.components),
+                (0x0123_4567_89ab_cdef, 64)
+            );
+            assert_eq!(u.stream, transformed);
+            assert_ne!(u.stream, stream());
+        }
     }
 
     #[test]

@@ -6,13 +6,20 @@
 //! ladder, AVC (x264) at a QP ladder, or PNG. The coded bytes are the whole cost: ranges,
 //! shapes and identity travel inside the pictures.
 //!
+//! The `x265-klt` family first projects the channels on their strongest principal components
+//! (`fmaptile channel-transform`, the KLT of `fmap-calibrate --klt` in the model's calibration
+//! file, which `fmapuntile` inverts): fewer planes in the mosaic. It is measured only where that
+//! file has a transform.
+//!
 //! x265 and x264 code YUV, not grey: the mosaic goes in the luma plane of an I420 (I420_10LE)
 //! frame whose chroma planes are flat mid-grey apart from the header (they cost almost
 //! nothing); PNG codes the GRAY8 picture.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use codec_core::FeatureFrame;
+use fmap_infer::calibration::Calibration;
 
 use crate::evaluate::{
     Clip, DetectionCache, FrameDetections, Measured, SettingResult, SplitRun, score,
@@ -43,8 +50,17 @@ pub enum MosaicCodec {
     X265Rate {
         kbps: u32,
     },
+    /// x265 at a constant QP, like [`MosaicCodec::X265`], on the mosaic of the strongest
+    /// `components` principal components of the channels (the calibration file's KLT).
+    X265Klt {
+        qp: u32,
+        components: u32,
+    },
     Png,
 }
+
+/// Principal components the `x265-klt` ladder keeps (fmapenc's KLT lever keeps as many).
+pub const KLT_COMPONENTS: u32 = 64;
 
 /// Key-frame interval of the x265 mosaic streams (2 s at 10 fps, like the video anchors).
 pub const KEY_INT: u32 = 20;
@@ -52,13 +68,14 @@ pub const KEY_INT: u32 = 20;
 pub const X265_PRESET: &str = "fast";
 
 /// The families of codecs `--tiled-codecs` selects from, each with its ladder.
-pub const FAMILIES: [&str; 6] = [
+pub const FAMILIES: [&str; 7] = [
     "lossless",
     "png",
     "x265",
     "x265-10bit",
     "x264",
     "x265-bitrate",
+    "x265-klt",
 ];
 
 /// What 10 bits are compared with: (8-bit method, 10-bit method) with the same codec.
@@ -77,6 +94,7 @@ impl MosaicCodec {
             MosaicCodec::X265Main10 { .. } => "tiled 10-bit + HEVC",
             MosaicCodec::X264 { .. } => "tiled 8-bit + AVC",
             MosaicCodec::X265Rate { .. } => "tiled 8-bit + HEVC, rate control",
+            MosaicCodec::X265Klt { .. } => "tiled 8-bit + HEVC, KLT",
             MosaicCodec::Png => "tiled 8-bit + PNG",
         }
     }
@@ -90,6 +108,7 @@ impl MosaicCodec {
             MosaicCodec::X265Main10 { .. } => "x265-10bit",
             MosaicCodec::X264 { .. } => "x264",
             MosaicCodec::X265Rate { .. } => "x265-bitrate",
+            MosaicCodec::X265Klt { .. } => "x265-klt",
         }
     }
 
@@ -125,12 +144,28 @@ impl MosaicCodec {
             MosaicCodec::X265Rate { kbps } => format!(
                 "x265enc speed-preset={X265_PRESET} key-int-max={KEY_INT} bitrate={kbps} option-string=bframes=0"
             ),
+            // The transform is part of the setting: it is what puts components in the mosaic.
+            MosaicCodec::X265Klt { qp, components } => format!(
+                "fmaptile channel-transform={} transform-components={components} ! {}",
+                crate::evaluate::CALIBRATION_PLACEHOLDER,
+                MosaicCodec::X265 { qp: *qp }.setting()
+            ),
             MosaicCodec::Png => "pngenc".into(),
         }
     }
 
+    /// Whether this codec applies to the clip's model at `split`: the KLT family needs the
+    /// calibration file with a channel transform.
+    pub fn applies(&self, clip: &Clip, split: &str) -> bool {
+        match self {
+            MosaicCodec::X265Klt { .. } => Calibration::load(calibration(clip, split))
+                .is_ok_and(|c| c.tensors.iter().any(|t| t.transform.is_some())),
+            _ => true,
+        }
+    }
+
     /// Feature frames → coded mosaics.
-    fn encoder(&self) -> String {
+    fn encoder(&self, clip: &Clip, split: &str) -> String {
         // The picture format fmaptile gives the codec (the 10-bit setting names its own).
         let picture = match self {
             MosaicCodec::Png => "video/x-raw,format=GRAY8 ! ",
@@ -142,7 +177,18 @@ impl MosaicCodec {
             MosaicCodec::X264 { .. } => " ! video/x-h264,stream-format=byte-stream",
             _ => " ! video/x-h265,stream-format=byte-stream",
         };
-        format!("fmaptile ! {picture}{}{coded}", self.setting())
+        let setting = self.setting().replace(
+            crate::evaluate::CALIBRATION_PLACEHOLDER,
+            &format!("\"{}\"", calibration(clip, split).display()),
+        );
+        match setting.strip_prefix("fmaptile ") {
+            // The setting names fmaptile's own properties; the picture format follows them.
+            Some(rest) => {
+                let (tile, codec) = rest.split_once(" ! ").expect("fmaptile ... ! codec");
+                format!("fmaptile {tile} ! {picture}{codec}{coded}")
+            }
+            None => format!("fmaptile ! {picture}{setting}{coded}"),
+        }
     }
 
     /// Coded mosaics → feature frames of `split` of the clip's model.
@@ -152,17 +198,32 @@ impl MosaicCodec {
             MosaicCodec::X264 { .. } => "h264parse ! avdec_h264",
             _ => "h265parse ! avdec_h265",
         };
+        let transform = match self {
+            MosaicCodec::X265Klt { .. } => {
+                format!(
+                    " channel-transform=\"{}\"",
+                    calibration(clip, split).display()
+                )
+            }
+            _ => String::new(),
+        };
         format!(
-            "{decode} ! fmapuntile model=\"{}\" split-at={split}",
+            "{decode} ! fmapuntile model=\"{}\" split-at={split}{transform}",
             clip.model.display()
         )
     }
 }
 
+/// The calibration file of the clip's model at `split` (`fmap-calibrate`'s default output).
+fn calibration(clip: &Clip, split: &str) -> PathBuf {
+    Calibration::sidecar_path(&clip.model, split)
+}
+
 /// The seed's ladder: lossless, PNG, and QP 17–32 (the seed's 22–37 shifted: QP 22 just
 /// misses the accuracy bars on NanoDet, and at 37 half the people are lost), for x265 (8-bit
 /// and 10-bit codes) and x264; and x265 at the rate targets fmapenc's rate control is measured
-/// at ([`crate::evaluate::RATE_TARGETS`]).
+/// at ([`crate::evaluate::RATE_TARGETS`]); and the x265 ladder on [`KLT_COMPONENTS`] principal
+/// components.
 pub fn default_codecs() -> Vec<MosaicCodec> {
     const QPS: [u32; 4] = [17, 22, 27, 32];
     let mut c = vec![MosaicCodec::X265Lossless, MosaicCodec::Png];
@@ -170,6 +231,10 @@ pub fn default_codecs() -> Vec<MosaicCodec> {
     c.extend(QPS.map(|qp| MosaicCodec::X265Main10 { qp }));
     c.extend(QPS.map(|qp| MosaicCodec::X264 { qp }));
     c.extend(crate::evaluate::RATE_TARGETS.map(|kbps| MosaicCodec::X265Rate { kbps }));
+    c.extend(QPS.map(|qp| MosaicCodec::X265Klt {
+        qp,
+        components: KLT_COMPONENTS,
+    }));
     c
 }
 
@@ -198,7 +263,10 @@ pub fn code_features(
 ) -> Result<(Recording, Vec<u64>, Duration, Duration), String> {
     let n = run.features.buffers.len();
     let (coded, enc_t) = run_recording(
-        &format!("appsrc name=src ! {} ! appsink name=sink", codec.encoder()),
+        &format!(
+            "appsrc name=src ! {} ! appsink name=sink",
+            codec.encoder(clip, &run.split)
+        ),
         Some(&run.features),
         RUN_LIMIT,
     )?;
@@ -292,25 +360,47 @@ mod tests {
             threads: 1,
         };
         let codecs = default_codecs();
-        assert_eq!(codecs.len(), 17);
-        for c in codecs {
-            assert!(c.encoder().starts_with("fmaptile ! "), "{c:?}");
+        assert_eq!(codecs.len(), 21);
+        let encoder = |c: MosaicCodec| c.encoder(&clip, "stage2");
+        for c in codecs.into_iter().filter(|c| c.family() != "x265-klt") {
+            assert!(encoder(c).starts_with("fmaptile ! "), "{c:?}");
             assert!(
                 c.decoder(&clip, "stage2")
                     .ends_with("fmapuntile model=\"m.onnx\" split-at=stage2"),
                 "{c:?}"
             );
         }
-        assert!(MosaicCodec::X265 { qp: 22 }.encoder().contains("qp=22"));
-        assert!(
-            MosaicCodec::X264 { qp: 22 }
-                .encoder()
-                .contains("quantizer=22")
+        assert!(encoder(MosaicCodec::X265 { qp: 22 }).contains("qp=22"));
+        assert!(encoder(MosaicCodec::X264 { qp: 22 }).contains("quantizer=22"));
+        assert!(encoder(MosaicCodec::Png).contains("GRAY8 ! pngenc"));
+        // The KLT family: the transform at both ends, from the model's calibration file; the
+        // picture format between fmaptile and the encoder.
+        let klt = MosaicCodec::X265Klt {
+            qp: 22,
+            components: 64,
+        };
+        assert_eq!(
+            encoder(klt),
+            "fmaptile channel-transform=\"m.stage2.calib.json\" transform-components=64 ! \
+             video/x-raw,format=I420 ! x265enc speed-preset=fast key-int-max=20 qp=22 \
+             option-string=bframes=0 ! video/x-h265,stream-format=byte-stream"
         );
-        assert!(MosaicCodec::Png.encoder().contains("GRAY8 ! pngenc"));
+        assert!(
+            klt.decoder(&clip, "stage2").ends_with(
+                "fmapuntile model=\"m.onnx\" split-at=stage2 \
+                 channel-transform=\"m.stage2.calib.json\""
+            ),
+            "{}",
+            klt.decoder(&clip, "stage2")
+        );
+        assert!(
+            !klt.applies(&clip, "stage2"),
+            "m.onnx has no calibration file"
+        );
+        assert!(MosaicCodec::X265 { qp: 22 }.applies(&clip, "stage2"));
         let main10 = MosaicCodec::X265Main10 { qp: 27 };
         assert_eq!(
-            main10.encoder(),
+            encoder(main10),
             format!(
                 "fmaptile ! {} ! video/x-h265,stream-format=byte-stream",
                 main10.setting()
@@ -340,6 +430,9 @@ mod tests {
         assert_eq!(rate[0].method(), "tiled 8-bit + HEVC, rate control");
         let e = codecs_of("x266").unwrap_err();
         assert!(e.contains("x265-10bit"), "{e}");
+        let klt = codecs_of("x265-klt").unwrap();
+        assert_eq!(klt.len(), 4);
+        assert!(klt.iter().all(|c| c.method() == "tiled 8-bit + HEVC, KLT"));
         let lossless: Vec<_> = default_codecs()
             .into_iter()
             .filter(MosaicCodec::is_lossless)

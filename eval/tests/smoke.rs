@@ -37,13 +37,15 @@ fn f(v: &Value, key: &str) -> f64 {
 }
 
 /// Everything that must hold for the feature points of one split.
-fn check_features(results: &[Value], split: &str, eight_bit: bool) {
+/// `klt`: the model's calibration file has a channel transform, so the KLT ladder is measured.
+fn check_features(results: &[Value], split: &str, eight_bit: bool, klt: bool) {
     let here: Vec<&Value> = results.iter().filter(|r| r["split"] == split).collect();
     assert_eq!(
         here.len(),
-        9 + 17,
+        9 + 17 + if klt { 4 } else { 0 },
         "{split}: 9 quick settings + 17 tiled codecs (lossless, PNG, x265 8-bit and 10-bit and \
-         x264 at 4 QPs, x265 at 3 target rates)"
+         x264 at 4 QPs, x265 at 3 target rates), + x265 at 4 QPs on the KLT's components where \
+         the calibration file has a transform"
     );
     for r in &here {
         assert_eq!(r["frames"].as_u64(), Some(FRAMES), "{r}");
@@ -120,11 +122,7 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
         .unwrap();
     assert_eq!(lossless["accuracy"], png["accuracy"]);
     assert_eq!(png["network_frames"].as_u64(), Some(0), "{png}");
-    for (method, qp_key) in [
-        ("tiled 8-bit + HEVC", "qp="),
-        ("tiled 10-bit + HEVC", "qp="),
-        ("tiled 8-bit + AVC", "quantizer="),
-    ] {
+    let ladder = |method: &str, qp_key: &str| {
         let mut lossy: Vec<(u32, f64)> = tiled
             .iter()
             .filter(|r| r["method"] == method)
@@ -138,7 +136,19 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
             })
             .collect();
         lossy.sort_by_key(|p| p.0);
-        assert!(lossy.len() >= 4);
+        lossy
+    };
+    for (method, qp_key) in [
+        ("tiled 8-bit + HEVC", "qp="),
+        ("tiled 10-bit + HEVC", "qp="),
+        ("tiled 8-bit + AVC", "quantizer="),
+        ("tiled 8-bit + HEVC, KLT", "qp="),
+    ] {
+        let lossy = ladder(method, qp_key);
+        if lossy.is_empty() && !klt && method.ends_with("KLT") {
+            continue;
+        }
+        assert!(lossy.len() >= 4, "{split} {method}: {lossy:?}");
         assert!(
             lossy.windows(2).all(|w| w[0].1 > w[1].1),
             "{split} {method}: tiled rate falls as QP rises: {lossy:?}"
@@ -168,6 +178,16 @@ fn check_features(results: &[Value], split: &str, eight_bit: bool) {
         );
     }
     assert!(targeted.windows(2).all(|w| w[0].1 < w[1].1), "{targeted:?}");
+    // Half the planes (64 components of 128 channels): fewer bits at every QP than the channels.
+    if klt {
+        let (plain, klt) = (
+            ladder("tiled 8-bit + HEVC", "qp="),
+            ladder("tiled 8-bit + HEVC, KLT", "qp="),
+        );
+        for (p, k) in plain.iter().zip(&klt) {
+            assert!(p.0 == k.0 && k.1 < p.1, "{split}: KLT {k:?} against {p:?}");
+        }
+    }
 }
 
 /// The cloud-only anchors of one model: both sizes, every ladder point, rates ordered.
@@ -323,12 +343,14 @@ fn short_report_is_produced_and_consistent() {
     let status = cmd.status().expect("fmap-eval runs");
     assert!(status.success(), "fmap-eval failed: {status}");
 
-    for (model, split, eight_bit, size) in [
-        ("nanodet", "stage2", false, (416, 416)),
+    // NanoDet's calibration file has a channel transform, SSD's has none.
+    for (model, split, eight_bit, klt, size) in [
+        ("nanodet", "stage2", false, true, (416, 416)),
         (
             "ssd_mobilenet_v2_coco_quant",
             "expanded_conv_5",
             true,
+            false,
             (300, 300),
         ),
     ] {
@@ -341,7 +363,7 @@ fn short_report_is_produced_and_consistent() {
             results.len() + 1,
             "CSV has a header and a row per result"
         );
-        check_features(results, split, eight_bit);
+        check_features(results, split, eight_bit, klt);
         let anchors = read(&dir.join("anchors.json"));
         check_anchors(rows(&anchors), size);
         let correlation = read(&dir.join("correlation.json"));

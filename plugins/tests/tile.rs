@@ -1,7 +1,8 @@
 //! fmaptile / fmapuntile on real models and footage: the round trip without an encoder
 //! reproduces the quantized codes exactly (NanoDet f32 and SSD u8, I420, GRAY8 and I420_10LE),
 //! a real x264enc/x265enc (8-bit, and x265 Main 10 with 10-bit codes) in between keeps the
-//! detections of the unsplit model within a measured bound, and wrong input gives element
+//! detections of the unsplit model within a measured bound, the channel transform (KLT) tiles
+//! fewer planes and comes back inverted with the sender's file, and wrong input gives element
 //! errors that name the fix. Needs ORT_DYLIB_PATH (or the
 //! project .venv), FMAP_IMAGES and FMAP_FOOTAGE (`source .cache/env.sh`).
 
@@ -372,6 +373,110 @@ fn bad_input_gives_errors_that_name_the_fix() {
             &["arrives as", "no videoconvert", "I420_10LE"],
         );
     }
+}
+
+#[test]
+fn channel_transform_tiles_principal_components_and_the_untiler_checks_the_file() {
+    use codec_core::transform::{forward_frame, inverse_frame};
+    use fmap_infer::calibration::Calibration;
+    let file = Calibration::sidecar_path(model("nanodet"), "stage2");
+    let calibration = Calibration::load(&file).expect("NanoDet's committed calibration file");
+    let k = 64;
+    let tensor = &calibration.tensors[0];
+    let transforms = [tensor
+        .transform
+        .as_ref()
+        .expect("the file has a KLT")
+        .to_codec(&tensor.name, k)
+        .unwrap()];
+    let src = format!(
+        "{} ! {}",
+        image_source("dog.jpg"),
+        front("nanodet", "stage2")
+    );
+    let tile = format!(
+        "fmaptile channel-transform={} transform-components={k}",
+        file.display()
+    );
+    let with_file = format!(
+        "{} channel-transform={}",
+        untile("nanodet", "stage2"),
+        file.display()
+    );
+    let sent = run(&src).unwrap();
+    let back = run(&format!(
+        "{src} ! {tile} ! video/x-raw,format=I420 ! {with_file}"
+    ))
+    .unwrap();
+    assert_eq!(back.caps, sent.caps, "the model's channels come back");
+    // Exactly the inverse of the quantized components, in fewer planes than the channels.
+    let (sent, back) = (frames(&sent), frames(&back));
+    let components: Vec<FeatureFrame> = sent
+        .iter()
+        .map(|f| forward_frame(&transforms, f).unwrap())
+        .collect();
+    assert_eq!(back.len(), 3);
+    for ((b, c), want) in back.iter().zip(&components).zip(quantized(&components, 8)) {
+        assert_eq!(c.tensors[0].shape.channels, k);
+        let want = inverse_frame(&transforms, &FeatureFrame::new(c.index, c.pts_ns, want));
+        assert_eq!(*b, want.unwrap());
+    }
+    let mosaic = run(&format!("{src} ! {tile} ! video/x-raw,format=I420")).unwrap();
+    let plain = run(&format!("{src} ! fmaptile ! video/x-raw,format=I420")).unwrap();
+    let area = |r: &Run| r.buffers[0].size();
+    assert!(
+        area(&mosaic) < area(&plain) * 2 / 3,
+        "{} against {}",
+        area(&mosaic),
+        area(&plain)
+    );
+
+    // The receiver needs the sender's file, and only with a transformed stream.
+    expect_error(
+        &format!("{src} ! {tile} ! {}", untile("nanodet", "stage2")),
+        "untile",
+        &["set fmapuntile's channel-transform"],
+    );
+    expect_error(
+        &format!("{src} ! fmaptile ! {with_file}"),
+        "untile",
+        &["coded without a channel transform", "unset it"],
+    );
+    let dir = std::env::temp_dir().join(format!("fmaptile-klt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = dir.join("other.calib.json");
+    let mut moved = calibration.clone();
+    let t = moved.tensors[0].transform.as_mut().unwrap();
+    t.mean.iter_mut().for_each(|m| *m += 0.5);
+    moved.save(&other).unwrap();
+    expect_error(
+        &format!(
+            "{src} ! {tile} ! {} channel-transform={}",
+            untile("nanodet", "stage2"),
+            other.display()
+        ),
+        "untile",
+        &["use the sender's file"],
+    );
+    // The sender's file is checked at start: missing, or without a transform.
+    expect_error(
+        &format!(
+            "{src} ! fmaptile name=tile channel-transform={}",
+            dir.join("none.calib.json").display()
+        ),
+        "tile",
+        &["channel-transform", "fmap-calibrate"],
+    );
+    let ssd = Calibration::sidecar_path(model("ssd_mobilenet_v2_coco_quant"), "expanded_conv_5");
+    expect_error(
+        &format!(
+            "{src} ! fmaptile name=tile channel-transform={}",
+            ssd.display()
+        ),
+        "tile",
+        &["has no channel transform", "--klt"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Detections matched to the reference (same class, IoU ≥ 0.5): F1 over all frames.

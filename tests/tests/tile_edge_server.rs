@@ -1,7 +1,8 @@
 //! The tiled path end to end: `pipelines/tile-edge.sh` (splitinfer-front → fmaptile → x265enc
 //! → rtph265pay, or the H.264 equivalent; 8-bit or, with `BITS=10`, 10-bit mosaics) and
 //! `pipelines/tile-server.sh` (rtph265depay → avdec_h265 → fmapuntile → splitinfer-back) as two
-//! gst-launch-1.0 processes over UDP loopback: a detection line for every frame sent.
+//! gst-launch-1.0 processes over UDP loopback: a detection line for every frame sent; also with
+//! `TRANSFORM` (the channel KLT of NanoDet's calibration file) at both ends.
 //!
 //! Needs the release plugin (GST_PLUGIN_PATH), the models and the sample footage.
 
@@ -17,7 +18,8 @@ use fmap_e2e::{
 const FRAMES: usize = 30;
 const TIMEOUT: Duration = Duration::from_secs(600);
 
-fn edge_and_server(codec: &str, payloader: &str, bits: u8) {
+/// `transform`: both ends get NanoDet stage2's calibration file as `TRANSFORM`.
+fn edge_and_server(codec: &str, payloader: &str, bits: u8, transform: bool) {
     let missing = missing_elements(&[
         "splitinfer-front",
         "splitinfer-back",
@@ -30,17 +32,25 @@ fn edge_and_server(codec: &str, payloader: &str, bits: u8) {
         "elements not found (build the plugin in release, set GST_PLUGIN_PATH): {missing:?}"
     );
     assert!(footage_video().is_file() && model("nanodet.onnx").is_file());
-    let test = format!("tile-{codec}-{bits}bit");
+    let test = format!(
+        "tile-{codec}-{bits}bit{}",
+        if transform { "-klt" } else { "" }
+    );
     let dir = scratch_dir(&test);
     let out = dir.join("detections.jsonl");
     let port = free_udp_port().to_string();
-    let common = [
+    let mut common = vec![
         ("PORT", port),
         ("CODEC", codec.to_string()),
         ("SPLIT", "stage2".to_string()),
         ("BITS", bits.to_string()),
         ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
     ];
+    if transform {
+        let file = model("nanodet.stage2.calib.json");
+        assert!(file.is_file(), "missing {}", file.display());
+        common.push(("TRANSFORM", file.display().to_string()));
+    }
     let mut server_env = common.to_vec();
     server_env.push(("OUT", out.display().to_string()));
     let mut server = Launch::script("server", "tile-server.sh", &server_env, &dir, None);
@@ -107,16 +117,22 @@ fn edge_and_server(codec: &str, payloader: &str, bits: u8) {
 
 #[test]
 fn tiled_features_over_rtp_h265() {
-    edge_and_server("h265", "rtph265pay", 8);
+    edge_and_server("h265", "rtph265pay", 8, false);
 }
 
 #[test]
 fn tiled_features_over_rtp_h264() {
-    edge_and_server("h264", "rtph264pay", 8);
+    edge_and_server("h264", "rtph264pay", 8, false);
+}
+
+/// TRANSFORM on both sides: the mosaic of 64 principal components, inverted by the server.
+#[test]
+fn tiled_klt_features_over_rtp_h265() {
+    edge_and_server("h265", "rtph265pay", 8, true);
 }
 
 /// BITS=10 on both sides: I420_10LE mosaics as H.265 Main 10, and the server insisting on them.
 #[test]
 fn tiled_10bit_features_over_rtp_h265() {
-    edge_and_server("h265", "rtph265pay", 10);
+    edge_and_server("h265", "rtph265pay", 10, false);
 }

@@ -280,8 +280,11 @@ fn tiling_jobs<'a>(
     use_cache: bool,
 ) -> Vec<Job<'a, Measured>> {
     // Lossless HEVC and PNG decode to the same codes: one job, one network run.
-    let (lossless, lossy): (Vec<MosaicCodec>, Vec<MosaicCodec>) =
-        codecs.iter().partition(|c| c.is_lossless());
+    // Codecs that need what this model lacks (the KLT family, a channel transform) are skipped.
+    let (lossless, lossy): (Vec<MosaicCodec>, Vec<MosaicCodec>) = codecs
+        .iter()
+        .filter(|c| c.applies(&m.clip, &run.split))
+        .partition(|c| c.is_lossless());
     (!lossless.is_empty())
         .then_some(lossless)
         .into_iter()

@@ -1,7 +1,7 @@
-//! The channel transform (KLT) shared by `fmapenc` and `fmapdec`: loaded from an
-//! `fmap-calibrate --klt` file, named in the coded caps by its digest and component count
-//! (`channel-transform=<digest>:<k>`), so that a receiver with another file fails with a clear
-//! error instead of decoding garbage.
+//! The channel transform (KLT) shared by `fmapenc`/`fmapdec` and `fmaptile`/`fmapuntile`:
+//! loaded from an `fmap-calibrate --klt` file, named by its digest and component count (in the
+//! coded caps as `channel-transform=<digest>:<k>`, in a mosaic's header as two fields), so that
+//! a receiver with another file fails with a clear error instead of decoding garbage.
 
 use std::path::Path;
 
@@ -40,9 +40,21 @@ pub fn for_stream(value: &str, path: Option<&Path>) -> Result<Vec<ChannelTransfo
         .split_once(':')
         .and_then(|(d, k)| Some((u64::from_str_radix(d, 16).ok()?, k.parse::<usize>().ok()?)))
         .ok_or_else(|| format!("channel-transform caps field '{value}' is not <hex digest>:<k>"))?;
+    matching(digest, k, path, "fmapdec")
+}
+
+/// The transforms of digest `digest` keeping `k` components, from the receiving `element`'s
+/// `channel-transform` file; the error says what does not match and what to set.
+pub fn matching(
+    digest: u64,
+    k: usize,
+    path: Option<&Path>,
+    element: &str,
+) -> Result<Vec<ChannelTransform>, String> {
+    let value = format!("{digest:016x}:{k}");
     let path = path.ok_or_else(|| {
         format!(
-            "the stream was coded with a channel transform ({value}); set fmapdec's \
+            "the stream was coded with a channel transform ({value}); set {element}'s \
              channel-transform to the calibration file the sender used"
         )
     })?;
@@ -56,4 +68,12 @@ pub fn for_stream(value: &str, path: Option<&Path>) -> Result<Vec<ChannelTransfo
         ));
     }
     Ok(transforms)
+}
+
+/// The error for a receiver given a `channel-transform` file a stream was not coded with.
+pub fn unexpected(path: &str) -> String {
+    format!(
+        "channel-transform is set ({path}) but the stream was coded without a channel \
+         transform; unset it"
+    )
 }

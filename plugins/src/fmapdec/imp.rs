@@ -359,10 +359,7 @@ impl FmapDec {
                         common_transform::for_stream(value, path.as_deref().map(Path::new))
                     }
                     (None, None) => Ok(Vec::new()),
-                    (None, Some(p)) => Err(format!(
-                        "channel-transform is set ({p}) but the stream was coded without a \
-                         channel transform; unset it"
-                    )),
+                    (None, Some(p)) => Err(common_transform::unexpected(p)),
                 };
                 let transforms = match transforms {
                     Ok(t) => t,

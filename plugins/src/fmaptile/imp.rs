@@ -1,14 +1,17 @@
+use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use codec_core::FeatureFrame;
 use codec_core::tile::{MosaicLayout, RangeTracker, StreamId};
+use codec_core::transform::{self, ChannelTransform};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::picture::{self, HeldEvents};
 use crate::common::caps::{self as fmapcaps, FmapCaps};
+use crate::common::transform as common_transform;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -35,8 +38,17 @@ impl Stats {
     }
 }
 
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    /// `channel-transform`: the calibration file whose KLT projects every frame first.
+    channel_transform: Option<String>,
+    transform_components: u32,
+}
+
 #[derive(Default)]
 struct State {
+    /// The channel transform loaded at start (empty: none).
+    transforms: Vec<ChannelTransform>,
     stream: Option<(StreamId, gst::Fraction)>,
     /// The layout and picture format negotiated at the first frame.
     output: Option<(MosaicLayout, gst_video::VideoInfo)>,
@@ -48,6 +60,7 @@ struct State {
 pub struct FmapTile {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
+    settings: Mutex<Settings>,
     state: Mutex<State>,
 }
 
@@ -133,6 +146,15 @@ impl FmapTile {
             );
             gst::FlowError::Error
         })?;
+        let frame = transform::forward_frame(&state.transforms, &frame).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("Cannot transform frame {}: {e}", frame.index),
+                ["channel-transform must be the calibration file of this model and split"]
+            );
+            gst::FlowError::Error
+        })?;
         let format = match &state.output {
             Some((_, info)) => info.format(),
             None => self.choose_format()?,
@@ -211,14 +233,21 @@ impl FmapTile {
         gst::log!(CAT, obj = pad, "handling event {:?}", event);
         match event.view() {
             EventView::Caps(c) => {
+                let mut state = self.state.lock().unwrap();
+                let (digest, components) = (
+                    transform::transforms_id(&state.transforms),
+                    state
+                        .transforms
+                        .first()
+                        .map_or(0, ChannelTransform::components),
+                );
                 let parsed = FmapCaps::from_caps(c.caps()).and_then(|f| {
-                    StreamId::new(&f.model, &f.cut, f.width, f.height)
-                        .map(|id| (id, f.framerate))
-                        .map_err(|e| e.to_string())
+                    let id = StreamId::new(&f.model, &f.cut, f.width, f.height)
+                        .map_err(|e| e.to_string())?;
+                    Ok((id.with_transform(digest, components as u16), f.framerate))
                 });
                 match parsed {
                     Ok(stream) => {
-                        let mut state = self.state.lock().unwrap();
                         if state.output.is_some() && state.stream.as_ref() != Some(&stream) {
                             gst::element_imp_error!(
                                 self,
@@ -232,6 +261,7 @@ impl FmapTile {
                         true
                     }
                     Err(e) => {
+                        drop(state);
                         gst::element_imp_error!(
                             self,
                             gst::CoreError::Negotiation,
@@ -274,6 +304,7 @@ impl ObjectSubclass for FmapTile {
         Self {
             sinkpad,
             srcpad,
+            settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
         }
     }
@@ -290,6 +321,27 @@ impl ObjectImpl for FmapTile {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
+                glib::ParamSpecString::builder("channel-transform")
+                    .nick("Channel transform")
+                    .blurb(
+                        "a calibration file made by fmap-calibrate --klt for this model and \
+                         split: each frame's channels are tiled as their transform-components \
+                         strongest principal components (KLT), fewer planes in the mosaic. \
+                         fmapuntile needs the same file (the picture's header names it by \
+                         digest). Empty: channels as they are",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("transform-components")
+                    .nick("Transform components")
+                    .blurb(
+                        "with channel-transform: principal components kept (0 = as many as \
+                         channels)",
+                    )
+                    .maximum(u16::MAX as u32)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -303,8 +355,31 @@ impl ObjectImpl for FmapTile {
         PROPERTIES.as_ref()
     }
 
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "channel-transform" => {
+                s.channel_transform = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty());
+            }
+            "transform-components" => {
+                s.transform_components = value.get().expect("type checked upstream")
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
+            "channel-transform" => self.settings.lock().unwrap().channel_transform.to_value(),
+            "transform-components" => self
+                .settings
+                .lock()
+                .unwrap()
+                .transform_components
+                .to_value(),
             "stats" => self.state.lock().unwrap().stats.to_structure().to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -325,7 +400,8 @@ impl ElementImpl for FmapTile {
                  (10-bit codes, e.g. for x265enc Main 10), the first downstream accepts (a caps \
                  filter picks one); ranges, shapes, depth, model and cut travel as a header \
                  coded in the picture (I420, I420_10LE: in the U plane; GRAY8: a luma band). \
-                 fmapuntile is the inverse",
+                 With channel-transform, the planes are the strongest principal components of \
+                 the channels. fmapuntile is the inverse",
                 "fmap developers",
             )
         });
@@ -359,7 +435,33 @@ impl ElementImpl for FmapTile {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::ReadyToPaused {
-            *self.state.lock().unwrap() = State::default();
+            let s = self.settings.lock().unwrap().clone();
+            let transforms = match &s.channel_transform {
+                Some(path) => {
+                    common_transform::load(Path::new(path), s.transform_components as usize)
+                        .map_err(|e| {
+                            gst::element_imp_error!(
+                                self,
+                                gst::LibraryError::Settings,
+                                ("channel-transform: {e}")
+                            );
+                            gst::StateChangeError
+                        })?
+                }
+                None => Vec::new(),
+            };
+            if !transforms.is_empty() {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "channel transform {}",
+                    common_transform::caps_value(&transforms)
+                );
+            }
+            *self.state.lock().unwrap() = State {
+                transforms,
+                ..State::default()
+            };
         }
         self.parent_change_state(transition)
     }

@@ -1,7 +1,9 @@
+use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use codec_core::tile::{self, Expected, TileError};
+use codec_core::transform::{self, ChannelTransform};
 use fmap_infer::profile::SplitSpec;
 use gst::glib;
 use gst::prelude::*;
@@ -9,6 +11,7 @@ use gst::subclass::prelude::*;
 
 use crate::common::caps::{self as fmapcaps, FmapCaps};
 use crate::common::model::{ModelFile, SetupError};
+use crate::common::transform as common_transform;
 use crate::fmaptile::picture::{self, HeldEvents};
 use fmap_infer::profile::ResizeMode;
 
@@ -25,6 +28,8 @@ struct Settings {
     model: String,
     profile: String,
     split_at: String,
+    /// `channel-transform`: the calibration file of the sender's fmaptile channel transform.
+    channel_transform: Option<String>,
 }
 
 /// Counters of the `stats` property and the `fmapuntile-stats` message at EOS.
@@ -76,6 +81,8 @@ struct State {
     model: Option<Model>,
     video: Option<gst_video::VideoInfo>,
     caps: Option<FmapCaps>,
+    /// The channel transform of the stream's header (digest, components), loaded once.
+    transform: Option<((u64, u16), Vec<ChannelTransform>)>,
     held: HeldEvents,
     stats: Stats,
 }
@@ -113,6 +120,41 @@ impl FmapUntile {
         })
     }
 
+    /// The untiled frame in the model's channels: the header's channel transform inverted
+    /// with the `channel-transform` file (checked against the header's digest), or as it is.
+    fn inverse_transform(
+        &self,
+        state: &mut State,
+        untiled: &tile::Untiled,
+    ) -> Result<codec_core::FeatureFrame, String> {
+        let path = self.settings.lock().unwrap().channel_transform.clone();
+        let tag = (untiled.stream.transform, untiled.stream.components);
+        if tag.0 == 0 {
+            return match path {
+                Some(p) => Err(common_transform::unexpected(&p)),
+                None => Ok(untiled.frame.clone()),
+            };
+        }
+        if state.transform.as_ref().is_none_or(|(t, _)| *t != tag) {
+            let transforms = common_transform::matching(
+                tag.0,
+                tag.1 as usize,
+                path.as_deref().map(Path::new),
+                "fmapuntile",
+            )?;
+            gst::info!(
+                CAT,
+                imp = self,
+                "channel transform {:016x}:{}",
+                tag.0,
+                tag.1
+            );
+            state.transform = Some((tag, transforms));
+        }
+        let transforms = &state.transform.as_ref().expect("loaded above").1;
+        transform::inverse_frame(transforms, &untiled.frame).map_err(|e| e.to_string())
+    }
+
     fn chain(
         &self,
         _pad: &gst::Pad,
@@ -129,13 +171,14 @@ impl FmapUntile {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
+        let info = info.clone();
         let expected = Expected {
             model: model.hash,
             cut: &model.cut,
         };
         let index = state.stats.frames;
         let pts = buffer.pts().map(|t| t.nseconds());
-        let untiled = picture::with_planes(&buffer, info, |luma, chroma_u| {
+        let untiled = picture::with_planes(&buffer, &info, |luma, chroma_u| {
             tile::untile(luma, chroma_u, &expected, index, pts)
         })
         .map_err(|e| {
@@ -170,6 +213,16 @@ impl FmapUntile {
                 return Err(gst::FlowError::Error);
             }
         };
+        let frame = match self.inverse_transform(&mut state, &untiled) {
+            Ok(frame) => frame,
+            Err(e) => {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+                return Err(gst::FlowError::Error);
+            }
+        };
+        let Some(model) = &state.model else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
         let caps = FmapCaps {
             model: model.hash_hex.clone(),
             cut: model.cut.clone(),
@@ -192,7 +245,7 @@ impl FmapUntile {
             state.held.release(&self.srcpad);
             state.caps = Some(caps);
         }
-        let raw = untiled.frame.to_raw().map_err(|e| {
+        let raw = frame.to_raw().map_err(|e| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Decode,
@@ -312,6 +365,15 @@ impl ObjectImpl for FmapUntile {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("channel-transform")
+                    .nick("Channel transform")
+                    .blurb(
+                        "the calibration file (fmap-calibrate --klt) the sender's fmaptile \
+                         channel-transform used; needed, and checked against the digest in the \
+                         mosaic's header, when the mosaic holds principal components",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -339,6 +401,7 @@ impl ObjectImpl for FmapUntile {
             "model" => s.model = text(),
             "profile" => s.profile = text(),
             "split-at" => s.split_at = text(),
+            "channel-transform" => s.channel_transform = Some(text()).filter(|p| !p.is_empty()),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -349,6 +412,7 @@ impl ObjectImpl for FmapUntile {
             "model" => s.model.to_value(),
             "profile" => s.profile.to_value(),
             "split-at" => s.split_at.to_value(),
+            "channel-transform" => s.channel_transform.to_value(),
             "stats" => self.state.lock().unwrap().stats.to_structure().to_value(),
             other => unreachable!("unknown property {other}"),
         }
