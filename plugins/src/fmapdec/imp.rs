@@ -6,6 +6,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::key_requests::KeyRequests;
 use crate::common::caps;
 use crate::common::transform as common_transform;
 use codec_core::transform::{self, ChannelTransform};
@@ -58,9 +59,8 @@ struct State {
     /// Set after a loss: the next frame out carries DISCONT.
     discont: bool,
     stats: Stats,
-    /// When the last key unit was requested upstream (requests are at most one per
-    /// [`KEY_REQUEST_INTERVAL`]).
-    last_key_request: Option<std::time::Instant>,
+    /// When key units are requested upstream.
+    key_requests: KeyRequests,
     /// The last frame out: what a lost frame is concealed with.
     last: Option<FeatureFrame>,
     /// The channel transform the stream was coded with (caps), inverted on output.
@@ -70,8 +70,6 @@ struct State {
     transform_source: Option<(String, Option<String>)>,
 }
 
-/// Shortest time between two force-key-unit requests.
-const KEY_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most frames repeated for one gap in the frame indices (a longer gap is a restart of the
 /// sender, not a loss).
 const MAX_REPEATED: u64 = 300;
@@ -87,26 +85,18 @@ impl State {
             frame_duration: None,
             discont: true,
             stats: Stats::default(),
-            last_key_request: None,
+            key_requests: KeyRequests::default(),
             last: None,
             transforms: Vec::new(),
             transform_source: None,
         }
     }
 
-    /// Whether a key unit may be requested now (at most one per [`KEY_REQUEST_INTERVAL`]);
-    /// counts the request.
+    /// Whether a key unit may be requested now ([`KeyRequests`]); counts the request.
     fn key_request_due(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        if self
-            .last_key_request
-            .is_some_and(|t| now.duration_since(t) < KEY_REQUEST_INTERVAL)
-        {
-            return false;
-        }
-        self.last_key_request = Some(now);
-        self.stats.key_requests += 1;
-        true
+        let due = self.key_requests.due(std::time::Instant::now());
+        self.stats.key_requests += u64::from(due);
+        due
     }
 
     /// Copies of the last frame for the `count` frames after it, timestamped between it and
@@ -278,6 +268,8 @@ impl FmapDec {
                             buffer.pts()
                         );
                         request_key |= state.key_request_due();
+                    } else if !frames.is_empty() {
+                        state.key_requests.in_sync();
                     }
                     self.frame_buffers(&mut state, frames, channels > 0)
                 }
@@ -464,7 +456,7 @@ impl ObjectImpl for FmapDec {
                         "units (received), bytes, frames (out), dropped (units that could \
                          not be decoded), disconts (losses signalled by RTP), key-requests \
                          (force-key-unit events sent upstream after losing sync or concealing, \
-                         at most one per second), concealed (frames out with concealed \
+                         at most one per second, and one per 3 s while unanswered), concealed (frames out with concealed \
                          features), repeated (frames repeated for lost units), lost-slices",
                     )
                     .read_only()

@@ -11,7 +11,8 @@
 //! that is lost or cannot be decoded repeats the previous frame. Such frames carry the
 //! `CORRUPTED` buffer flag, which `splitinfer-back` turns into `"concealed":true`, and
 //! `fmapdec` asks upstream for a key unit (a force-key-unit event, which `rtpbin` turns into
-//! RTCP PLI), at most once per second. With `conceal=false` a unit that cannot be decoded
+//! RTCP PLI), at most once per second and, once asked, not again until the stream is back in
+//! sync or 3 s have passed. With `conceal=false` a unit that cannot be decoded
 //! exactly is dropped with a warning until the next key unit. Everything is counted in
 //! `stats`; the output buffer after a loss carries `DISCONT`.
 //!
@@ -25,6 +26,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod key_requests;
 
 glib::wrapper! {
     pub struct FmapDec(ObjectSubclass<imp::FmapDec>) @extends gst::Element, gst::Object;
