@@ -208,6 +208,80 @@ fn huge_claimed_shapes_are_refused_before_allocation() {
     assert!(dec.decode(&bad).is_err());
 }
 
+#[test]
+fn key_unit_claiming_more_slices_than_its_bytes_hold_is_refused_fast() {
+    let shape = Shape::new(1, 4, 4);
+    let frames = vec![moving_frame(0, shape, (0.0, 0.0))];
+    let unit = encode_all(&CodecConfig::default(), &frames).remove(0);
+    assert_eq!(unit.kind, UnitKind::AdaptiveKey);
+    // The real unit decodes.
+    assert_eq!(
+        Decoder::new().decode(&unit.data).unwrap(),
+        vec![unit.reconstruction.clone().unwrap()]
+    );
+    // Its head now claims 65536 channels (one per slice: the head's slice width is 1) of
+    // 64 x 4 values, 2^24 in all (the default element budget): 65536 slices of at least 18
+    // bytes each, where one slice of a few dozen bytes follows.
+    let dims = HEADER_LEN + 2 + 4 + 1;
+    let mut bad = unit.data.clone();
+    for (i, d) in [65_536u32, 64, 4].iter().enumerate() {
+        bad[dims + 4 * i..dims + 4 * i + 4].copy_from_slice(&d.to_le_bytes());
+    }
+    fix_crc(&mut bad);
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        match Decoder::new().decode(&bad) {
+            Err(CodecError::Invalid(msg)) => {
+                assert!(msg.contains("bytes of slices"), "{msg}");
+                assert!(msg.contains("need at least 1179648"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Refused from the head alone: nothing of the claimed size is allocated or zeroed (that
+    // alone would take milliseconds per unit).
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // A decoder holding a frame of the claimed layout conceals missing slices instead, so the
+    // bound does not apply there; with a frame of another layout held it does.
+    let mut dec = Decoder::new();
+    dec.decode(&unit.data).unwrap();
+    assert!(matches!(dec.decode(&bad), Err(CodecError::Invalid(_))));
+}
+
+#[test]
+fn predicted_unit_with_another_block_size_than_its_reference_is_invalid() {
+    let shape = Shape::new(2, 16, 16);
+    let frames: Vec<_> = (0..2).map(|i| moving_frame(i, shape, (1.0, 0.0))).collect();
+    let cfg = CodecConfig {
+        block_size: 8,
+        ..CodecConfig::default()
+    };
+    let units = encode_all(&cfg, &frames);
+    assert_eq!(units[1].kind, UnitKind::AdaptivePredicted);
+    for block_size in [4u16, 16] {
+        let mut bad = units[1].data.clone();
+        // block_size u16 at byte 38 of the header.
+        bad[38..40].copy_from_slice(&block_size.to_le_bytes());
+        fix_crc(&mut bad);
+        for conceal in [false, true] {
+            let mut dec = Decoder::new();
+            dec.set_concealment(conceal);
+            dec.decode(&units[0].data).unwrap();
+            match dec.decode(&bad) {
+                Err(CodecError::Invalid(msg)) => {
+                    assert!(msg.contains("differs from the reference's"), "{msg}")
+                }
+                other => panic!("block size {block_size}: {other:?}"),
+            }
+            // The decoder's state is unchanged: the real unit still decodes exactly.
+            assert_eq!(
+                dec.decode(&units[1].data).unwrap(),
+                vec![units[1].reconstruction.clone().unwrap()]
+            );
+        }
+    }
+}
+
 fn all_units_for_fuzz() -> Vec<(Vec<CodedUnit>, CodedUnit)> {
     let mut out = sample_units();
     let shape = Shape::new(3, 7, 6);

@@ -6,7 +6,7 @@ use super::reconstruct::{
     RefFrame, RefTensor, apply_residuals, compensate_codes, field_count, fields_from_symbols,
     motion_error, params_for, predict_codes, residual_count, unrotate,
 };
-use super::slices::{self, MAX_SLICES_PER_TENSOR, SliceRef};
+use super::slices::{self, MAX_SLICES_PER_TENSOR, SLICE_OVERHEAD, SliceRef};
 use super::{CodecError, UnitKind};
 use crate::frame::FeatureFrame;
 use crate::motion::{BlockGrid, MvSharing};
@@ -251,9 +251,22 @@ impl Decoder {
                         desc.name, desc.shape, rt.desc.name, rt.desc.shape
                     )));
                 }
+                // The contexts read the reference's block flags block by block: its grid must
+                // be this unit's.
+                let grid = BlockGrid::new(header.block_size, desc.shape.height, desc.shape.width)
+                    .map_err(motion_error)?;
+                if rt.coded.len() != desc.shape.channels * grid.len() {
+                    return Err(CodecError::Invalid(format!(
+                        "tensor '{}': block size {} differs from the reference's",
+                        desc.name, header.block_size
+                    )));
+                }
             }
         }
         r.expect_end()?;
+        if reference.is_none() {
+            check_key_slice_bytes(header, &descs, &heads, held, slice_bytes.len())?;
+        }
         // Slice k of tensor t goes to slots[t][k]; strays and repeats are dropped.
         let mut slots: Vec<Vec<Option<SliceRef<'_>>>> = descs
             .iter()
@@ -347,6 +360,48 @@ impl Decoder {
             tensors,
         })
     }
+}
+
+/// Bytes of one channel median in a key-coded slice.
+const MEDIAN_BYTES: usize = std::mem::size_of::<f32>();
+
+/// Bytes every slice of a key unit holds at least: its header and CRC, and one median (f32)
+/// per channel (`BITSTREAM.md`, version 3).
+fn key_slices_min_bytes(channels: usize, slice_width: usize) -> usize {
+    channels
+        .div_ceil(slice_width)
+        .saturating_mul(SLICE_OVERHEAD)
+        .saturating_add(channels.saturating_mul(MEDIAN_BYTES))
+}
+
+/// A key unit must bring every slice of a tensor that no held frame can conceal, and each such
+/// slice holds its header, CRC and its channels' medians: slice bytes fewer than that sum make
+/// the unit `Invalid` before anything of its size is allocated (the element budget alone would
+/// let a head of a few bytes claim `DecoderLimits::max_elements` values).
+fn check_key_slice_bytes(
+    header: &UnitHeader,
+    descs: &[TensorDesc],
+    heads: &[TensorHead<'_>],
+    held: Option<&AdaptiveFrame>,
+    slice_bytes: usize,
+) -> Result<(), CodecError> {
+    let mut needed = 0usize;
+    for (i, (desc, head)) in descs.iter().zip(heads).enumerate() {
+        if held.is_some_and(|f| f.tensors[i].desc.same_layout(desc)) {
+            // Missing or damaged slices are concealed from the held frame.
+            continue;
+        }
+        needed = needed.saturating_add(key_slices_min_bytes(desc.shape.channels, head.slice_width));
+        if needed > slice_bytes {
+            return Err(CodecError::Invalid(format!(
+                "key unit {}: {slice_bytes} bytes of slices, but its slices up to tensor '{}' \
+                 ({} channels in slices of {}) need at least {needed} (slice headers, CRCs \
+                 and 4-byte medians)",
+                header.frame_index, desc.name, desc.shape.channels, head.slice_width
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A tensor name must not repeat within a unit; `seen` are the descriptors already read.

@@ -82,20 +82,42 @@ pub fn encode(symbols: &[u16], bits: u32, zero: u16, out: &mut Vec<u8>) {
     w.finish();
 }
 
+/// Decodes `count` symbols. The payload is parsed and checked once before anything is
+/// allocated, so a payload that is invalid (a run past `count`, a zero terminator, missing or
+/// trailing bits) costs no allocation of `count` symbols, however many it claims.
 pub fn decode(input: &[u8], bits: u32, zero: u16, count: usize) -> Result<Vec<u16>, EntropyError> {
+    walk(input, bits, zero, count, |_, _| {})?;
+    let mut out = Vec::with_capacity(count);
+    walk(input, bits, zero, count, |run, symbol| {
+        out.resize(out.len() + run, zero);
+        out.extend(symbol);
+    })
+    .expect("the payload was checked");
+    Ok(out)
+}
+
+/// Reads the (zero run, terminating symbol) pairs of a payload of `count` symbols, calling
+/// `f` for each, and checks the payload (the calls before an error are not undone).
+fn walk(
+    input: &[u8],
+    bits: u32,
+    zero: u16,
+    count: usize,
+    mut f: impl FnMut(usize, Option<u16>),
+) -> Result<(), EntropyError> {
     let mut r = BitReader::new(input);
     let k = r.read(4)?;
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count {
-        let left = (count - out.len()) as u64;
+    let mut done = 0usize;
+    while done < count {
+        let left = (count - done) as u64;
         let run = r.read_exp_golomb(k, 63 - k)?;
         if run > left {
             return Err(EntropyError::Invalid(format!(
                 "run of {run} zero symbols exceeds the {left} symbols left"
             )));
         }
-        out.resize(out.len() + run as usize, zero);
         if run == left {
+            f(run as usize, None);
             break;
         }
         let s = r.read(bits)? as u16;
@@ -104,10 +126,10 @@ pub fn decode(input: &[u8], bits: u32, zero: u16, count: usize) -> Result<Vec<u1
                 "run-length symbol equals the zero symbol".into(),
             ));
         }
-        out.push(s);
+        f(run as usize, Some(s));
+        done += run as usize + 1;
     }
-    r.finish()?;
-    Ok(out)
+    r.finish()
 }
 
 #[cfg(test)]
@@ -150,5 +172,18 @@ mod tests {
             decode(&bytes, 2, 0, 2),
             Err(EntropyError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn rle_refuses_a_short_payload_for_a_huge_count_before_allocating() {
+        // k=0, run 0, symbol 01, then nothing: 2^28 symbols claimed, 1 present. Refused by the
+        // checking pass (no 2^28-symbol buffer is reserved; that would take 512 MiB).
+        let bytes = [0b0000_1010];
+        assert_eq!(decode(&bytes, 2, 0, 1 << 28), Err(EntropyError::Truncated));
+        // A run reaching the count is what legitimately expands: 2^20 zeros from 6 bytes.
+        let mut out = Vec::new();
+        encode(&vec![0u16; 1 << 20], 2, 0, &mut out);
+        assert!(out.len() <= 8);
+        assert_eq!(decode(&out, 2, 0, 1 << 20).unwrap(), vec![0u16; 1 << 20]);
     }
 }
