@@ -53,6 +53,51 @@ RTCP="${RTCP:-0}"
 RTCP_PORT="${RTCP_PORT:-$((PORT + 1))}"
 RTCP_BACK_PORT="${RTCP_BACK_PORT:-$((PORT + 3))}"
 EDGE_HOST="${EDGE_HOST:-127.0.0.1}"
+
+# SRTP (SRTP_KEY on both ends, the same key): the RTP packets are encrypted (AES-128-ICM) and
+# authenticated (HMAC-SHA1-80: 10 more bytes per packet) with srtpenc on the edge, checked and
+# decrypted with srtpdec on the server. SRTP_KEY is the master key and salt, 30 bytes written as
+# 60 hexadecimal digits (e.g. from `openssl rand -hex 30`). srtpdec in GStreamer 1.22 takes a key
+# from its caps only for one SSRC, named in the same caps, so the edge's payloader sends with a
+# fixed SSRC [1718444400] (both ends must agree) and the server's udpsrc caps carry
+# "ssrc=(uint)$SSRC,srtp-key=(buffer)$SRTP_KEY,srtp-cipher=...". A key must not protect two
+# sessions with the same SSRC (the keystream would repeat): use a new key for every run, or a
+# new SSRC. The server stops with an error if packets keep failing authentication (server.sh).
+SRTP_KEY="${SRTP_KEY:-}"
+SSRC="${SSRC:-1718444400}"
+SRTP_CIPHER="aes-128-icm"
+SRTP_AUTH="hmac-sha1-80"
+if [[ -n "$SRTP_KEY" ]]; then
+    if [[ ! "$SRTP_KEY" =~ ^[0-9a-fA-F]{60}$ ]]; then
+        echo "SRTP_KEY has ${#SRTP_KEY} characters: it must be exactly 60 hexadecimal digits," \
+            "the 30-byte master key and salt of AES-128-ICM (16-byte key + 14-byte salt), the same" \
+            "at both ends; make one with: openssl rand -hex 30" >&2
+        exit 1
+    fi
+    if [[ ! "$SSRC" =~ ^[0-9]{1,10}$ ]] || ((10#$SSRC > 4294967295)); then
+        echo "SSRC=$SSRC: give the RTP SSRC as a decimal number below 2^32, the same at both ends" >&2
+        exit 1
+    fi
+    if [[ "$RTCP" == "1" ]]; then
+        echo "SRTP_KEY with RTCP=1 is not supported by these gst-launch pipelines: srtpdec takes" \
+            "keys from caps per SSRC, and the server's rtpbin sends its RTCP from an SSRC it picks" \
+            "at random, so the edge could not authenticate it (an application can, with srtpdec's" \
+            "request-key signal). Use SRTP_KEY with RTCP=0, or RTCP=1 without SRTP." >&2
+        exit 1
+    fi
+    # rtpgstpay/rtpfmappay ... ssrc=$SSRC ! $SRTP_ENC ! udpsink
+    SRTP_ENC="srtpenc key=$SRTP_KEY rtp-cipher=$SRTP_CIPHER rtp-auth=$SRTP_AUTH \
+rtcp-cipher=$SRTP_CIPHER rtcp-auth=$SRTP_AUTH"
+    # srtp_caps <rtp caps> <ssrc>: the same caps as application/x-srtp with the key for <ssrc>.
+    srtp_caps() {
+        printf 'application/x-srtp,%s,ssrc=(uint)%s,srtp-key=(buffer)%s,srtp-cipher=(string)%s,srtp-auth=(string)%s,srtcp-cipher=(string)%s,srtcp-auth=(string)%s' \
+            "${1#application/x-rtp,}" "$2" "$SRTP_KEY" "$SRTP_CIPHER" "$SRTP_AUTH" "$SRTP_CIPHER" "$SRTP_AUTH"
+    }
+    UNIT_PAY+=" ssrc=$SSRC"
+    # The detections sent back (server.sh RETURN_HOST, edge.sh RETURN_PORT): same key, own SSRC.
+    RETURN_SSRC=$(((10#$SSRC + 1) % 4294967296))
+fi
+
 # Flags for gst-launch-1.0; -e turns Ctrl-C into EOS, so files are finished properly.
 GST_LAUNCH_FLAGS="${GST_LAUNCH_FLAGS:--e}"
 
@@ -71,6 +116,109 @@ back_props() {
 launch() {
     echo "gst-launch-1.0 $GST_LAUNCH_FLAGS $1" >&2
     eval "exec gst-launch-1.0 $GST_LAUNCH_FLAGS $1"
+}
+
+# launch_checking_srtp <pipeline>: launch, for a pipeline with srtpdec, that turns srtpdec's
+# silent drops into an error. srtpdec (1.22) drops a packet that fails authentication (a key
+# that is not the sender's, or a sender that does not encrypt) or whose SSRC has no key, and only
+# says so in its debug log (GST_WARNING), once per packet; nothing reaches the bus, so the
+# pipeline would wait forever. This runs gst-launch-1.0 with srtpdec's warnings on
+# (GST_DEBUG=srtpdec:2 added), reads them from its stderr (everything else passes through), and
+# after SRTP_FAIL_LIMIT [20] dropped packets with not a single detection written to $OUT, prints
+# what is wrong, stops the pipeline with EOS and exits with status 1 (also when the stream ends
+# before the limit). Dropped packets after detections were written (someone else sending to the
+# port) are only counted and reported at the end. Ctrl-C (SIGINT) ends the pipeline with EOS as
+# with launch.
+launch_checking_srtp() {
+    echo "gst-launch-1.0 $GST_LAUNCH_FLAGS $1" >&2
+    if [[ "${GST_DEBUG:-}" != *srtpdec* ]]; then
+        export GST_DEBUG="${GST_DEBUG:+$GST_DEBUG,}srtpdec:2"
+    fi
+    local fifo
+    fifo="$(mktemp -u "${TMPDIR:-/tmp}/fmap-srtp.XXXXXX")"
+    mkfifo -m 600 "$fifo"
+    # Job control: gst-launch-1.0 gets its own process group, so a Ctrl-C in the terminal
+    # reaches it once, through the trap below, and not twice (a second SIGINT would make
+    # gst-launch-1.0 abort instead of finishing with EOS).
+    set -m
+    eval "exec gst-launch-1.0 $GST_LAUNCH_FLAGS $1" 2>"$fifo" &
+    local pid=$!
+    srtp_watch "$pid" <"$fifo" &
+    local watcher=$!
+    trap 'kill -INT "$pid" 2>/dev/null || true' INT TERM
+    local status=0
+    # `wait` returns early (status > 128) when a trapped signal arrives: wait again.
+    while true; do
+        status=0
+        wait "$pid" || status=$?
+        kill -0 "$pid" 2>/dev/null || break
+    done
+    local verdict=0
+    while true; do
+        verdict=0
+        wait "$watcher" || verdict=$?
+        kill -0 "$watcher" 2>/dev/null || break
+    done
+    trap - INT TERM
+    rm -f "$fifo"
+    ((verdict == 0)) || exit 1
+    exit "$status"
+}
+
+# srtp_watch <gst-launch pid>: the stderr filter of launch_checking_srtp (stdin: gst-launch's
+# stderr). Exits 1 if it found that nothing could be decrypted.
+srtp_watch() {
+    local pid="$1" limit="${SRTP_FAIL_LIMIT:-20}" line
+    local failed=0 unkeyed=0 unkeyed_ssrc="" stopped=0
+    while IFS= read -r line; do
+        case "$line" in
+            *srtpdec*"Error authentication packet"* | *srtpdec*"Error while decrypting"* | \
+                *srtpdec*"Unable to unprotect"*)
+                failed=$((failed + 1))
+                ;;
+            *srtpdec*"Could not get caps for stream with SSRC"*)
+                unkeyed=$((unkeyed + 1))
+                unkeyed_ssrc="${line##* }"
+                ;;
+            *srtpdec*"Invalid buffer, dropping"*) ;;
+            *)
+                printf '%s\n' "$line" >&2
+                continue
+                ;;
+        esac
+        if ((stopped == 0 && failed + unkeyed >= limit)) && [[ ! -s "$OUT" ]]; then
+            srtp_failure_message "$failed" "$unkeyed" "$unkeyed_ssrc"
+            echo "server: stopping (EOS)" >&2
+            stopped=1
+            kill -INT "$pid" 2>/dev/null || true
+        fi
+    done
+    if ((stopped == 0 && failed + unkeyed > 0)); then
+        if [[ -s "$OUT" ]]; then
+            echo "server: warning: srtpdec dropped $failed packets that failed SRTP" \
+                "authentication and $unkeyed with an SSRC that has no key (not from the edge" \
+                "holding SRTP_KEY, or damaged)" >&2
+            return 0
+        fi
+        srtp_failure_message "$failed" "$unkeyed" "$unkeyed_ssrc"
+        stopped=1
+    fi
+    ((stopped == 0))
+}
+
+srtp_failure_message() {
+    if (($1 > 0)); then
+        echo "server: ERROR: SRTP authentication failed for $1 packets: the key does not match" \
+            "the sender's (or the sender does not encrypt). Not a single packet was decrypted and" \
+            "no detection was written. Give both ends the same SRTP_KEY (60 hex digits)." >&2
+    fi
+    if (($2 > 0)); then
+        echo "server: ERROR: $2 packets came with SSRC $3, which has no SRTP key (the key in" \
+            "the caps is for SSRC $SSRC): the sender uses another SSRC, or does not encrypt" \
+            "(no SRTP_KEY there). Give both ends the same SRTP_KEY and SSRC (the scripts'" \
+            "default SSRC is 1718444400). Not a single packet was decrypted and no detection" \
+            "was written." >&2
+    fi
 }
 
 # file_source <file> [frames]: decoded video from a file, optionally only its first <frames>

@@ -12,7 +12,16 @@
 # requests come back as PLI; ports in common.sh), LOSS [0] (drop this fraction of RTP
 # packets before sending, to try lossy links), RETURN_PORT [unset: detections are not received
 # back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
-# detections before the receiver stops, after the video ended).
+# detections before the receiver stops, after the video ended), SRTP_KEY [unset: no encryption]
+# (60 hex digits = the 30-byte AES-128-ICM master key and salt, e.g. `openssl rand -hex 30`; the
+# same at the server: every RTP packet is encrypted and authenticated with srtpenc,
+# HMAC-SHA1-80, 10 bytes more per packet, sent with SSRC [1718444400]; the returned detections
+# too; not with RTCP=1, see common.sh; use a new key for every run).
+#
+# With SRTP_KEY=<key> it runs
+#   gst-launch-1.0 -e ... ! fmapenc ! rtpgstpay config-interval=1 mtu=1400 ssrc=1718444400
+#     ! srtpenc key=<key> rtp-cipher=aes-128-icm rtp-auth=hmac-sha1-80
+#       rtcp-cipher=aes-128-icm rtcp-auth=hmac-sha1-80 ! udpsink host=<server ip> port=5000
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -49,7 +58,9 @@ if [[ "$RTCP" == "1" ]]; then
  rtp.send_rtp_src_0$drop ! udpsink host=$SERVER_HOST port=$PORT \
  udpsrc port=$RTCP_BACK_PORT ! rtp.recv_rtcp_sink_0"
 else
-    pipeline+="$drop ! udpsink host=$SERVER_HOST port=$PORT"
+    srtp=""
+    [[ -n "$SRTP_KEY" ]] && srtp=" ! $SRTP_ENC"
+    pipeline+="$drop$srtp ! udpsink host=$SERVER_HOST port=$PORT"
 fi
 
 if [[ -z "${RETURN_PORT}" ]]; then
@@ -60,7 +71,13 @@ fi
 # has ended and no detection arrived for RETURN_IDLE seconds.
 RETURN_FILE="${RETURN_FILE:-detections-returned.jsonl}"
 RETURN_IDLE="${RETURN_IDLE:-5}"
-receiver="udpsrc port=$RETURN_PORT caps=\"$RTP_CAPS\" ! rtpjitterbuffer ! rtpgstdepay \
+return_caps="$RTP_CAPS"
+return_srtp=""
+if [[ -n "$SRTP_KEY" ]]; then
+    return_caps="$(srtp_caps "$RTP_CAPS" "$RETURN_SSRC")"
+    return_srtp=" ! srtpdec"
+fi
+receiver="udpsrc port=$RETURN_PORT caps=\"$return_caps\"$return_srtp ! rtpjitterbuffer ! rtpgstdepay \
  ! filesink location=\"$RETURN_FILE\" buffer-mode=unbuffered sync=false"
 echo "gst-launch-1.0 -e $receiver" >&2
 eval "exec gst-launch-1.0 -e $receiver" &

@@ -84,6 +84,75 @@ pub fn free_udp_port() -> u16 {
     sock.local_addr().expect("local addr").port()
 }
 
+/// A UDP relay on loopback between an edge and a server: it receives datagrams on its own port
+/// ([`UdpTap::port`], where the edge sends), forwards each unchanged to `127.0.0.1:<target>`
+/// (the server) and keeps a copy, so a test sees exactly what went over the wire.
+pub struct UdpTap {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Vec<u8>>>>,
+}
+
+impl UdpTap {
+    /// Starts relaying to `127.0.0.1:<target>`.
+    pub fn start(target: u16) -> UdpTap {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the tap's UDP port");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("set a read timeout");
+        let port = sock.local_addr().expect("local addr").port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, _)) => {
+                        // A server that is not (or no longer) listening is the test's business.
+                        let _ = sock.send_to(&buf[..n], ("127.0.0.1", target));
+                        seen.push(buf[..n].to_vec());
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::ConnectionRefused
+                        ) => {}
+                    Err(e) => panic!("UDP tap: {e}"),
+                }
+            }
+            seen
+        });
+        UdpTap {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Where the sender should send.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops relaying and returns every datagram relayed, in order.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("not finished yet")
+            .join()
+            .expect("the tap thread ended")
+    }
+}
+
+impl Drop for UdpTap {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// One running `gst-launch-1.0 -e -m <pipeline>` process, stdout and stderr captured to files.
 /// Dropping it kills the process.
 pub struct Launch {

@@ -1,0 +1,415 @@
+//! Issue 11, "Security": the edge and server scripts with `SRTP_KEY` (srtpenc on the edge,
+//! srtpdec on the server, AES-128-ICM + HMAC-SHA1-80, the key as a property on the edge and in
+//! the udpsrc caps on the server), as two gst-launch-1.0 processes over real UDP on loopback,
+//! with a relay in between ([`UdpTap`]) that keeps a copy of every datagram the edge sent.
+//!
+//! * the same key at both ends: every frame gets a detection line (and comes back to the edge,
+//!   encrypted too), and the caps that travel in-band (`application/x-fmap-coded, model=...`),
+//!   readable on the wire without SRTP, are not; the rate overhead on the wire is printed;
+//! * a wrong key at the server: not a single detection line, the server stops on its own with
+//!   "SRTP authentication failed for N packets: the key does not match the sender's" and a
+//!   non-zero status, and the edge ends normally;
+//! * a malformed key: both scripts refuse it, naming the expected format.
+//!
+//! Needs the release plugin (GST_PLUGIN_PATH), `srtpenc`/`srtpdec` (gst-plugins-bad), the models
+//! and the footage. Run with `--nocapture` to see the figures (docs/robustness.md).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use fmap_infer::detection::parse_detections_line;
+
+use fmap_e2e::{
+    Finished, Launch, UdpTap, count_lines, element_message_fields, footage_video, free_udp_port,
+    missing_elements, model, plugin_path, scratch_dir, wait_for_lines, workspace_root,
+};
+
+/// Frames per run (vtest.avi at 10 fps).
+const FRAMES: usize = 60;
+const FPS: f64 = 10.0;
+const TIMEOUT: Duration = Duration::from_secs(600);
+/// The SSRC both scripts use by default (pipelines/common.sh), "fmap" in ASCII.
+const SSRC: u32 = 1_718_444_400;
+/// In every in-band caps announcement (rtpgstpay's config packets, rtpfmappay's config
+/// packets): plain text on the wire unless encrypted.
+const CAPS_MARKER: &[u8] = b"x-fmap-coded";
+
+fn require_everything() {
+    let missing = missing_elements(&[
+        "splitinfer-front",
+        "splitinfer-back",
+        "fmapenc",
+        "fmapdec",
+        "rtpgstpay",
+        "rtpgstdepay",
+        "rtpfmappay",
+        "rtpfmapdepay",
+        "srtpenc",
+        "srtpdec",
+    ]);
+    assert!(
+        missing.is_empty(),
+        "elements not found (build the plugin in release, set GST_PLUGIN_PATH; srtpenc/srtpdec \
+         are in gst-plugins-bad): {missing:?}"
+    );
+    assert!(footage_video().is_file(), "footage missing");
+    assert!(
+        model("nanodet.onnx").is_file(),
+        "models/nanodet.onnx missing"
+    );
+}
+
+/// A 30-byte master key and salt as 60 hex digits, every byte `byte`.
+fn key(byte: u8) -> String {
+    format!("{byte:02x}").repeat(30)
+}
+
+/// What one edge/server run produced.
+struct Run {
+    frames_sent: u64,
+    /// Distinct frame indices in the server's detections file, and its line count.
+    frames: BTreeSet<u64>,
+    lines: usize,
+    /// Lines that came back to the edge (when asked for).
+    returned: usize,
+    /// Every datagram the edge sent, as the relay saw it.
+    wire: Vec<Vec<u8>>,
+    server: Finished,
+    /// How long the edge ran, and when the server ended if it ended while the edge was still
+    /// running (seconds after the edge started; watched every 100 ms).
+    edge_seconds: f64,
+    server_ended_during_edge: Option<f64>,
+}
+
+impl Run {
+    fn wire_bytes(&self) -> usize {
+        self.wire.iter().map(Vec::len).sum()
+    }
+
+    /// UDP payload bit rate over the media time sent.
+    fn wire_kbit_s(&self) -> f64 {
+        self.wire_bytes() as f64 * 8.0 / (self.frames_sent as f64 / FPS) / 1000.0
+    }
+
+    fn datagrams_holding(&self, needle: &[u8]) -> usize {
+        self.wire
+            .iter()
+            .filter(|d| d.windows(needle.len()).any(|w| w == needle))
+            .count()
+    }
+
+    fn report(&self, test: &str) {
+        eprintln!(
+            "{test}: {} frames sent, {} detection lines ({} frames), {} returned to the edge; \
+             wire: {} datagrams, {} bytes, {:.1} kbit/s; server exit status {:?}",
+            self.frames_sent,
+            self.lines,
+            self.frames.len(),
+            self.returned,
+            self.wire.len(),
+            self.wire_bytes(),
+            self.wire_kbit_s(),
+            self.server.status.code(),
+        );
+    }
+}
+
+/// How the server is expected to end.
+#[derive(PartialEq)]
+enum End {
+    /// Stopped with Ctrl-C (EOS) once every frame has its line or the lines stop coming.
+    Interrupted,
+    /// By itself, within a minute of the edge's end (the test fails if it does not).
+    ByItself,
+}
+
+/// Starts the server (`server_key`: its SRTP_KEY, none = plain RTP), runs the edge
+/// (`edge_key`) through a [`UdpTap`], and collects the server as `end` says. `return_path`: the
+/// server sends the detections back to the edge.
+fn run(
+    test: &str,
+    payload: &str,
+    edge_key: Option<&str>,
+    server_key: Option<&str>,
+    return_path: bool,
+    end: End,
+) -> Run {
+    let dir = scratch_dir(test);
+    let out = dir.join("detections.jsonl");
+    let returned: PathBuf = dir.join("returned.jsonl");
+    let port = free_udp_port();
+    let ret = free_udp_port();
+    let tap = UdpTap::start(port);
+
+    let mut server_env = vec![
+        ("PORT", port.to_string()),
+        ("PAYLOAD", payload.to_string()),
+        ("OUT", out.display().to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    let mut edge_env = vec![
+        ("SERVER_HOST", "127.0.0.1".to_string()),
+        ("PORT", tap.port().to_string()),
+        ("PAYLOAD", payload.to_string()),
+        ("FRAMES", FRAMES.to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    if let Some(k) = server_key {
+        server_env.push(("SRTP_KEY", k.to_string()));
+    }
+    if let Some(k) = edge_key {
+        edge_env.push(("SRTP_KEY", k.to_string()));
+    }
+    if return_path {
+        server_env.push(("RETURN_HOST", "127.0.0.1".to_string()));
+        server_env.push(("RETURN_PORT", ret.to_string()));
+        edge_env.push(("RETURN_PORT", ret.to_string()));
+        edge_env.push(("RETURN_FILE", returned.display().to_string()));
+        edge_env.push(("RETURN_IDLE", "4".to_string()));
+    }
+
+    let mut server = Launch::script("server", "server.sh", &server_env, &dir, None);
+    server
+        .wait_for_stdout("Setting pipeline to PLAYING", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut edge = Launch::script("edge", "edge.sh", &edge_env, &dir, None);
+    let edge_started = std::time::Instant::now();
+    let mut server_ended_during_edge = None;
+    while edge.running() && edge_started.elapsed() < TIMEOUT {
+        if server_ended_during_edge.is_none() && !server.running() {
+            server_ended_during_edge = Some(edge_started.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let edge_done = edge.wait(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        edge_done.status.success(),
+        "{test}: the edge failed: {:?}\n{}",
+        edge_done.status,
+        edge.log_tail()
+    );
+    let enc = element_message_fields(&edge_done.stdout, "fmapenc-stats").unwrap_or_else(|| {
+        panic!(
+            "{test}: no fmapenc-stats from the edge\n{}",
+            edge.log_tail()
+        )
+    });
+
+    if end == End::Interrupted {
+        wait_for_lines(&out, FRAMES, Duration::from_secs(15), TIMEOUT);
+        server.interrupt();
+    }
+    let server_done = server
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wire = tap.finish();
+
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let mut frames = BTreeSet::new();
+    let mut lines = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        lines += 1;
+        let parsed = parse_detections_line(line)
+            .unwrap_or_else(|e| panic!("{test}: not a detections line ({e}): {line}"));
+        frames.insert(parsed.frame);
+    }
+    Run {
+        frames_sent: enc["frames"],
+        frames,
+        lines,
+        returned: count_lines(&returned),
+        wire,
+        server: server_done,
+        edge_seconds: edge_done.elapsed.as_secs_f64(),
+        server_ended_during_edge,
+    }
+}
+
+/// The SSRC of an RTP or SRTP packet (the header stays in the clear).
+fn ssrc(datagram: &[u8]) -> Option<u32> {
+    datagram
+        .get(8..12)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A plain run and an SRTP run with the same key at both ends, `payload` gst or fmap.
+fn same_key_at_both_ends(payload: &str) {
+    require_everything();
+    let plain = run(
+        &format!("plain-{payload}"),
+        payload,
+        None,
+        None,
+        false,
+        End::Interrupted,
+    );
+    plain.report(&format!("{payload}, no SRTP"));
+    let k = key(0x5a);
+    let srtp = run(
+        &format!("srtp-{payload}"),
+        payload,
+        Some(&k),
+        Some(&k),
+        true,
+        End::Interrupted,
+    );
+    srtp.report(&format!("{payload}, SRTP, same key"));
+
+    let overhead = srtp.wire_kbit_s() - plain.wire_kbit_s();
+    let tag_kbit_s = 10.0 * srtp.wire.len() as f64 * 8.0 / (srtp.frames_sent as f64 / FPS) / 1000.0;
+    eprintln!(
+        "{payload}: SRTP overhead on the wire {overhead:+.1} kbit/s ({:+.1}%) = {} vs {} bytes \
+         in {} vs {} datagrams; the 10-byte HMAC-SHA1-80 tag alone is {tag_kbit_s:.1} kbit/s; \
+         {:?} readable in {} plain datagrams and {} SRTP datagrams",
+        100.0 * overhead / plain.wire_kbit_s(),
+        srtp.wire_bytes(),
+        plain.wire_bytes(),
+        srtp.wire.len(),
+        plain.wire.len(),
+        String::from_utf8_lossy(CAPS_MARKER),
+        plain.datagrams_holding(CAPS_MARKER),
+        srtp.datagrams_holding(CAPS_MARKER)
+    );
+
+    for (name, r) in [("no SRTP", &plain), ("SRTP", &srtp)] {
+        assert_eq!(
+            r.frames_sent, FRAMES as u64,
+            "{payload}, {name}: frames sent"
+        );
+        assert_eq!(
+            r.frames.len(),
+            FRAMES,
+            "{payload}, {name}: a detection line for every frame\n{}",
+            r.server.stderr
+        );
+        assert_eq!(r.lines, FRAMES, "{payload}, {name}: one line per frame");
+        assert!(
+            r.server.status.success(),
+            "{payload}, {name}: the server ended cleanly after Ctrl-C: {:?}\n{}",
+            r.server.status,
+            r.server.stderr
+        );
+    }
+    assert_eq!(
+        srtp.returned, FRAMES,
+        "{payload}: every line came back to the edge over SRTP"
+    );
+    assert!(
+        !srtp.server.stderr.contains("SRTP authentication failed"),
+        "{payload}: no packet failed authentication\n{}",
+        srtp.server.stderr
+    );
+    // The control: without SRTP the in-band caps are readable on the wire ...
+    assert!(
+        plain.datagrams_holding(CAPS_MARKER) > 0,
+        "{payload}: the plain run's in-band caps should show {:?} on the wire",
+        String::from_utf8_lossy(CAPS_MARKER)
+    );
+    // ... with SRTP they are not, and every packet has the scripts' SSRC in its clear header.
+    assert_eq!(
+        srtp.datagrams_holding(CAPS_MARKER),
+        0,
+        "{payload}: plain text on the SRTP wire"
+    );
+    assert!(
+        srtp.wire.iter().all(|d| ssrc(d) == Some(SSRC)),
+        "{payload}: every SRTP packet carries SSRC {SSRC}"
+    );
+    // Authenticated packets are longer: at least the 10-byte tag on each.
+    assert!(
+        srtp.wire_bytes() > plain.wire_bytes(),
+        "{payload}: SRTP adds its tag"
+    );
+}
+
+/// `PAYLOAD=gst` (rtpgstpay/rtpgstdepay) with `SRTP_KEY` at both ends: every frame gets a
+/// detection line, the lines come back to the edge, and no plain text crosses the wire.
+#[test]
+fn srtp_same_key_rtpgstpay_every_frame_and_no_plaintext_on_the_wire() {
+    same_key_at_both_ends("gst");
+}
+
+/// The same with the fmap payload format (`PAYLOAD=fmap`, rtpfmappay/rtpfmapdepay).
+#[test]
+fn srtp_same_key_rtpfmappay_every_frame_and_no_plaintext_on_the_wire() {
+    same_key_at_both_ends("fmap");
+}
+
+/// A server given another key than the edge's: srtpdec drops every packet (authentication
+/// fails), so not a single detection line is written; the server says why on stderr, stops by
+/// itself with a non-zero status, and the edge ends normally.
+#[test]
+fn srtp_wrong_key_gives_no_detection_and_a_clear_error() {
+    require_everything();
+    let r = run(
+        "srtp-wrong-key",
+        "gst",
+        Some(&key(0x5a)),
+        Some(&key(0xa5)),
+        false,
+        End::ByItself,
+    );
+    r.report("gst, SRTP, wrong key at the server");
+    let errors: Vec<&str> = r
+        .server
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    eprintln!(
+        "the server's error: {errors:?}; the edge ran {:.1} s, the server ended by itself {}",
+        r.edge_seconds,
+        r.server_ended_during_edge
+            .map_or("after the edge".to_string(), |t| format!(
+                "{t:.1} s after the edge started"
+            ))
+    );
+    assert_eq!(r.frames_sent, FRAMES as u64, "the edge sent every frame");
+    assert!(!r.wire.is_empty(), "packets reached the server's port");
+    assert_eq!(r.lines, 0, "not a single detection line with a wrong key");
+    assert!(
+        !r.server.status.success(),
+        "the server exits with an error status: {:?}",
+        r.server.status
+    );
+    assert!(
+        r.server.stderr.contains("SRTP authentication failed for")
+            && r.server
+                .stderr
+                .contains("the key does not match the sender's"),
+        "a clear error on the server's stderr:\n{}",
+        r.server.stderr
+    );
+}
+
+/// A key that is not 60 hex digits is refused by both scripts before anything starts, with a
+/// message naming the expected format.
+#[test]
+fn srtp_malformed_key_is_refused_by_both_scripts() {
+    require_everything();
+    for script in ["edge.sh", "server.sh"] {
+        let not_hex = format!("{}zz", &key(1)[..58]);
+        for bad in ["0123", not_hex.as_str()] {
+            let out = Command::new("bash")
+                .arg(workspace_root().join("pipelines").join(script))
+                .env("GST_PLUGIN_PATH", plugin_path())
+                .env("FMAP_ROOT", workspace_root())
+                .env("SRTP_KEY", bad)
+                .env("FRAMES", "1")
+                .output()
+                .expect("run the script");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{script} SRTP_KEY={bad}: {stderr}"
+            );
+            assert!(
+                stderr.contains("60 hexadecimal digits") && !stderr.contains("gst-launch-1.0"),
+                "{script} SRTP_KEY={bad}: {stderr}"
+            );
+        }
+    }
+}
