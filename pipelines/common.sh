@@ -53,6 +53,27 @@ RTCP="${RTCP:-0}"
 RTCP_PORT="${RTCP_PORT:-$((PORT + 1))}"
 RTCP_BACK_PORT="${RTCP_BACK_PORT:-$((PORT + 3))}"
 EDGE_HOST="${EDGE_HOST:-127.0.0.1}"
+# Retransmission (RTX=1 on both ends, needs RTCP=1): the server's jitterbuffer asks for each
+# lost packet with an RTCP NACK (rtpbin do-retransmission=true, AVPF profile: feedback at once,
+# not at the next regular report) and the edge resends it from the last RTX_PACKETS [200] it
+# sent (rtprtxqueue; same SSRC and payload type, so no rtprtxreceive is needed, and it works from
+# gst-launch-1.0, unlike rtprtxsend's request-aux-sender signal). A resent packet must arrive
+# within the server's JITTER_MS: retransmission pays when the round trip is well below it.
+RTX="${RTX:-0}"
+RTX_PACKETS="${RTX_PACKETS:-200}"
+case "$RTX" in
+    0) ;;
+    1)
+        if [[ "$RTCP" != "1" ]]; then
+            echo "RTX=1 needs RTCP=1 on both ends: the server asks for lost packets by RTCP NACK" >&2
+            exit 1
+        fi
+        ;;
+    *)
+        echo "RTX=$RTX: use 1 (retransmit lost packets on request) or 0" >&2
+        exit 1
+        ;;
+esac
 
 # SRTP (SRTP_KEY on both ends, the same key): the RTP packets are encrypted (AES-128-ICM) and
 # authenticated (HMAC-SHA1-80: 10 more bytes per packet) with srtpenc on the edge, checked and

@@ -9,7 +9,8 @@
 # "quality=2" or "bitrate=200"),
 # FRAMES [all] (stop after this many frames), MTU [1400], PAYLOAD [gst] (gst: rtpgstpay; fmap:
 # rtpfmappay, see common.sh), RTCP [0] (1: through rtpbin with RTCP, so the server's key-unit
-# requests come back as PLI; ports in common.sh), LOSS [0] (drop this fraction of RTP
+# requests come back as PLI; ports in common.sh), RTX [0] (1, with RTCP=1 at both ends: lost
+# packets are resent when the server's NACK asks, from the last RTX_PACKETS [200]), LOSS [0] (drop this fraction of RTP
 # packets before sending, to try lossy links), RETURN_PORT [unset: detections are not received
 # back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
 # detections before the receiver stops, after the video ended), SRTP_KEY [unset: no encryption]
@@ -54,7 +55,13 @@ if [[ "$RTCP" == "1" ]]; then
     # rtpbin turns the server's RTCP PLI into a force-key-unit request to fmapenc. The edge
     # sends no RTCP of its own (sender reports only serve lip sync): an RTCP sink would hold
     # the pipeline's end of stream on rtpsession's BYE timing.
-    pipeline="rtpbin name=rtp $pipeline ! rtp.send_rtp_sink_0 \
+    rtx=""
+    profile=""
+    if [[ "$RTX" == "1" ]]; then
+        rtx=" ! rtprtxqueue max-size-packets=$RTX_PACKETS max-size-time=0"
+        profile=" rtp-profile=avpf"
+    fi
+    pipeline="rtpbin name=rtp$profile $pipeline$rtx ! rtp.send_rtp_sink_0 \
  rtp.send_rtp_src_0$drop ! udpsink host=$SERVER_HOST port=$PORT \
  udpsrc port=$RTCP_BACK_PORT ! rtp.recv_rtcp_sink_0"
 else

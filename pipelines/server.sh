@@ -10,7 +10,8 @@
 # [detections.jsonl], RETURN_HOST [unset: no return stream] and RETURN_PORT [5002] (where to
 # send detections over RTP), JITTER_MS [200] (rtpjitterbuffer latency), PAYLOAD [gst] (gst:
 # rtpgstdepay; fmap: rtpfmapdepay; as the edge), RTCP [0] (1: through rtpbin, sending RTCP
-# with fmapdec's key-unit requests as PLI to EDGE_HOST [127.0.0.1]; as the edge), LOSS [0] (drop this
+# with fmapdec's key-unit requests as PLI to EDGE_HOST [127.0.0.1]; as the edge), RTX [0] (1, with
+# RTCP=1: lost packets are asked for again by RTCP NACK; as the edge), LOSS [0] (drop this
 # fraction of received RTP packets, to try lossy links), FMAPDEC_EXTRA [] (more fmapdec
 # properties, e.g. channel-transform=models/nanodet.stage2.calib.json when the edge's
 # FMAPENC_EXTRA sets the same channel-transform), SRTP_KEY [unset: no encryption] (60 hex
@@ -42,7 +43,9 @@ drop=""
 # makes the socket overflow.
 if [[ "$RTCP" == "1" ]]; then
     # rtpbin (jitterbuffer included) sends fmapdec's key-unit requests to the edge as RTCP PLI.
-    receive="rtpbin name=rtp latency=$JITTER_MS \
+    rtx=""
+    [[ "$RTX" == "1" ]] && rtx=" do-retransmission=true rtp-profile=avpf"
+    receive="rtpbin name=rtp latency=$JITTER_MS$rtx \
  udpsrc port=$PORT buffer-size=4194304 \
  caps=\"$UNIT_RTP_CAPS,rtcp-fb-nack-pli=(boolean)true\"$drop ! rtp.recv_rtp_sink_0 \
  udpsrc port=$RTCP_PORT ! rtp.recv_rtcp_sink_0 \
