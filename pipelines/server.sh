@@ -14,7 +14,11 @@
 # RTCP=1: lost packets are asked for again by RTCP NACK; as the edge), LOSS [0] (drop this
 # fraction of received RTP packets, to try lossy links), FMAPDEC_EXTRA [] (more fmapdec
 # properties, e.g. channel-transform=models/nanodet.stage2.calib.json when the edge's
-# FMAPENC_EXTRA sets the same channel-transform), SRTP_KEY [unset: no encryption] (60 hex
+# FMAPENC_EXTRA sets the same channel-transform), PORTS [PORT] (several cameras at once, one
+# port each, e.g. "5000 5010": camera i's detections go to OUT with .camera<i> before .jsonl,
+# its RTCP uses port+1 and port+3 with EDGE_HOSTS [EDGE_HOST for all] (a list in the same
+# order), its returned detections go to RETURN_HOSTS [RETURN_HOST for all] at port+2; each
+# camera has its own decoder and back network), SRTP_KEY [unset: no encryption] (60 hex
 # digits, the edge's SRTP_KEY: srtpdec checks and decrypts every packet, with the key in the
 # udpsrc caps for the edge's SSRC [1718444400]; not with RTCP=1, see common.sh), SRTP_FAIL_LIMIT
 # [20] (with SRTP_KEY: after this many packets failed authentication with no detection written,
@@ -39,35 +43,68 @@ FMAPDEC_EXTRA="${FMAPDEC_EXTRA:-}"
 drop=""
 [[ "$LOSS" != "0" ]] && drop=" ! identity drop-probability=$LOSS"
 
-# The unbounded queue decouples the network thread from inference, so a slow frame never
-# makes the socket overflow.
-if [[ "$RTCP" == "1" ]]; then
-    # rtpbin (jitterbuffer included) sends fmapdec's key-unit requests to the edge as RTCP PLI.
-    rtx=""
-    [[ "$RTX" == "1" ]] && rtx=" do-retransmission=true rtp-profile=avpf"
-    receive="rtpbin name=rtp latency=$JITTER_MS$rtx \
- udpsrc port=$PORT buffer-size=4194304 \
- caps=\"$UNIT_RTP_CAPS,rtcp-fb-nack-pli=(boolean)true\"$drop ! rtp.recv_rtp_sink_0 \
- udpsrc port=$RTCP_PORT ! rtp.recv_rtcp_sink_0 \
- rtp.send_rtcp_src_0 ! udpsink host=$EDGE_HOST port=$RTCP_BACK_PORT sync=false async=false \
- rtp. ! $UNIT_DEPAY"
-elif [[ -n "$SRTP_KEY" ]]; then
-    # srtpdec drops what fails authentication; launch_checking_srtp makes that an error.
-    receive="udpsrc port=$PORT buffer-size=4194304 caps=\"$(srtp_caps "$UNIT_RTP_CAPS" "$SSRC")\"$drop \
+# camera_pipeline <name suffix> <port> <out> <edge host> <rtcp port> <rtcp back port>
+#                 <return host> <return port>: the receiving, decoding and inference branch of
+# one camera. The unbounded queue decouples the network thread from inference, so a slow frame
+# never makes the socket overflow.
+camera_pipeline() {
+    local n="$1" port="$2" out="$3" edge_host="$4" rtcp_port="$5" rtcp_back="$6"
+    local return_host="$7" return_port="$8" receive
+    if [[ "$RTCP" == "1" ]]; then
+        # rtpbin (jitterbuffer included) sends fmapdec's key-unit requests to the edge as RTCP
+        # PLI (and, with RTX=1, NACKs for lost packets).
+        local rtx=""
+        [[ "$RTX" == "1" ]] && rtx=" do-retransmission=true rtp-profile=avpf"
+        receive="rtpbin name=rtp$n latency=$JITTER_MS$rtx \
+ udpsrc port=$port buffer-size=4194304 \
+ caps=\"$UNIT_RTP_CAPS,rtcp-fb-nack-pli=(boolean)true\"$drop ! rtp$n.recv_rtp_sink_0 \
+ udpsrc port=$rtcp_port ! rtp$n.recv_rtcp_sink_0 \
+ rtp$n.send_rtcp_src_0 ! udpsink host=$edge_host port=$rtcp_back sync=false async=false \
+ rtp$n. ! $UNIT_DEPAY"
+    elif [[ -n "$SRTP_KEY" ]]; then
+        # srtpdec drops what fails authentication; launch_checking_srtp makes that an error.
+        receive="udpsrc port=$port buffer-size=4194304 caps=\"$(srtp_caps "$UNIT_RTP_CAPS" "$SSRC")\"$drop \
  ! srtpdec ! rtpjitterbuffer latency=$JITTER_MS ! $UNIT_DEPAY"
-else
-    receive="udpsrc port=$PORT buffer-size=4194304 caps=\"$UNIT_RTP_CAPS\"$drop \
+    else
+        receive="udpsrc port=$port buffer-size=4194304 caps=\"$UNIT_RTP_CAPS\"$drop \
  ! rtpjitterbuffer latency=$JITTER_MS ! $UNIT_DEPAY"
-fi
-pipeline="$receive \
+    fi
+    local branch="$receive \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
- ! fmapdec name=dec $FMAPDEC_EXTRA ! splitinfer-back $(back_props) ! tee name=detections \
- detections. ! queue ! filesink location=\"$OUT\" buffer-mode=unbuffered"
-if [[ -n "$RETURN_HOST" ]]; then
-    return_pay="rtpgstpay config-interval=1"
-    [[ -n "$SRTP_KEY" ]] && return_pay+=" ssrc=$RETURN_SSRC ! $SRTP_ENC"
-    pipeline+=" detections. ! queue ! $return_pay \
- ! udpsink host=$RETURN_HOST port=$RETURN_PORT sync=false"
+ ! fmapdec name=dec$n $FMAPDEC_EXTRA ! splitinfer-back $(back_props) ! tee name=detections$n \
+ detections$n. ! queue ! filesink location=\"$out\" buffer-mode=unbuffered"
+    if [[ -n "$return_host" ]]; then
+        local return_pay="rtpgstpay config-interval=1"
+        [[ -n "$SRTP_KEY" ]] && return_pay+=" ssrc=$RETURN_SSRC ! $SRTP_ENC"
+        branch+=" detections$n. ! queue ! $return_pay \
+ ! udpsink host=$return_host port=$return_port sync=false"
+    fi
+    printf '%s' "$branch"
+}
+
+# Several cameras (PORTS="5000 5010 ..."): one branch each, told apart by port.
+read -ra ports <<<"${PORTS:-$PORT}"
+if ((${#ports[@]} == 1)); then
+    pipeline="$(camera_pipeline "" "${ports[0]}" "$OUT" "$EDGE_HOST" "$RTCP_PORT" \
+        "$RTCP_BACK_PORT" "$RETURN_HOST" "$RETURN_PORT")"
+else
+    if [[ -n "$SRTP_KEY" ]]; then
+        echo "SRTP_KEY with several PORTS is not supported: run one server.sh per camera" >&2
+        exit 1
+    fi
+    read -ra edge_hosts <<<"${EDGE_HOSTS:-}"
+    read -ra return_hosts <<<"${RETURN_HOSTS:-}"
+    pipeline=""
+    for i in "${!ports[@]}"; do
+        p="${ports[$i]}"
+        if [[ ! "$p" =~ ^[0-9]+$ ]] || ((p < 1 || p > 65532)); then
+            echo "PORTS: '$p' is not a UDP port (1-65532)" >&2
+            exit 1
+        fi
+        rhost="${return_hosts[$i]:-$RETURN_HOST}"
+        pipeline+=" $(camera_pipeline "$i" "$p" "${OUT%.jsonl}.camera$i.jsonl" \
+            "${edge_hosts[$i]:-$EDGE_HOST}" $((p + 1)) $((p + 3)) "$rhost" $((p + 2)))"
+    done
 fi
 if [[ -n "$SRTP_KEY" ]]; then
     launch_checking_srtp "$pipeline"

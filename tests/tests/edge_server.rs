@@ -98,6 +98,14 @@ struct Run {
     server_log: String,
 }
 
+/// Held while edges and servers run: one set at a time. Two pairs (four ONNX Runtime sessions)
+/// on two cores starve each other's RTCP and retransmission timing, which the lossy-link tests
+/// measure.
+fn one_pair() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_PAIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_PAIR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Starts the server, runs the edge to its end, waits for the server to catch up, stops the
 /// server with EOS (Ctrl-C), and collects what both reported.
 fn run_edge_and_server(
@@ -118,10 +126,7 @@ fn run_edge_and_server_with(
     netns: Option<&NetnsPair>,
     during: &mut dyn FnMut(&mut Launch),
 ) -> Run {
-    // One edge/server pair at a time: two pairs (four ONNX Runtime sessions) on two cores
-    // starve each other's RTCP and retransmission timing, which the lossy-link tests measure.
-    static ONE_PAIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _pair = ONE_PAIR.lock().unwrap_or_else(|e| e.into_inner());
+    let _pair = one_pair();
     let dir = scratch_dir(test);
     let out = dir.join("detections.jsonl");
     let returned = dir.join("returned.jsonl");
@@ -732,6 +737,68 @@ fn rtpfmap_five_percent_loss_with_retransmission_decodes_without_concealment() {
         ap >= 0.9,
         "person AP@0.5 against the loss-free run: {ap:.3}"
     );
+}
+
+/// One server for two cameras (`PORTS="a b"` in server.sh): two edges, each with its own port
+/// and frame count, through rtpbin with RTCP (`RTCP=1`, `PAYLOAD=fmap`); each camera's
+/// detections land in its own file, a line for every frame it sent and none of the other's.
+#[test]
+fn one_server_decodes_two_cameras_told_apart_by_port() {
+    require_everything();
+    let _pair = one_pair();
+    let dir = scratch_dir("two-cameras");
+    let out = dir.join("detections.jsonl");
+    let ports = [free_udp_port(), free_udp_port()];
+    let frames = [30usize, 45];
+    let common = [
+        ("PAYLOAD", "fmap".to_string()),
+        ("RTCP", "1".to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    let mut server_vars = common.to_vec();
+    server_vars.push(("OUT", out.display().to_string()));
+    server_vars.push(("PORTS", format!("{} {}", ports[0], ports[1])));
+    let mut server = Launch::script("server", "server.sh", &server_vars, &dir, None);
+    server
+        .wait_for_stdout("Setting pipeline to PLAYING", SERVER_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut edges: Vec<Launch> = ports
+        .iter()
+        .zip(frames)
+        .enumerate()
+        .map(|(i, (port, n))| {
+            let mut vars = common.to_vec();
+            vars.push(("PORT", port.to_string()));
+            vars.push(("FRAMES", n.to_string()));
+            vars.push(("SERVER_HOST", "127.0.0.1".to_string()));
+            Launch::script(&format!("edge{i}"), "edge.sh", &vars, &dir, None)
+        })
+        .collect();
+    for edge in &mut edges {
+        let done = edge.wait(EDGE_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        assert!(done.status.success(), "edge failed\n{}", edge.log_tail());
+    }
+    let files: Vec<_> = (0..2)
+        .map(|i| dir.join(format!("detections.camera{i}.jsonl")))
+        .collect();
+    for (file, n) in files.iter().zip(frames) {
+        wait_for_lines(file, n, Duration::from_secs(15), SERVER_TIMEOUT);
+    }
+    server.interrupt();
+    let done = server
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(done.status.success(), "server\n{}", server.log_tail());
+    for (i, (file, n)) in files.iter().zip(frames).enumerate() {
+        let (got, lines, with_person) = read_detections(file);
+        eprintln!("camera {i}: {lines} lines, {with_person} with a person");
+        assert_eq!(got, (0..n as u64).collect::<BTreeSet<_>>(), "camera {i}");
+        assert_eq!(
+            lines, n,
+            "camera {i}: one line per frame, no other camera's"
+        );
+    }
+    assert!(!out.exists(), "with PORTS, no shared file");
 }
 
 /// Frames of a burst run: the burst at ~6–8 s and, without a return path, room for a whole
