@@ -37,6 +37,25 @@ pub fn plugin_path() -> String {
     }
 }
 
+/// Asserts that the end-to-end runs have what they need: the named elements (`hint`: where
+/// the non-fmap ones come from, if any), the sample footage and models/nanodet.onnx.
+pub fn require_elements_and_footage(elements: &[&str], hint: &str) {
+    let missing = missing_elements(elements);
+    assert!(
+        missing.is_empty(),
+        "elements not found (build the plugin in release, set GST_PLUGIN_PATH{hint}): {missing:?}"
+    );
+    assert!(
+        footage_video().is_file(),
+        "footage missing: {}",
+        footage_video().display()
+    );
+    assert!(
+        model("nanodet.onnx").is_file(),
+        "model missing: models/nanodet.onnx"
+    );
+}
+
 /// Whether `gst-inspect-1.0` finds every named element with the plugin path in use.
 /// Returns the missing ones.
 pub fn missing_elements(names: &[&str]) -> Vec<String> {

@@ -14,8 +14,8 @@ use fmap_eval::map::{COCO_MAX_DETS, ImageEval, ScoredBox, evaluate};
 use fmap_infer::detection::parse_detections_line;
 
 use fmap_e2e::{
-    Launch, NetnsPair, UdpTap, element_message_fields, footage_video, free_udp_port,
-    missing_elements, model, scratch_dir, wait_for_lines, workspace_root,
+    Launch, NetnsPair, UdpTap, element_message_fields, free_udp_port, require_elements_and_footage,
+    scratch_dir, wait_for_lines, workspace_root,
 };
 
 /// Frames sent per run: enough for group structures and loss to matter, few enough for 2 cores
@@ -27,28 +27,18 @@ const EDGE_TIMEOUT: Duration = Duration::from_secs(600);
 const SERVER_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn require_everything() {
-    let missing = missing_elements(&[
-        "splitinfer-front",
-        "splitinfer-back",
-        "fmapenc",
-        "fmapdec",
-        "rtpgstpay",
-        "rtpgstdepay",
-        "rtpfmappay",
-        "rtpfmapdepay",
-    ]);
-    assert!(
-        missing.is_empty(),
-        "elements not found (build the plugin in release, set GST_PLUGIN_PATH): {missing:?}"
-    );
-    assert!(
-        footage_video().is_file(),
-        "footage missing: {}",
-        footage_video().display()
-    );
-    assert!(
-        model("nanodet.onnx").is_file(),
-        "model missing: models/nanodet.onnx"
+    require_elements_and_footage(
+        &[
+            "splitinfer-front",
+            "splitinfer-back",
+            "fmapenc",
+            "fmapdec",
+            "rtpgstpay",
+            "rtpgstdepay",
+            "rtpfmappay",
+            "rtpfmapdepay",
+        ],
+        "",
     );
 }
 

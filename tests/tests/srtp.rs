@@ -22,8 +22,8 @@ use std::time::Duration;
 use fmap_infer::detection::parse_detections_line;
 
 use fmap_e2e::{
-    Finished, Launch, UdpTap, count_lines, element_message_fields, footage_video, free_udp_port,
-    missing_elements, model, plugin_path, scratch_dir, wait_for_lines, workspace_root,
+    Finished, Launch, UdpTap, count_lines, element_message_fields, free_udp_port, plugin_path,
+    require_elements_and_footage, scratch_dir, wait_for_lines, workspace_root,
 };
 
 /// Frames per run (vtest.avi at 10 fps).
@@ -37,27 +37,20 @@ const SSRC: u32 = 1_718_444_400;
 const CAPS_MARKER: &[u8] = b"x-fmap-coded";
 
 fn require_everything() {
-    let missing = missing_elements(&[
-        "splitinfer-front",
-        "splitinfer-back",
-        "fmapenc",
-        "fmapdec",
-        "rtpgstpay",
-        "rtpgstdepay",
-        "rtpfmappay",
-        "rtpfmapdepay",
-        "srtpenc",
-        "srtpdec",
-    ]);
-    assert!(
-        missing.is_empty(),
-        "elements not found (build the plugin in release, set GST_PLUGIN_PATH; srtpenc/srtpdec \
-         are in gst-plugins-bad): {missing:?}"
-    );
-    assert!(footage_video().is_file(), "footage missing");
-    assert!(
-        model("nanodet.onnx").is_file(),
-        "models/nanodet.onnx missing"
+    require_elements_and_footage(
+        &[
+            "splitinfer-front",
+            "splitinfer-back",
+            "fmapenc",
+            "fmapdec",
+            "rtpgstpay",
+            "rtpgstdepay",
+            "rtpfmappay",
+            "rtpfmapdepay",
+            "srtpenc",
+            "srtpdec",
+        ],
+        "; srtpenc/srtpdec are in gst-plugins-bad",
     );
 }
 
