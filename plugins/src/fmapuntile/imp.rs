@@ -120,19 +120,20 @@ impl FmapUntile {
         })
     }
 
-    /// The untiled frame in the model's channels: the header's channel transform inverted
-    /// with the `channel-transform` file (checked against the header's digest), or as it is.
+    /// `frame` in the model's channels: the channel transform the header names (`tag`: digest,
+    /// components) inverted with the `channel-transform` file (checked against the digest), or
+    /// as it is.
     fn inverse_transform(
         &self,
         state: &mut State,
-        untiled: &tile::Untiled,
+        tag: (u64, u16),
+        frame: codec_core::FeatureFrame,
     ) -> Result<codec_core::FeatureFrame, String> {
         let path = self.settings.lock().unwrap().channel_transform.clone();
-        let tag = (untiled.stream.transform, untiled.stream.components);
         if tag.0 == 0 {
             return match path {
                 Some(p) => Err(common_transform::unexpected(&p)),
-                None => Ok(untiled.frame.clone()),
+                None => Ok(frame),
             };
         }
         if state.transform.as_ref().is_none_or(|(t, _)| *t != tag) {
@@ -152,7 +153,7 @@ impl FmapUntile {
             state.transform = Some((tag, transforms));
         }
         let transforms = &state.transform.as_ref().expect("loaded above").1;
-        transform::inverse_frame(transforms, &untiled.frame).map_err(|e| e.to_string())
+        transform::inverse_frame(transforms, &frame).map_err(|e| e.to_string())
     }
 
     fn chain(
@@ -213,7 +214,8 @@ impl FmapUntile {
                 return Err(gst::FlowError::Error);
             }
         };
-        let frame = match self.inverse_transform(&mut state, &untiled) {
+        let tag = (untiled.stream.transform, untiled.stream.components);
+        let frame = match self.inverse_transform(&mut state, tag, untiled.frame) {
             Ok(frame) => frame,
             Err(e) => {
                 gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
