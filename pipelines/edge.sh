@@ -10,9 +10,9 @@
 # FRAMES [all] (stop after this many frames), MTU [1400], PAYLOAD [gst] (gst: rtpgstpay; fmap:
 # rtpfmappay, see common.sh), RTCP [0] (1: through rtpbin with RTCP, so the server's key-unit
 # requests come back as PLI; ports in common.sh), RTX [0] (1, with RTCP=1 at both ends: lost
-# packets are resent when the server's NACK asks, from the last RTX_PACKETS [200]), LOSS [0] (drop this fraction of RTP
-# packets before sending, to try lossy links), RETURN_PORT [unset: detections are not received
-# back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
+# packets are resent when the server's NACK asks, from the last RTX_PACKETS [200]), LOSS [0]
+# (drop this fraction of RTP packets before sending, to try lossy links), RETURN_PORT [unset:
+# detections are not received back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
 # detections before the receiver stops, after the video ended), SRTP_KEY [unset: no encryption]
 # (60 hex digits = the 30-byte AES-128-ICM master key and salt, e.g. `openssl rand -hex 30`; the
 # same at the server: every RTP packet is encrypted and authenticated with srtpenc,
