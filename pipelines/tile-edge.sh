@@ -16,6 +16,12 @@
 # components, fewer planes; the server needs the same file as its TRANSFORM).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+if [[ -n "$SRTP_KEY" ]]; then
+    # Refused rather than ignored: the video RTP here would leave in the clear.
+    echo "SRTP_KEY is not supported by the tiled path's scripts yet (the mosaic would be sent" \
+        "unencrypted): use pipelines/edge.sh and server.sh for encrypted links" >&2
+    exit 1
+fi
 
 SOURCE="${1:-${FMAP_FOOTAGE:-$FMAP_ROOT/.cache/footage}/vtest.avi}"
 CODEC="${CODEC:-h265}"

@@ -13,6 +13,12 @@
 # calibration file when it tiles principal components; checked against the mosaic's header).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+if [[ -n "$SRTP_KEY" ]]; then
+    # Refused rather than ignored: the video RTP here would leave in the clear.
+    echo "SRTP_KEY is not supported by the tiled path's scripts yet (the mosaic would be sent" \
+        "unencrypted): use pipelines/edge.sh and server.sh for encrypted links" >&2
+    exit 1
+fi
 
 CODEC="${CODEC:-h265}"
 OUT="${OUT:-detections.jsonl}"

@@ -136,3 +136,22 @@ fn tiled_klt_features_over_rtp_h265() {
 fn tiled_10bit_features_over_rtp_h265() {
     edge_and_server("h265", "rtph265pay", 10, false);
 }
+
+/// The tiled scripts have no SRTP: with `SRTP_KEY` set they refuse to start instead of sending
+/// the mosaic in the clear.
+#[test]
+fn tiled_scripts_refuse_srtp_instead_of_sending_in_the_clear() {
+    let dir = scratch_dir("tile-srtp");
+    let key = "ab".repeat(30);
+    for script in ["tile-edge.sh", "tile-server.sh"] {
+        let mut run = Launch::script(script, script, &[("SRTP_KEY", key.clone())], &dir, None);
+        let done = run.wait(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!done.status.success(), "{script} must refuse SRTP_KEY");
+        assert!(
+            done.stderr
+                .contains("SRTP_KEY is not supported by the tiled path"),
+            "{script}: {}",
+            done.stderr
+        );
+    }
+}
