@@ -119,6 +119,27 @@ rtcp-cipher=$SRTP_CIPHER rtcp-auth=$SRTP_AUTH"
     RETURN_SSRC=$(((10#$SSRC + 1) % 4294967296))
 fi
 
+# Forward error correction (FEC=<percent> on both ends, without RTCP): the edge adds ULPFEC
+# protection packets (RFC 5109, rtpulpfecenc, payload type FEC_PT 122) worth FEC% of the stream;
+# the server keeps the last JITTER_MS of packets (rtpstorage) and rebuilds lost ones from them
+# (rtpulpfecdec). The edge sends with the fixed SSRC (rtpulpfecdec needs it in the caps). It
+# pays only where no return path exists and losses are rare: without one, every packet FEC cannot
+# rebuild leaves its slice concealed until its refresh (docs/robustness.md).
+FEC="${FEC:-0}"
+FEC_PT=122
+if [[ ! "$FEC" =~ ^[0-9]+$ ]] || ((10#$FEC > 100)); then
+    echo "FEC=$FEC: give the protection as a percentage of the stream, 0 (off) to 100" >&2
+    exit 1
+fi
+if ((10#$FEC > 0)); then
+    if [[ "$RTCP" == "1" ]]; then
+        echo "FEC with RTCP=1 is not wired up: with a return path use RTX=1 (retransmission)," \
+            "which recovers more for less (docs/robustness.md)" >&2
+        exit 1
+    fi
+    [[ -z "$SRTP_KEY" ]] && UNIT_PAY+=" ssrc=$SSRC"
+fi
+
 # Flags for gst-launch-1.0; -e turns Ctrl-C into EOS, so files are finished properly.
 GST_LAUNCH_FLAGS="${GST_LAUNCH_FLAGS:--e}"
 

@@ -11,7 +11,8 @@
 # rtpfmappay, see common.sh), RTCP [0] (1: through rtpbin with RTCP, so the server's key-unit
 # requests come back as PLI; ports in common.sh), RTX [0] (1, with RTCP=1 at both ends: lost
 # packets are resent when the server's NACK asks, from the last RTX_PACKETS [200]), LOSS [0]
-# (drop this fraction of RTP packets before sending, to try lossy links), RETURN_PORT [unset:
+# (drop this fraction of RTP packets before sending, to try lossy links), FEC [0] (ULPFEC
+# protection, percent of the stream, without RTCP; see common.sh), RETURN_PORT [unset:
 # detections are not received back] with RETURN_FILE [detections-returned.jsonl] and RETURN_IDLE [5] (seconds without new
 # detections before the receiver stops, after the video ended), SRTP_KEY [unset: no encryption]
 # (60 hex digits = the 30-byte AES-128-ICM master key and salt, e.g. `openssl rand -hex 30`; the
@@ -65,9 +66,10 @@ if [[ "$RTCP" == "1" ]]; then
  rtp.send_rtp_src_0$drop ! udpsink host=$SERVER_HOST port=$PORT \
  udpsrc port=$RTCP_BACK_PORT ! rtp.recv_rtcp_sink_0"
 else
-    srtp=""
+    srtp="" fec=""
     [[ -n "$SRTP_KEY" ]] && srtp=" ! $SRTP_ENC"
-    pipeline+="$drop$srtp ! udpsink host=$SERVER_HOST port=$PORT"
+    ((10#$FEC > 0)) && fec=" ! rtpulpfecenc pt=$FEC_PT percentage=$FEC"
+    pipeline+="$fec$drop$srtp ! udpsink host=$SERVER_HOST port=$PORT"
 fi
 
 if [[ -z "${RETURN_PORT}" ]]; then

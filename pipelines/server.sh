@@ -14,7 +14,8 @@
 # RTCP=1: lost packets are asked for again by RTCP NACK; as the edge), LOSS [0] (drop this
 # fraction of received RTP packets, to try lossy links), FMAPDEC_EXTRA [] (more fmapdec
 # properties, e.g. channel-transform=models/nanodet.stage2.calib.json when the edge's
-# FMAPENC_EXTRA sets the same channel-transform), PORTS [PORT] (several cameras at once, one
+# FMAPENC_EXTRA sets the same channel-transform), FEC [0] (the edge's FEC: rebuild lost packets
+# from its ULPFEC packets, see common.sh), PORTS [PORT] (several cameras at once, one
 # port each, e.g. "5000 5010": camera i's detections go to OUT with .camera<i> before .jsonl,
 # its RTCP uses port+1 and port+3 with EDGE_HOSTS [EDGE_HOST for all] (a list in the same
 # order), its returned detections go to RETURN_HOSTS [RETURN_HOST for all] at port+2; each
@@ -61,13 +62,20 @@ camera_pipeline() {
  udpsrc port=$rtcp_port ! rtp$n.recv_rtcp_sink_0 \
  rtp$n.send_rtcp_src_0 ! udpsink host=$edge_host port=$rtcp_back sync=false async=false \
  rtp$n. ! $UNIT_DEPAY"
-    elif [[ -n "$SRTP_KEY" ]]; then
-        # srtpdec drops what fails authentication; launch_checking_srtp makes that an error.
-        receive="udpsrc port=$port buffer-size=4194304 caps=\"$(srtp_caps "$UNIT_RTP_CAPS" "$SSRC")\"$drop \
- ! srtpdec ! rtpjitterbuffer latency=$JITTER_MS ! $UNIT_DEPAY"
     else
-        receive="udpsrc port=$port buffer-size=4194304 caps=\"$UNIT_RTP_CAPS\"$drop \
- ! rtpjitterbuffer latency=$JITTER_MS ! $UNIT_DEPAY"
+        local caps="$UNIT_RTP_CAPS" decrypt="" jitter="rtpjitterbuffer latency=$JITTER_MS"
+        if [[ -n "$SRTP_KEY" ]]; then
+            # srtpdec drops what fails authentication; launch_checking_srtp makes that an error.
+            caps="$(srtp_caps "$UNIT_RTP_CAPS" "$SSRC")"
+            decrypt=" ! srtpdec"
+        fi
+        if ((10#$FEC > 0)); then
+            [[ -z "$SRTP_KEY" ]] && caps+=",ssrc=(uint)$SSRC"
+            jitter="rtpstorage size-time=$(((JITTER_MS + 50) * 1000000)) \
+ ! rtpjitterbuffer do-lost=true latency=$JITTER_MS ! rtpulpfecdec pt=$FEC_PT"
+        fi
+        receive="udpsrc port=$port buffer-size=4194304 caps=\"$caps\"$drop$decrypt \
+ ! $jitter ! $UNIT_DEPAY"
     fi
     local branch="$receive \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
