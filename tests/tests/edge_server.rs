@@ -664,11 +664,12 @@ fn rtpfmap_five_percent_loss_with_rtcp_pli_gets_key_units_back() {
 /// The same 5% loss with retransmission (`RTX=1` with `RTCP=1`: the server's jitterbuffer asks
 /// for every lost packet by RTCP NACK, the edge's rtprtxqueue resends it, and resent packets
 /// meet the same 5% loss) and a 500 ms jitterbuffer, which leaves room for a second request
-/// when a resent packet is lost too: every frame gets a line, at least 99% decode without
-/// concealment, and person AP@0.5 against the loss-free run is at least the issue's 0.9. The
+/// when a resent packet is lost too: at least 99% of the frames decode without concealment,
+/// and person AP@0.5 against the loss-free run is at least the issue's 0.9. The
 /// edge sends through a relay that counts the bytes on the wire (resent packets included).
-/// Measured 300/300 and 299/300 unconcealed (JITTER_MS=200: 288/300, one round of requests;
-/// without RTX: 27/300).
+/// Measured 300/300, 299/300 and 299/300 unconcealed (the last: the final unit lost, with
+/// nothing after it to reveal the loss; JITTER_MS=200: 288/300, one round of requests; without
+/// RTX: 27/300).
 #[test]
 fn rtpfmap_five_percent_loss_with_retransmission_decodes_without_concealment() {
     require_everything();
@@ -714,14 +715,14 @@ fn rtpfmap_five_percent_loss_with_retransmission_decodes_without_concealment() {
         lossy.decoder,
         lossy.depayloader
     );
-    assert_eq!(
-        lossy.detection_frames.len(),
-        LONG,
-        "every frame gets a line"
-    );
+    // A loss in the very last unit has no later packet to reveal it (no NACK, no gap for
+    // fmapdec to fill): that frame may be missing, which the 1% allows.
+    let exact = lossy.detection_frames.len() - concealed;
     assert!(
-        concealed * 100 <= LONG,
-        "at most 1% concealed with retransmission: {concealed} of {LONG}"
+        exact * 100 >= 99 * LONG,
+        "at least 99% of the frames decoded without concealment: {exact} of {LONG} \
+         ({} lines, {concealed} concealed)",
+        lossy.detection_frames.len()
     );
     assert!(
         ap >= 0.9,
