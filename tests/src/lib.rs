@@ -37,6 +37,18 @@ pub fn plugin_path() -> String {
     }
 }
 
+/// The elements `pipelines/edge.sh` and `server.sh` use with either RTP payload format.
+pub const EDGE_SERVER_ELEMENTS: [&str; 8] = [
+    "splitinfer-front",
+    "splitinfer-back",
+    "fmapenc",
+    "fmapdec",
+    "rtpgstpay",
+    "rtpgstdepay",
+    "rtpfmappay",
+    "rtpfmapdepay",
+];
+
 /// Asserts that the end-to-end runs have what they need: the named elements (`hint`: where
 /// the non-fmap ones come from, if any), the sample footage and models/nanodet.onnx.
 pub fn require_elements_and_footage(elements: &[&str], hint: &str) {

@@ -14,8 +14,8 @@ use fmap_eval::map::{COCO_MAX_DETS, ImageEval, ScoredBox, evaluate};
 use fmap_infer::detection::parse_detections_line;
 
 use fmap_e2e::{
-    Launch, NetnsPair, UdpTap, element_message_fields, free_udp_port, require_elements_and_footage,
-    scratch_dir, wait_for_lines, workspace_root,
+    EDGE_SERVER_ELEMENTS, Launch, NetnsPair, UdpTap, element_message_fields, free_udp_port,
+    require_elements_and_footage, scratch_dir, wait_for_lines, workspace_root,
 };
 
 /// Frames sent per run: enough for group structures and loss to matter, few enough for 2 cores
@@ -27,19 +27,7 @@ const EDGE_TIMEOUT: Duration = Duration::from_secs(600);
 const SERVER_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn require_everything() {
-    require_elements_and_footage(
-        &[
-            "splitinfer-front",
-            "splitinfer-back",
-            "fmapenc",
-            "fmapdec",
-            "rtpgstpay",
-            "rtpgstdepay",
-            "rtpfmappay",
-            "rtpfmapdepay",
-        ],
-        "",
-    );
+    require_elements_and_footage(&EDGE_SERVER_ELEMENTS, "");
 }
 
 /// Parses the server's JSON lines; returns the distinct frame indices, and how many lines hold

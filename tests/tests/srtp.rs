@@ -22,8 +22,9 @@ use std::time::Duration;
 use fmap_infer::detection::parse_detections_line;
 
 use fmap_e2e::{
-    Finished, Launch, UdpTap, count_lines, element_message_fields, free_udp_port, plugin_path,
-    require_elements_and_footage, scratch_dir, wait_for_lines, workspace_root,
+    EDGE_SERVER_ELEMENTS, Finished, Launch, UdpTap, count_lines, element_message_fields,
+    free_udp_port, plugin_path, require_elements_and_footage, scratch_dir, wait_for_lines,
+    workspace_root,
 };
 
 /// Frames per run (vtest.avi at 10 fps).
@@ -38,18 +39,7 @@ const CAPS_MARKER: &[u8] = b"x-fmap-coded";
 
 fn require_everything() {
     require_elements_and_footage(
-        &[
-            "splitinfer-front",
-            "splitinfer-back",
-            "fmapenc",
-            "fmapdec",
-            "rtpgstpay",
-            "rtpgstdepay",
-            "rtpfmappay",
-            "rtpfmapdepay",
-            "srtpenc",
-            "srtpdec",
-        ],
+        &[EDGE_SERVER_ELEMENTS.as_slice(), &["srtpenc", "srtpdec"]].concat(),
         "; srtpenc/srtpdec are in gst-plugins-bad",
     );
 }
