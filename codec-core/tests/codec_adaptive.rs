@@ -341,6 +341,8 @@ fn reconstructions_match_the_reference_encoder() {
             search_range,
             block_size,
             key_interval: 6,
+            // Recorded before key units and refresh slices had their own step.
+            key_step_ratio: 1.0,
             ..CodecConfig::default()
         };
         let units = assert_round_trip(&cfg, &frames);
@@ -357,6 +359,88 @@ fn reconstructions_match_the_reference_encoder() {
         hash, 0x76cb_bc35_c62b_531e,
         "reconstruction hash {hash:016x}"
     );
+}
+
+/// A static scene with a little noise: what the key codes is what every later frame keeps.
+fn noisy_static_frames(count: u64, shape: Shape) -> Vec<FeatureFrame> {
+    let base = moving_values(shape, 0.0, (0.0, 0.0));
+    let mut rng = codec_core::test_support::Rng(5);
+    (0..count)
+        .map(|i| {
+            let v = base
+                .iter()
+                .map(|&b| b + 0.01 * (rng.unit() - 0.5))
+                .collect();
+            FeatureFrame::new(i, None, vec![Tensor::from_f32("x", shape, v).unwrap()])
+        })
+        .collect()
+}
+
+#[test]
+fn finer_key_steps_persist_on_a_static_scene() {
+    // Key units at half the step: the key unit costs more, and the static scene keeps the
+    // key's finer error in every predicted frame after it (its noise rounds to zero). λ = 0,
+    // so that no block is skipped and every error is within half a step.
+    let shape = Shape::new(6, 20, 24);
+    let frames = noisy_static_frames(8, shape);
+    let step = 0.8 * std_of(&frames[0].tensors[0].to_f32());
+    let run = |ratio: f32| {
+        let cfg = CodecConfig {
+            key_step_ratio: ratio,
+            gradual_refresh: false,
+            ..adaptive(0.8, 0.0, 0)
+        };
+        let units = assert_round_trip(&cfg, &frames);
+        let worst = frames
+            .iter()
+            .zip(decode_all(&units))
+            .map(|(f, d)| max_abs_error(f, &d))
+            .fold(0.0, f64::max);
+        (units[0].data.len(), worst)
+    };
+    let (coarse_key, coarse_error) = run(1.0);
+    let (fine_key, fine_error) = run(0.5);
+    assert!(fine_key > coarse_key, "{fine_key} vs {coarse_key} bytes");
+    // Half the key's step plus the noise between two frames (at most 0.01).
+    assert!(
+        fine_error <= 0.25 * step + 0.011,
+        "{fine_error} vs step {step}"
+    );
+    assert!(
+        coarse_error > 0.25 * step + 0.011,
+        "{coarse_error} vs step {step}"
+    );
+}
+
+#[test]
+fn refresh_slices_use_the_key_step() {
+    // Gradual refresh over 4 frames, 3 slices: every slice is refreshed at half the step once
+    // per cycle, so the static scene stays as fine as after a key unit at that step.
+    let shape = Shape::new(6, 20, 24);
+    let frames = noisy_static_frames(10, shape);
+    let step = 0.8 * std_of(&frames[0].tensors[0].to_f32());
+    let cfg = |ratio: f32| CodecConfig {
+        key_step_ratio: ratio,
+        gradual_refresh: true,
+        key_interval: 4,
+        slice_channels: 2,
+        ..adaptive(0.8, 0.0, 0)
+    };
+    let units = assert_round_trip(&cfg(0.5), &frames);
+    let same = assert_round_trip(&cfg(1.0), &frames);
+    assert_eq!(units[4].kind, UnitKind::AdaptivePredicted);
+    let decoded = decode_all(&units);
+    for (f, d) in frames.iter().zip(&decoded).skip(8) {
+        let e = max_abs_error(f, d);
+        assert!(e <= 0.25 * step + 0.011, "frame {}: {e} vs {step}", f.index);
+    }
+    // Header flag bit4 (byte 6): the unit carries a refresh step. Refresh slices go out at
+    // phases 0, 1 and 2 of each cycle of 4 (slice k at ⌊4k/3⌋), the key unit has its own step.
+    for (i, (fine, plain)) in units.iter().zip(&same).enumerate() {
+        let refreshing = i > 0 && i % 4 != 3;
+        assert_eq!(fine.data[6] & 16 != 0, refreshing, "unit {i}");
+        assert_eq!(plain.data[6] & 16, 0, "unit {i} at ratio 1");
+    }
 }
 
 /// Largest absolute error of each channel of the first tensor.

@@ -249,6 +249,22 @@ fn key_unit_claiming_more_slices_than_its_bytes_hold_is_refused_fast() {
 }
 
 #[test]
+fn refresh_step_flag_outside_predicted_adaptive_units_is_invalid() {
+    for (_, unit) in sample_units() {
+        if unit.kind == UnitKind::AdaptivePredicted {
+            continue;
+        }
+        let mut bad = unit.data.clone();
+        bad[6] |= 16;
+        fix_crc(&mut bad);
+        match Decoder::new().decode(&bad) {
+            Err(CodecError::Invalid(msg)) => assert!(msg.contains("refresh-step"), "{msg}"),
+            other => panic!("{:?}: {other:?}", unit.kind),
+        }
+    }
+}
+
+#[test]
 fn predicted_unit_with_another_block_size_than_its_reference_is_invalid() {
     let shape = Shape::new(2, 16, 16);
     let frames: Vec<_> = (0..2).map(|i| moving_frame(i, shape, (1.0, 0.0))).collect();
@@ -284,6 +300,21 @@ fn predicted_unit_with_another_block_size_than_its_reference_is_invalid() {
 
 fn all_units_for_fuzz() -> Vec<(Vec<CodedUnit>, CodedUnit)> {
     let mut out = sample_units();
+    // Adaptive units with refresh slices at their own step (header flag bit4).
+    let frames: Vec<_> = (0..4)
+        .map(|i| two_tensor_frame(i, Shape::new(4, 9, 10), (1.0, -1.0)))
+        .collect();
+    let cfg = CodecConfig {
+        key_interval: 3,
+        slice_channels: 2,
+        key_step_ratio: 0.5,
+        ..CodecConfig::default()
+    };
+    let units = encode_all(&cfg, &frames);
+    assert!(units[1..].iter().any(|u| u.data[6] & 16 != 0));
+    for i in 0..units.len() {
+        out.push((units[..i].to_vec(), units[i].clone()));
+    }
     let shape = Shape::new(3, 7, 6);
     let frames: Vec<_> = (0..3)
         .map(|i| moving_frame_u8(i, shape, (1.0, 0.0)))

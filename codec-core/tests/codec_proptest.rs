@@ -30,6 +30,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
             0usize..3,
             prop::bool::ANY,
             prop::bool::ANY,
+            prop::sample::select(vec![1.0f32, 0.5, 0.3]),
         ),
     )
         .prop_map(
@@ -44,7 +45,15 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                 shared,
                 per_channel,
                 entropy,
-                (quality, lambda, rounding, slice_channels, gradual_refresh, resilient),
+                (
+                    quality,
+                    lambda,
+                    rounding,
+                    slice_channels,
+                    gradual_refresh,
+                    resilient,
+                    key_step_ratio,
+                ),
             )| {
                 CodecConfig {
                     structure,
@@ -72,6 +81,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                     quality,
                     lambda,
                     rounding,
+                    key_step_ratio,
                     slice_channels,
                     gradual_refresh,
                     resilient,

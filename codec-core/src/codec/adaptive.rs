@@ -205,12 +205,39 @@ pub(crate) fn channel_steps(desc: &TensorDesc, step: f32, weights: Option<&[u8]>
         .collect()
 }
 
+/// Per channel, the step in effect in one unit: [`channel_steps`] of `step`, except in the
+/// channels of the slices `intra(k)` says are refresh slices, which take those of
+/// `refresh_step` when the unit carries one. Both sides compute it from what the unit carries
+/// (the decoder from the slices that arrived: a missing slice's channels code nothing).
+pub(crate) fn unit_steps(
+    desc: &TensorDesc,
+    step: f32,
+    refresh_step: Option<f32>,
+    weights: Option<&[u8]>,
+    slice_width: usize,
+    intra: impl Fn(usize) -> bool,
+) -> Vec<f32> {
+    let mut steps = channel_steps(desc, step, weights);
+    if let Some(refresh) = refresh_step {
+        let finer = channel_steps(desc, refresh, weights);
+        for (c, (s, f)) in steps.iter_mut().zip(finer).enumerate() {
+            if intra(c / slice_width.max(1)) {
+                *s = f;
+            }
+        }
+    }
+    steps
+}
+
 /// Encoder-side choices for one tensor.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Decisions<'a> {
     /// Predicted units: contexts that do not read the reference ([`code_residuals`]).
     pub resilient: bool,
     pub step: f32,
+    /// Predicted units with refresh slices: the step of those slices (carried in the head when
+    /// the unit's header says so), `None` to code them at `step`.
+    pub refresh_step: Option<f32>,
     /// Per channel, the weight code of its step ([`channel_steps`]); `None` in units without
     /// weights.
     pub weights: Option<&'a [u8]>,
@@ -603,7 +630,7 @@ pub(crate) fn encode_tensor(
     for k in (0..slice_count).filter(|&k| refreshed(k)) {
         predict_medians(&mut pred, &dc, plane, slice_channels(k));
     }
-    let steps = channel_steps(&desc, d.step, d.weights);
+    let steps = unit_steps(&desc, d.step, d.refresh_step, d.weights, width, refreshed);
     let mut residuals = vec![0i32; shape.len()];
     let blocks = grid.len();
     let mut coded = vec![false; shape.channels * blocks];
@@ -707,6 +734,9 @@ pub(crate) fn encode_tensor(
         None => Vec::new(),
     };
     head.extend_from_slice(&d.step.to_le_bytes());
+    if let Some(refresh) = d.refresh_step {
+        head.extend_from_slice(&refresh.to_le_bytes());
+    }
     head.extend_from_slice(d.weights.unwrap_or_default());
     head.extend_from_slice(&(slicing.width as u32).to_le_bytes());
     head.extend_from_slice(&(field_bytes.len() as u32).to_le_bytes());
@@ -780,6 +810,8 @@ pub(crate) fn check_medians(dc: &[f32]) -> Result<(), CodecError> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TensorHead<'a> {
     pub step: f32,
+    /// The step of the unit's refresh slices (units whose header says they carry one).
+    pub refresh_step: Option<f32>,
     /// Per channel, the weight code of its step (units with weights).
     pub weights: Option<&'a [u8]>,
     /// Channels per slice.
@@ -818,7 +850,8 @@ pub(crate) fn decode_tensor(
     tainted: &mut [bool],
 ) -> Result<(AdaptiveTensor, Concealment), CodecError> {
     let shape = desc.shape;
-    let steps = channel_steps(&desc, check_step(head.step)?, head.weights);
+    let step = check_step(head.step)?;
+    let refresh_step = head.refresh_step.map(check_step).transpose()?;
     let width = head.slice_width;
     debug_assert_eq!(slices.len(), shape.channels.div_ceil(width));
     debug_assert_eq!(tainted.len(), shape.channels);
@@ -873,6 +906,9 @@ pub(crate) fn decode_tensor(
         dc[channels].copy_from_slice(&medians);
         usable.push(Some((true, &slice.body[n..])));
     }
+    let steps = unit_steps(&desc, step, refresh_step, head.weights, width, |k| {
+        !key && matches!(usable[k], Some((true, _)))
+    });
     let mut pred = prediction(reference, &dc, shape, field.as_ref())?;
     let mut symbols = TensorSymbols {
         field,

@@ -36,6 +36,7 @@ const FLAG_PTS: u8 = 1;
 const FLAG_PREVIOUS_FOLLOWS: u8 = 2;
 const FLAG_RESILIENT: u8 = 4;
 const FLAG_WEIGHTED: u8 = 8;
+const FLAG_REFRESH_STEP: u8 = 16;
 const TOTAL_LEN_OFFSET: usize = 8;
 
 /// Alphabet width of zig-zagged motion vector components bounded by `range`.
@@ -55,6 +56,9 @@ pub(crate) struct UnitHeader {
     /// Adaptive units: every tensor's head carries a weight code per channel, the channel's
     /// step multiplier (task-aware allocation).
     pub weighted: bool,
+    /// Adaptive predicted units: every tensor's head carries a second step, the one of its
+    /// refresh slices.
+    pub refresh_step: bool,
     pub entropy: EntropyMode,
     pub frame_index: u64,
     pub pts_ns: Option<u64>,
@@ -118,6 +122,9 @@ impl UnitWriter {
         }
         if h.weighted {
             flags |= FLAG_WEIGHTED;
+        }
+        if h.refresh_step {
+            flags |= FLAG_REFRESH_STEP;
         }
         buf.push(flags);
         buf.push(h.entropy.id());
@@ -411,7 +418,9 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
         )));
     }
     let flags = r.u8()?;
-    if flags & !(FLAG_PTS | FLAG_PREVIOUS_FOLLOWS | FLAG_RESILIENT | FLAG_WEIGHTED) != 0 {
+    let known =
+        FLAG_PTS | FLAG_PREVIOUS_FOLLOWS | FLAG_RESILIENT | FLAG_WEIGHTED | FLAG_REFRESH_STEP;
+    if flags & !known != 0 {
         return Err(CodecError::Invalid(format!("unknown flags {flags:#04x}")));
     }
     let previous_follows = flags & FLAG_PREVIOUS_FOLLOWS != 0;
@@ -425,6 +434,12 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
     if weighted && !adaptive {
         return Err(CodecError::Invalid(
             "channel-weights flag on a unit that is not adaptive".into(),
+        ));
+    }
+    let refresh_step = flags & FLAG_REFRESH_STEP != 0;
+    if refresh_step && kind != UnitKind::AdaptivePredicted {
+        return Err(CodecError::Invalid(
+            "refresh-step flag on a unit that is not adaptive-predicted".into(),
         ));
     }
     if previous_follows && kind != UnitKind::Anchor {
@@ -512,6 +527,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
             previous_follows,
             resilient,
             weighted,
+            refresh_step,
             entropy,
             frame_index,
             pts_ns: (flags & FLAG_PTS != 0).then_some(pts),

@@ -6,11 +6,12 @@ use crate::entropy::EntropyMode;
 use crate::motion::{self, MvSharing, SearchMethod};
 use crate::quant::{self, QuantizerMode};
 
-/// Default step of the adaptive mode, as a fraction of a tensor's standard deviation: the
-/// cheapest point of the report's ladder that keeps NanoDet's person AP@0.5 at 0.98 of the
-/// unsplit model's with a margin (0.985 at 390 kbit/s on the whole of vtest.avi; see
-/// `docs/results.md`).
-pub const DEFAULT_QUALITY: f32 = 1.4;
+/// Default step of the adaptive mode, as a fraction of a tensor's standard deviation: with
+/// [`DEFAULT_KEY_STEP_RATIO`], a point of the report's ladder that keeps NanoDet's person AP@0.5
+/// above 0.98 of the unsplit model's with a margin (0.983 at 288 kbit/s on the whole of
+/// vtest.avi, where quality 1.4 with keys at the predicted step needed 396 kbit/s for 0.984;
+/// see `docs/rate-levers.md`).
+pub const DEFAULT_QUALITY: f32 = 2.0;
 /// Default frames from one key unit to the next: 10 s at 10 frames/s. Key units cost 5–10
 /// predicted ones; a receiver that loses sync asks for one (force-key-unit) instead of waiting.
 pub const DEFAULT_KEY_INTERVAL: u32 = 100;
@@ -21,6 +22,14 @@ pub const DEFAULT_BLOCK_SIZE: usize = 4;
 pub const QUALITY_RANGE: std::ops::RangeInclusive<f32> = 0.001..=16.0;
 /// Default rounding offset of the adaptive mode's quantizer on predicted units.
 pub const DEFAULT_ROUNDING: f32 = 0.5;
+/// Default step of key units and refresh slices relative to predicted units' (see
+/// [`CodecConfig::key_step_ratio`]). On the whole of vtest.avi (NanoDet stage2, qualities 1.4–4)
+/// 0.35 traced the lowest curve of {1, 0.5, 0.35, 0.25}: BD-rate against x265 at 416x416 −19%
+/// at equal person AP@0.5 and −12% at equal robust mAP@0.5, where 1 gives +9% and +120%
+/// (`docs/rate-levers.md`).
+pub const DEFAULT_KEY_STEP_RATIO: f32 = 0.35;
+/// Range of [`CodecConfig::key_step_ratio`].
+pub const KEY_STEP_RATIO_RANGE: std::ops::RangeInclusive<f32> = 0.05..=1.0;
 /// Default Lagrangian multiplier of the adaptive mode's block decisions: on 200 frames of
 /// vtest.avi, 0.1 traced the lowest rate–accuracy curve of {0.05, 0.1, 0.15, 0.3} for NanoDet
 /// and was within a few percent of the best (0.05) for the 8-bit SSD, whose accuracy collapses
@@ -61,6 +70,11 @@ pub struct CodecConfig {
     /// Adaptive mode: quantizer step as a fraction of each tensor's standard deviation
     /// (measured on key frames). Smaller is finer: more bits, higher accuracy.
     pub quality: f32,
+    /// Adaptive mode: the step of key units and refresh slices as a fraction of the step of
+    /// predicted slices. What a key codes persists in every later frame wherever the content
+    /// stays (predicted slices skip it), so finer keys pay for static scenes, as video
+    /// encoders code I frames at a lower QP than P frames.
+    pub key_step_ratio: f32,
     /// Adaptive mode: rounding offset of the quantizer on predicted units (0.5 = nearest;
     /// smaller values favour zero residuals).
     pub rounding: f32,
@@ -113,6 +127,7 @@ impl Default for CodecConfig {
             quantizer: QuantizerMode::PerTensorMinMax,
             entropy: EntropyMode::Huffman,
             quality: DEFAULT_QUALITY,
+            key_step_ratio: DEFAULT_KEY_STEP_RATIO,
             rounding: DEFAULT_ROUNDING,
             lambda: DEFAULT_LAMBDA,
             slice_channels: DEFAULT_SLICE_CHANNELS,
@@ -158,6 +173,14 @@ impl CodecConfig {
                 self.quality,
                 QUALITY_RANGE.start(),
                 QUALITY_RANGE.end()
+            )));
+        }
+        if !KEY_STEP_RATIO_RANGE.contains(&self.key_step_ratio) {
+            return Err(CodecError::Config(format!(
+                "key-step-ratio = {} outside {}..={}",
+                self.key_step_ratio,
+                KEY_STEP_RATIO_RANGE.start(),
+                KEY_STEP_RATIO_RANGE.end()
             )));
         }
         if !(0.0..=0.5).contains(&self.rounding) {

@@ -184,6 +184,11 @@ impl Decoder {
             let desc = r.desc(&mut budget)?;
             check_unique(descs.iter(), &desc)?;
             let step = r.f32()?;
+            let refresh_step = if header.refresh_step {
+                Some(r.f32()?)
+            } else {
+                None
+            };
             let channels = desc.shape.channels;
             let weights = if header.weighted {
                 Some(r.take(channels)?)
@@ -204,6 +209,7 @@ impl Decoder {
             let field = r.take(len)?;
             heads.push(TensorHead {
                 step,
+                refresh_step,
                 weights,
                 slice_width,
                 field,

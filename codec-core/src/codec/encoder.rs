@@ -224,6 +224,7 @@ impl Encoder {
             previous_follows: false,
             resilient: false,
             weighted: false,
+            refresh_step: false,
             entropy: self.cfg.entropy,
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
@@ -443,6 +444,28 @@ impl Encoder {
         header.resilient = self.cfg.resilient && kind == UnitKind::AdaptivePredicted;
         let weights = self.weight_codes(frame)?;
         header.weighted = weights.is_some();
+        // Per tensor, which of its slices this unit refreshes.
+        let interval = u64::from(self.cfg.key_interval);
+        let refresh: Vec<Vec<bool>> = frame
+            .tensors
+            .iter()
+            .map(|t| {
+                let count = t.shape.channels.div_ceil(slices::slice_width(
+                    t.shape.channels,
+                    self.cfg.slice_channels,
+                )) as u64;
+                match refresh_phase {
+                    Some(phase) => (0..count)
+                        .map(|k| k * interval / count == u64::from(phase))
+                        .collect(),
+                    None => Vec::new(),
+                }
+            })
+            .collect();
+        let key_ratio = self.cfg.key_step_ratio;
+        header.refresh_step = kind == UnitKind::AdaptivePredicted
+            && key_ratio != 1.0
+            && refresh.iter().flatten().any(|&r| r);
         let mut w = UnitWriter::new(&header);
         // f32 tensors are coded from the frame's own values (a copy of a [256, 200, 272] tensor
         // costs ~10% of its encode time).
@@ -464,9 +487,15 @@ impl Encoder {
             let desc = desc_of(t);
             let grid = BlockGrid::new(self.cfg.block_size, t.shape.height, t.shape.width)
                 .map_err(reconstruct::motion_error)?;
+            let key_step = adaptive::step_for(&desc, quality * key_ratio, self.spreads[i]);
             let decisions = Decisions {
                 resilient: header.resilient,
-                step: adaptive::step_for(&desc, quality, self.spreads[i]),
+                step: if kind == UnitKind::AdaptiveKey {
+                    key_step
+                } else {
+                    adaptive::step_for(&desc, quality, self.spreads[i])
+                },
+                refresh_step: header.refresh_step.then_some(key_step),
                 weights: weights.as_ref().map(|w| w[i].as_slice()),
                 rounding: self.cfg.rounding,
                 lambda: self.cfg.lambda,
@@ -475,20 +504,11 @@ impl Encoder {
             };
             w.desc(&desc);
             let mut head = Vec::new();
-            let width = slices::slice_width(t.shape.channels, self.cfg.slice_channels);
-            let count = t.shape.channels.div_ceil(width) as u64;
-            let interval = u64::from(self.cfg.key_interval);
-            let refresh: Vec<bool> = match refresh_phase {
-                Some(phase) => (0..count)
-                    .map(|k| k * interval / count == u64::from(phase))
-                    .collect(),
-                None => Vec::new(),
-            };
             let slicing = Slicing {
-                width,
+                width: slices::slice_width(t.shape.channels, self.cfg.slice_channels),
                 tensor: i as u8, // at most MAX_TENSORS
                 tag: slices::frame_tag(frame.index),
-                refresh: &refresh,
+                refresh: &refresh[i],
             };
             tensors.push(adaptive::encode_tensor(
                 desc,

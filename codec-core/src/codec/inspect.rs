@@ -60,6 +60,9 @@ pub fn inspect_unit(unit: &[u8]) -> Result<UnitInfo, CodecError> {
             // Step, channel weights, channels per slice, then the range-coded motion field; the
             // channels' medians, block flags and residuals are in the slices after the head.
             r.f32()?;
+            if h.refresh_step {
+                r.f32()?;
+            }
             if h.weighted {
                 r.take(shape.channels)?;
             }

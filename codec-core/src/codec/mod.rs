@@ -50,8 +50,8 @@ pub use bitstream::{
     UNIT_VERSION,
 };
 pub use config::{
-    ChannelWeights, CodecConfig, DEFAULT_LAMBDA, DEFAULT_QUALITY, DEFAULT_ROUNDING,
-    DEFAULT_SLICE_CHANNELS, QUALITY_RANGE,
+    ChannelWeights, CodecConfig, DEFAULT_KEY_STEP_RATIO, DEFAULT_LAMBDA, DEFAULT_QUALITY,
+    DEFAULT_ROUNDING, DEFAULT_SLICE_CHANNELS, KEY_STEP_RATIO_RANGE, QUALITY_RANGE,
 };
 pub use decoder::{Decoder, DecoderLimits};
 pub use encoder::Encoder;

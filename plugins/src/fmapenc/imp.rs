@@ -680,6 +680,18 @@ impl ObjectImpl for FmapEnc {
                     .default_value(d.quality)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecFloat::builder("key-step-ratio")
+                    .nick("Key step ratio")
+                    .blurb(
+                        "adaptive: step of key units and refresh slices as a fraction of the \
+                         predicted step (smaller = finer keys: what they code persists wherever \
+                         the scene stays still; 1 = the same step)",
+                    )
+                    .minimum(*codec_core::codec::KEY_STEP_RATIO_RANGE.start())
+                    .maximum(*codec_core::codec::KEY_STEP_RATIO_RANGE.end())
+                    .default_value(d.key_step_ratio)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecFloat::builder("rounding")
                     .nick("Rounding")
                     .blurb(
@@ -793,6 +805,7 @@ impl ObjectImpl for FmapEnc {
             "entropy" => s.entropy = value.get::<Entropy>().expect("type checked upstream"),
             "quality" => s.quality = value.get().expect("type checked upstream"),
             "rounding" => s.rounding = value.get().expect("type checked upstream"),
+            "key-step-ratio" => s.key_step_ratio = value.get().expect("type checked upstream"),
             "lambda" => s.lambda = value.get().expect("type checked upstream"),
             "slice-channels" => s.slice_channels = value.get().expect("type checked upstream"),
             "gradual-refresh" => s.gradual_refresh = value.get().expect("type checked upstream"),
@@ -844,6 +857,7 @@ impl ObjectImpl for FmapEnc {
             "entropy" => s.entropy.to_value(),
             "quality" => s.quality.to_value(),
             "rounding" => s.rounding.to_value(),
+            "key-step-ratio" => s.key_step_ratio.to_value(),
             "lambda" => s.lambda.to_value(),
             "slice-channels" => s.slice_channels.to_value(),
             "gradual-refresh" => s.gradual_refresh.to_value(),

@@ -216,6 +216,7 @@ pub struct Settings {
     pub calibration: Option<String>,
     pub quality: f32,
     pub rounding: f32,
+    pub key_step_ratio: f32,
     pub lambda: f32,
     /// Adaptive: channels per slice (0 = one slice per tensor).
     pub slice_channels: u32,
@@ -257,6 +258,7 @@ impl Default for Settings {
             calibration: None,
             quality: c.quality,
             rounding: c.rounding,
+            key_step_ratio: c.key_step_ratio,
             lambda: c.lambda,
             slice_channels: c.slice_channels as u32,
             gradual_refresh: c.gradual_refresh,
@@ -305,6 +307,7 @@ impl Settings {
             entropy: self.entropy.to_core(),
             quality: self.quality,
             rounding: self.rounding,
+            key_step_ratio: self.key_step_ratio,
             lambda: self.lambda,
             slice_channels: self.slice_channels as usize,
             gradual_refresh: self.gradual_refresh,
