@@ -225,7 +225,7 @@ fn rate_control_converges_on_the_target_and_follows_a_content_change() {
     let fps = 10.0;
     // 8 kbit/s on these maps needs a much coarser step than quality 0.5.
     let target_kbps = 8.0;
-    let mut rc = RateController::new(target_kbps, cfg.quality, QUALITY_RANGE);
+    let mut rc = RateController::new(target_kbps, cfg.quality, QUALITY_RANGE, cfg.key_interval);
     let mut bits = Vec::new();
     for i in 0..240u64 {
         // Slow motion first, then fast: the controller must follow the change.
@@ -233,6 +233,7 @@ fn rate_control_converges_on_the_target_and_follows_a_content_change() {
         let frame = moving_frame(i, shape, velocity);
         let units = enc.push(&frame).unwrap();
         let b: usize = units.iter().map(|u| u.data.len() * 8).sum();
+        let intra: usize = units.iter().map(|u| u.intra_bytes * 8).sum();
         for u in &units {
             // The decoder follows whatever step each unit carries.
             assert_eq!(
@@ -240,7 +241,7 @@ fn rate_control_converges_on_the_target_and_follows_a_content_change() {
                 vec![u.reconstruction.clone().unwrap()]
             );
         }
-        enc.set_quality(rc.update(b, 1.0 / fps));
+        enc.set_quality(rc.update(b, intra, 1.0 / fps));
         bits.push(b);
     }
     for window in [80..120, 200..240] {

@@ -586,7 +586,7 @@ fn predict_medians(pred: &mut [f32], dc: &[f32], plane: usize, channels: Range<u
 }
 
 /// Encodes one tensor: its head fields (step, slice width, motion field) into `head` and its
-/// slices into `slices`; returns its reconstruction.
+/// slices into `slices`; returns its reconstruction and the bytes of its refresh slices.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn encode_tensor(
     desc: TensorDesc,
@@ -597,7 +597,7 @@ pub(crate) fn encode_tensor(
     slicing: Slicing<'_>,
     head: &mut Vec<u8>,
     slices: &mut Vec<u8>,
-) -> Result<AdaptiveTensor, CodecError> {
+) -> Result<(AdaptiveTensor, usize), CodecError> {
     let shape = desc.shape;
     let plane = shape.plane_len();
     let key = reference.is_none();
@@ -742,6 +742,7 @@ pub(crate) fn encode_tensor(
     head.extend_from_slice(&(field_bytes.len() as u32).to_le_bytes());
     head.extend_from_slice(&field_bytes);
     let mut body = Vec::new();
+    let mut refresh_bytes = 0;
     for k in 0..slice_count {
         let channels = slice_channels(k);
         let refresh = refreshed(k);
@@ -767,9 +768,13 @@ pub(crate) fn encode_tensor(
         body.extend_from_slice(&coder.finish());
         let index = u16::try_from(k)
             .map_err(|_| CodecError::LimitExceeded(format!("slice {k} of a tensor")))?;
+        let before = slices.len();
         slices::write_slice(slices, refresh, slicing.tag, slicing.tensor, index, &body)?;
+        if refresh {
+            refresh_bytes += slices.len() - before;
+        }
     }
-    Ok(reconstruct(desc, pred, &steps, symbols))
+    Ok((reconstruct(desc, pred, &steps, symbols), refresh_bytes))
 }
 
 /// Per channel, the median of the finite values (0 without any): the value most of the channel

@@ -246,7 +246,8 @@ impl Encoder {
         recon: RefFrame,
     ) -> Result<CodedUnit, CodecError> {
         let data = w.finish()?;
-        let unit = self.coded_unit(frame, kind, data, || recon.to_frame());
+        let intra = if kind.is_sync_point() { data.len() } else { 0 };
+        let unit = self.coded_unit(frame, kind, data, intra, || recon.to_frame());
         if kind.becomes_reference() {
             self.reference = Some(recon);
         }
@@ -259,6 +260,7 @@ impl Encoder {
         frame: &FeatureFrame,
         kind: UnitKind,
         data: Vec<u8>,
+        intra_bytes: usize,
         reconstruction: impl FnOnce() -> FeatureFrame,
     ) -> CodedUnit {
         CodedUnit {
@@ -266,6 +268,7 @@ impl Encoder {
             pts_ns: frame.pts_ns,
             kind,
             data,
+            intra_bytes,
             reconstruction: self.keep_reconstructions.then(reconstruction),
         }
     }
@@ -483,6 +486,7 @@ impl Encoder {
         let quality = self.quality();
         let mut tensors = Vec::with_capacity(frame.tensors.len());
         let mut slice_bytes = Vec::new();
+        let mut refresh_bytes = 0;
         for (i, (t, current)) in frame.tensors.iter().zip(&values).enumerate() {
             let desc = desc_of(t);
             let grid = BlockGrid::new(self.cfg.block_size, t.shape.height, t.shape.width)
@@ -510,7 +514,7 @@ impl Encoder {
                 tag: slices::frame_tag(frame.index),
                 refresh: &refresh[i],
             };
-            tensors.push(adaptive::encode_tensor(
+            let (tensor, refreshed) = adaptive::encode_tensor(
                 desc,
                 current,
                 reference.as_ref().map(|r| &r.tensors[i]),
@@ -519,7 +523,9 @@ impl Encoder {
                 slicing,
                 &mut head,
                 &mut slice_bytes,
-            )?);
+            )?;
+            tensors.push(tensor);
+            refresh_bytes += refreshed;
             w.bytes(&head);
         }
         let recon = AdaptiveFrame {
@@ -536,7 +542,12 @@ impl Encoder {
             )));
         }
         data.extend_from_slice(&slice_bytes);
-        let unit = self.coded_unit(frame, kind, data, || recon.to_frame());
+        let intra = if kind == UnitKind::AdaptiveKey {
+            data.len()
+        } else {
+            refresh_bytes
+        };
+        let unit = self.coded_unit(frame, kind, data, intra, || recon.to_frame());
         self.adaptive_reference = Some(recon);
         Ok(unit)
     }

@@ -100,6 +100,10 @@ pub struct CodedUnit {
     pub kind: UnitKind,
     /// One self-delimiting coded unit (header .. CRC).
     pub data: Vec<u8>,
+    /// Bytes of `data` coded without prediction: all of a sync unit (intra, anchor, key), the
+    /// refresh slices of an adaptive predicted unit. A rate controller spreads them over the
+    /// refresh cycle instead of answering each burst.
+    pub intra_bytes: usize,
     /// What the [`Decoder`] outputs for this frame, bit for bit: `Some` only from an encoder
     /// made with [`Encoder::with_reconstructions`] (tests, fuzzing, tools), since building it
     /// costs a copy of the frame that a sender does not need.

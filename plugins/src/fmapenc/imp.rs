@@ -270,11 +270,12 @@ impl FmapEnc {
             })?;
             if let Some(rate) = coding.rate.as_mut() {
                 let bits: usize = units.iter().map(|u| u.data.len() * 8).sum();
+                let intra: usize = units.iter().map(|u| u.intra_bytes * 8).sum();
                 let duration = buffer
                     .duration()
                     .or(coding.frame_duration)
                     .map_or(0.1, |d| d.nseconds() as f64 / 1e9);
-                let quality = rate.update(bits, duration);
+                let quality = rate.update(bits, intra, duration);
                 coding.encoder.set_quality(quality);
                 gst::trace!(CAT, imp = self, "{bits} bits, next quality {quality}");
             }
@@ -345,6 +346,7 @@ impl FmapEnc {
                 f64::from(kbps),
                 config.quality,
                 QUALITY_RANGE,
+                config.key_interval,
             )),
             (_, other) => {
                 return Err(format!(
