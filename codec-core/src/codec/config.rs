@@ -168,34 +168,10 @@ impl CodecConfig {
                 self.search_range
             )));
         }
-        if !QUALITY_RANGE.contains(&self.quality) {
-            return Err(CodecError::Config(format!(
-                "quality = {} outside {}..={}",
-                self.quality,
-                QUALITY_RANGE.start(),
-                QUALITY_RANGE.end()
-            )));
-        }
-        if !KEY_STEP_RATIO_RANGE.contains(&self.key_step_ratio) {
-            return Err(CodecError::Config(format!(
-                "key-step-ratio = {} outside {}..={}",
-                self.key_step_ratio,
-                KEY_STEP_RATIO_RANGE.start(),
-                KEY_STEP_RATIO_RANGE.end()
-            )));
-        }
-        if !(0.0..=0.5).contains(&self.rounding) {
-            return Err(CodecError::Config(format!(
-                "rounding = {} outside 0..=0.5",
-                self.rounding
-            )));
-        }
-        if !(0.0..=1000.0).contains(&self.lambda) {
-            return Err(CodecError::Config(format!(
-                "lambda = {} outside 0..=1000",
-                self.lambda
-            )));
-        }
+        check_range("quality", self.quality, QUALITY_RANGE)?;
+        check_range("key-step-ratio", self.key_step_ratio, KEY_STEP_RATIO_RANGE)?;
+        check_range("rounding", self.rounding, 0.0..=0.5)?;
+        check_range("lambda", self.lambda, 0.0..=1000.0)?;
         for (i, w) in self.channel_weights.iter().enumerate() {
             if self.channel_weights[..i]
                 .iter()
@@ -219,5 +195,22 @@ impl CodecConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A float setting outside its range is a config error naming the property and the range.
+fn check_range(
+    name: &str,
+    value: f32,
+    range: std::ops::RangeInclusive<f32>,
+) -> Result<(), CodecError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(CodecError::Config(format!(
+            "{name} = {value} outside {}..={}",
+            range.start(),
+            range.end()
+        )))
     }
 }
