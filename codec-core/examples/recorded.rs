@@ -10,7 +10,7 @@
 //!
 //! A setting is a space-separated list of `key=value` among `mode` (a [`Structure`] name),
 //! `quality`, `lambda`, `rounding`, `key-interval`, `search-range`, `block-size`, `bits`,
-//! `slice-channels`, `gradual-refresh` (0 or 1), `resilient` (0 or 1).
+//! `slice-channels`, `gradual-refresh` (0 or 1), `fractional-motion` (0 or 1), `resilient` (0 or 1).
 
 use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure, assemble_unit, unit_pieces};
 use codec_core::{FeatureFrame, UnitKind};
@@ -170,6 +170,7 @@ fn parse(s: &str) -> Result<CodecConfig, Box<dyn std::error::Error>> {
             "bits" => cfg.bits = v.parse()?,
             "slice-channels" => cfg.slice_channels = v.parse()?,
             "gradual-refresh" => cfg.gradual_refresh = v.parse::<u8>()? != 0,
+            "fractional-motion" => cfg.fractional_motion = v.parse::<u8>()? != 0,
             "resilient" => cfg.resilient = v.parse::<u8>()? != 0,
             other => return Err(format!("unknown setting {other}").into()),
         }

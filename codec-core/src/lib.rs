@@ -13,6 +13,7 @@ pub mod frame;
 pub mod motion;
 pub mod quant;
 pub mod rtp;
+pub mod subpel;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 pub mod tile;

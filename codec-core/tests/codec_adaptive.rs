@@ -342,8 +342,10 @@ fn reconstructions_match_the_reference_encoder() {
             search_range,
             block_size,
             key_interval: 6,
-            // Recorded before key units and refresh slices had their own step.
+            // Recorded before key units and refresh slices had their own step, and before
+            // fractional motion.
             key_step_ratio: 1.0,
+            fractional_motion: false,
             ..CodecConfig::default()
         };
         let units = assert_round_trip(&cfg, &frames);
@@ -533,4 +535,48 @@ fn channel_weights_that_do_not_fit_the_stream_are_config_errors() {
             .to_string()
             .contains("finite and positive")
     );
+}
+
+#[test]
+fn fractional_motion_follows_a_sub_feature_pan_for_fewer_bits() {
+    // A smooth scene panning by (0.5, -0.25) features per frame: whole-feature vectors cannot
+    // follow it, quarter-feature vectors can.
+    let shape = Shape::new(8, 32, 32);
+    let frames: Vec<_> = (0..8)
+        .map(|i| moving_frame(i, shape, (0.5, -0.25)))
+        .collect();
+    let bytes = |fractional_motion: bool| {
+        let cfg = CodecConfig {
+            fractional_motion,
+            ..adaptive(0.3, 0.1, 3)
+        };
+        let units = assert_round_trip(&cfg, &frames);
+        assert_eq!(
+            units[1..].iter().all(|u| u.data[6] & 32 != 0),
+            fractional_motion,
+            "header flag bit5 on exactly the predicted units of a fractional stream"
+        );
+        units[1..].iter().map(|u| u.data.len()).sum::<usize>()
+    };
+    let (whole, fractional) = (bytes(false), bytes(true));
+    assert!(
+        fractional * 10 < whole * 9,
+        "fractional {fractional} bytes vs whole {whole}"
+    );
+}
+
+#[test]
+fn fractional_motion_with_a_range_beyond_its_vectors_is_a_config_error() {
+    let max = codec_core::subpel::MAX_FRACTIONAL_SEARCH_RANGE;
+    let fractional = CodecConfig {
+        fractional_motion: true,
+        ..adaptive(0.5, 0.1, max + 1)
+    };
+    let err = Encoder::new(fractional).unwrap_err();
+    assert!(err.to_string().contains("fractional-motion=false"), "{err}");
+    let whole = CodecConfig {
+        fractional_motion: false,
+        ..adaptive(0.5, 0.1, max + 1)
+    };
+    assert!(Encoder::new(whole).is_ok());
 }

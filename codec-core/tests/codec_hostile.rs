@@ -25,6 +25,7 @@ fn sample_units() -> Vec<(Vec<CodedUnit>, CodedUnit)> {
             block_size: 4,
             search_range: 2,
             entropy: EntropyMode::Huffman,
+            fractional_motion: true,
             ..CodecConfig::default()
         };
         let units = encode_all(&cfg, &frames);
@@ -265,6 +266,43 @@ fn refresh_step_flag_outside_predicted_adaptive_units_is_invalid() {
 }
 
 #[test]
+fn fractional_motion_flag_outside_predicted_adaptive_units_is_invalid() {
+    for (_, unit) in sample_units() {
+        if unit.kind == UnitKind::AdaptivePredicted {
+            continue;
+        }
+        let mut bad = unit.data.clone();
+        bad[6] |= 32;
+        fix_crc(&mut bad);
+        match Decoder::new().decode(&bad) {
+            Err(CodecError::Invalid(msg)) => assert!(msg.contains("fractional-motion"), "{msg}"),
+            other => panic!("{:?}: {other:?}", unit.kind),
+        }
+    }
+}
+
+#[test]
+fn fractional_motion_beyond_its_search_range_is_invalid() {
+    let units = sample_units();
+    let (prefix, unit) = units
+        .iter()
+        .find(|(_, u)| u.kind == UnitKind::AdaptivePredicted)
+        .expect("an adaptive predicted unit");
+    assert_ne!(unit.data[6] & 32, 0, "sample units code fractional motion");
+    let max = codec_core::subpel::MAX_FRACTIONAL_SEARCH_RANGE;
+    for range in [0, max + 1, u8::MAX] {
+        let mut bad = unit.data.clone();
+        // search_range u8 at byte 40 of the header.
+        bad[40] = range;
+        fix_crc(&mut bad);
+        match decoder_after(prefix).decode(&bad) {
+            Err(CodecError::Invalid(msg)) => assert!(msg.contains("search range"), "{msg}"),
+            other => panic!("search range {range}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn predicted_unit_with_another_block_size_than_its_reference_is_invalid() {
     let shape = Shape::new(2, 16, 16);
     let frames: Vec<_> = (0..2).map(|i| moving_frame(i, shape, (1.0, 0.0))).collect();
@@ -308,10 +346,13 @@ fn all_units_for_fuzz() -> Vec<(Vec<CodedUnit>, CodedUnit)> {
         key_interval: 3,
         slice_channels: 2,
         key_step_ratio: 0.5,
+        fractional_motion: true,
         ..CodecConfig::default()
     };
     let units = encode_all(&cfg, &frames);
     assert!(units[1..].iter().any(|u| u.data[6] & 16 != 0));
+    // ... and fractional motion vectors (header flag bit5).
+    assert!(units[1..].iter().any(|u| u.data[6] & 32 != 0));
     for i in 0..units.len() {
         out.push((units[..i].to_vec(), units[i].clone()));
     }

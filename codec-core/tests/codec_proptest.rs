@@ -31,6 +31,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
             prop::bool::ANY,
             prop::bool::ANY,
             prop::sample::select(vec![1.0f32, 0.5, 0.3]),
+            prop::bool::ANY,
         ),
     )
         .prop_map(
@@ -53,6 +54,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                     gradual_refresh,
                     resilient,
                     key_step_ratio,
+                    fractional_motion,
                 ),
             )| {
                 CodecConfig {
@@ -84,6 +86,7 @@ fn config() -> impl Strategy<Value = CodecConfig> {
                     key_step_ratio,
                     slice_channels,
                     gradual_refresh,
+                    fractional_motion,
                     resilient,
                     channel_weights: Vec::new(),
                 }

@@ -197,8 +197,9 @@ pub const CALIBRATION_PLACEHOLDER: &str = "{calibration}";
 /// properties). Task-aware channel weights and the channel transform are off by default (they
 /// need `fmap-calibrate`'s file for the model and split, made with `--klt` for the transform),
 /// so their variants turn them on.
-pub const ADAPTIVE_LEVERS: [(&str, &str); 9] = [
+pub const ADAPTIVE_LEVERS: [(&str, &str); 10] = [
     ("adaptive, key step = predicted step", "key-step-ratio=1"),
+    ("adaptive, fractional motion", "fractional-motion=true"),
     ("adaptive, channel weights", "channel-weights={calibration}"),
     (
         "adaptive, KLT 64 components",

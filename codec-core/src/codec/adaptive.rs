@@ -26,6 +26,7 @@ use crate::entropy::EntropyError;
 use crate::entropy::context::{Context, ContextDecoder, ContextEncoder, MAX_ESCAPE_BITS};
 use crate::frame::{FeatureFrame, Shape, Tensor, TensorData};
 use crate::motion::{self, BlockGrid, MotionField, MotionVector};
+use crate::subpel;
 use std::ops::Range;
 
 /// Context-coded bins of a residual magnitude before the Exp-Golomb escape.
@@ -247,6 +248,8 @@ pub(crate) struct Decisions<'a> {
     pub lambda: f32,
     pub search_range: u8,
     pub search: motion::SearchMethod,
+    /// Predicted units: vectors in quarters of a feature ([`subpel`]).
+    pub fractional: bool,
 }
 
 /// The contexts of one range-coded payload (a motion field or a slice). Fresh for every
@@ -259,6 +262,7 @@ struct Contexts {
     mv_zero: [Context; 3],
     mv_sign: [Context; 2],
     mv_magnitude: [[Context; 4]; 2],
+    mv_fraction: [[Context; 3]; 2],
 }
 
 impl Contexts {
@@ -271,6 +275,7 @@ impl Contexts {
             mv_zero: [Context::default(); 3],
             mv_sign: [Context::default(); 2],
             mv_magnitude: [[Context::default(); 4]; 2],
+            mv_fraction: [[Context::default(); 3]; 2],
         }
     }
 }
@@ -433,13 +438,18 @@ fn code_residuals<C: BinCoder>(
     Ok(())
 }
 
-/// The motion field of a predicted unit, in both directions.
+/// The motion field of a predicted unit, in both directions. A component's magnitude is coded
+/// as its whole features and, with `fractional`, its quarters; no component exceeds `range`
+/// features.
 fn code_field<C: BinCoder>(
     coder: &mut C,
     ctx: &mut Contexts,
     field: &mut MotionField,
     range: u8,
+    fractional: bool,
 ) -> Result<(), CodecError> {
+    let unit = if fractional { subpel::SUBPEL as u32 } else { 1 };
+    let bound = u32::from(range) * unit;
     let cols = field.grid.cols();
     for b in 0..field.vectors.len() {
         let left_zero = b % cols == 0 || field.vectors[b - 1].is_zero();
@@ -453,11 +463,17 @@ fn code_field<C: BinCoder>(
         }
         let mut parts = [mv.dy, mv.dx];
         for (axis, part) in parts.iter_mut().enumerate() {
-            let nonzero_ctx = &mut ctx.mv_magnitude[axis];
-            let m = coder.unary_escape(nonzero_ctx, u32::from(part.unsigned_abs()))?;
-            if m > u32::from(range) {
+            let magnitude = u32::from(part.unsigned_abs());
+            let whole = coder.unary_escape(&mut ctx.mv_magnitude[axis], magnitude / unit)?;
+            let fraction = if fractional {
+                code_fraction(coder, &mut ctx.mv_fraction[axis], magnitude % unit)?
+            } else {
+                0
+            };
+            let m = whole.saturating_mul(unit).saturating_add(fraction);
+            if m > bound {
                 return Err(CodecError::Invalid(format!(
-                    "motion vector component {m} beyond the search range {range}"
+                    "motion vector component {m} beyond its bound {bound}"
                 )));
             }
             let negative = m != 0 && coder.bit(&mut ctx.mv_sign[axis], *part < 0)?;
@@ -474,14 +490,37 @@ fn code_field<C: BinCoder>(
     Ok(())
 }
 
+/// The quarters of a fractional component's magnitude (0..=3), in both directions: "nonzero",
+/// then "a half", then "three quarters".
+fn code_fraction<C: BinCoder>(
+    coder: &mut C,
+    ctx: &mut [Context; 3],
+    fraction: u32,
+) -> Result<u32, CodecError> {
+    const _: () = assert!(subpel::SUBPEL == 4, "the bins code quarters");
+    if !coder.bit(&mut ctx[0], fraction != 0)? {
+        return Ok(0);
+    }
+    if coder.bit(&mut ctx[1], fraction == 2)? {
+        return Ok(2);
+    }
+    Ok(if coder.bit(&mut ctx[2], fraction == 3)? {
+        3
+    } else {
+        1
+    })
+}
+
 /// The prediction of every value: the channel's median (key) or the reference displaced by the
-/// field.
+/// field (in quarters of a feature when `fractional`).
 fn prediction(
     reference: Option<&AdaptiveTensor>,
     dc: &[f32],
-    shape: Shape,
+    desc: &TensorDesc,
     field: Option<&MotionField>,
+    fractional: bool,
 ) -> Result<Vec<f32>, CodecError> {
+    let shape = desc.shape;
     let Some(reference) = reference else {
         // Key unit: each channel's median (what survives of a channel at coarse steps).
         let plane = shape.plane_len();
@@ -499,8 +538,14 @@ fn prediction(
     };
     let mut out = vec![0.0; shape.len()];
     let n = reference.values.len().min(out.len());
-    motion::compensate_planes(&reference.values[..n], field, &mut out[..n])
-        .map_err(super::reconstruct::motion_error)?;
+    let (anchor, out_n) = (&reference.values[..n], &mut out[..n]);
+    if fractional {
+        // 8-bit tensors stay on their code grid.
+        subpel::compensate_planes(anchor, field, out_n, desc.model8.is_some())
+    } else {
+        motion::compensate_planes(anchor, field, out_n)
+    }
+    .map_err(super::reconstruct::motion_error)?;
     Ok(out)
 }
 
@@ -613,10 +658,12 @@ pub(crate) fn encode_tensor(
                 .into_iter()
                 .map(|c| (&r.values[c * plane..(c + 1) * plane], b[c]))
                 .unzip();
-            Some(
-                motion::estimate_shared(&a, &b, grid, d.search_range, d.search)
-                    .map_err(super::reconstruct::motion_error)?,
-            )
+            let whole = motion::estimate_shared(&a, &b, grid, d.search_range, d.search);
+            let field = match whole {
+                Ok(field) if d.fractional => subpel::refine(&a, &b, &field, d.search_range, d.step),
+                other => other,
+            };
+            Some(field.map_err(super::reconstruct::motion_error)?)
         }
         _ => None,
     };
@@ -626,7 +673,7 @@ pub(crate) fn encode_tensor(
     } else {
         Vec::new()
     };
-    let mut pred = prediction(reference, &dc, shape, field.as_ref())?;
+    let mut pred = prediction(reference, &dc, &desc, field.as_ref(), d.fractional)?;
     for k in (0..slice_count).filter(|&k| refreshed(k)) {
         predict_medians(&mut pred, &dc, plane, slice_channels(k));
     }
@@ -728,7 +775,13 @@ pub(crate) fn encode_tensor(
     let field_bytes = match symbols.field.as_mut() {
         Some(field) => {
             let mut coder = ContextEncoder::new();
-            code_field(&mut coder, &mut Contexts::new(), field, d.search_range)?;
+            code_field(
+                &mut coder,
+                &mut Contexts::new(),
+                field,
+                d.search_range,
+                d.fractional,
+            )?;
             coder.finish()
         }
         None => Vec::new(),
@@ -852,6 +905,7 @@ pub(crate) fn decode_tensor(
     fallback: Option<&AdaptiveTensor>,
     grid: &BlockGrid,
     search_range: u8,
+    fractional: bool,
     tainted: &mut [bool],
 ) -> Result<(AdaptiveTensor, Concealment), CodecError> {
     let shape = desc.shape;
@@ -867,6 +921,7 @@ pub(crate) fn decode_tensor(
             &mut Contexts::new(),
             &mut field,
             search_range,
+            fractional,
         )?;
         Some(field)
     } else if head.field.is_empty() {
@@ -914,7 +969,7 @@ pub(crate) fn decode_tensor(
     let steps = unit_steps(&desc, step, refresh_step, head.weights, width, |k| {
         !key && matches!(usable[k], Some((true, _)))
     });
-    let mut pred = prediction(reference, &dc, shape, field.as_ref())?;
+    let mut pred = prediction(reference, &dc, &desc, field.as_ref(), fractional)?;
     let mut symbols = TensorSymbols {
         field,
         coded: vec![false; shape.channels * grid.len()],

@@ -37,6 +37,7 @@ const FLAG_PREVIOUS_FOLLOWS: u8 = 2;
 const FLAG_RESILIENT: u8 = 4;
 const FLAG_WEIGHTED: u8 = 8;
 const FLAG_REFRESH_STEP: u8 = 16;
+const FLAG_FRACTIONAL: u8 = 32;
 const TOTAL_LEN_OFFSET: usize = 8;
 
 /// Alphabet width of zig-zagged motion vector components bounded by `range`.
@@ -59,6 +60,9 @@ pub(crate) struct UnitHeader {
     /// Adaptive predicted units: every tensor's head carries a second step, the one of its
     /// refresh slices.
     pub refresh_step: bool,
+    /// Adaptive predicted units: motion vector components in quarters of a feature
+    /// ([`crate::subpel`]).
+    pub fractional: bool,
     pub entropy: EntropyMode,
     pub frame_index: u64,
     pub pts_ns: Option<u64>,
@@ -125,6 +129,9 @@ impl UnitWriter {
         }
         if h.refresh_step {
             flags |= FLAG_REFRESH_STEP;
+        }
+        if h.fractional {
+            flags |= FLAG_FRACTIONAL;
         }
         buf.push(flags);
         buf.push(h.entropy.id());
@@ -418,8 +425,12 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
         )));
     }
     let flags = r.u8()?;
-    let known =
-        FLAG_PTS | FLAG_PREVIOUS_FOLLOWS | FLAG_RESILIENT | FLAG_WEIGHTED | FLAG_REFRESH_STEP;
+    let known = FLAG_PTS
+        | FLAG_PREVIOUS_FOLLOWS
+        | FLAG_RESILIENT
+        | FLAG_WEIGHTED
+        | FLAG_REFRESH_STEP
+        | FLAG_FRACTIONAL;
     if flags & !known != 0 {
         return Err(CodecError::Invalid(format!("unknown flags {flags:#04x}")));
     }
@@ -440,6 +451,12 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
     if refresh_step && kind != UnitKind::AdaptivePredicted {
         return Err(CodecError::Invalid(
             "refresh-step flag on a unit that is not adaptive-predicted".into(),
+        ));
+    }
+    let fractional = flags & FLAG_FRACTIONAL != 0;
+    if fractional && kind != UnitKind::AdaptivePredicted {
+        return Err(CodecError::Invalid(
+            "fractional-motion flag on a unit that is not adaptive-predicted".into(),
         ));
     }
     if previous_follows && kind != UnitKind::Anchor {
@@ -487,6 +504,12 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
                 "search range {search_range} outside 0..={MAX_SEARCH_RANGE}"
             )));
         }
+        let fractional_max = crate::subpel::MAX_FRACTIONAL_SEARCH_RANGE;
+        if fractional && !(1..=fractional_max).contains(&search_range) {
+            return Err(CodecError::Invalid(format!(
+                "fractional motion with search range {search_range} outside 1..={fractional_max}"
+            )));
+        }
         match sharing {
             0 => MvSharing::PerChannel,
             1 => MvSharing::Shared,
@@ -528,6 +551,7 @@ pub(crate) fn parse_envelope(unit: &[u8]) -> Result<(UnitHeader, &[u8], &[u8]), 
             resilient,
             weighted,
             refresh_step,
+            fractional,
             entropy,
             frame_index,
             pts_ns: (flags & FLAG_PTS != 0).then_some(pts),

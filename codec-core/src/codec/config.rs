@@ -41,6 +41,13 @@ pub const DEFAULT_LAMBDA: f32 = 0.1;
 /// units, at equal feature SNR (`examples/recorded.rs`), and it spreads the 19 KB key units over
 /// the interval.
 pub const DEFAULT_GRADUAL_REFRESH: bool = true;
+/// Default motion precision of the adaptive mode ([`CodecConfig::fractional_motion`]): whole
+/// features. Quarter-feature vectors cut predicted units by 39% on 40 frames of a panning crop
+/// of vtest.avi at quality 2, but on the whole of vtest.avi (static camera, NanoDet stage2,
+/// qualities 1.4–4) they moved BD-rate against x264 at 416x416 from +2% to +13% (person AP@0.5)
+/// and from −13% to +12% (person+vehicle mAP): 16% fewer bits at quality 2, with person AP
+/// 0.980 instead of 0.983. Off until it pays on static scenes too (`docs/rate-levers.md`).
+pub const DEFAULT_FRACTIONAL_MOTION: bool = false;
 /// Default channels per slice of the adaptive mode. Each slice restarts its contexts: on 60
 /// recorded NanoDet stage2 frames at quality 1.4, slices of 64 channels cost 0.7% more bits than
 /// one slice per tensor, 32 cost 2.8% and 16 cost 5.9% (`examples/recorded.rs`).
@@ -82,6 +89,11 @@ pub struct CodecConfig {
     /// Adaptive mode: Lagrangian multiplier of the block decisions, in step² per bit
     /// (0 = code every nonzero block).
     pub lambda: f32,
+    /// Adaptive mode: motion vectors in quarters of a feature, with bilinear prediction
+    /// ([`crate::subpel`]), instead of whole features. A moving camera shifts the feature map
+    /// by a fraction of a feature per frame, which whole-feature vectors cannot follow. Needs
+    /// `search_range` ≤ [`crate::subpel::MAX_FRACTIONAL_SEARCH_RANGE`].
+    pub fractional_motion: bool,
     /// Adaptive mode: channels per slice (0 = one slice per tensor). Each slice decodes on its
     /// own, so a transport that loses one loses only its channels.
     pub slice_channels: usize,
@@ -131,6 +143,7 @@ impl Default for CodecConfig {
             key_step_ratio: DEFAULT_KEY_STEP_RATIO,
             rounding: DEFAULT_ROUNDING,
             lambda: DEFAULT_LAMBDA,
+            fractional_motion: DEFAULT_FRACTIONAL_MOTION,
             slice_channels: DEFAULT_SLICE_CHANNELS,
             gradual_refresh: DEFAULT_GRADUAL_REFRESH,
             resilient: false,
@@ -165,6 +178,17 @@ impl CodecConfig {
         if self.search_range > MAX_SEARCH_RANGE {
             return Err(CodecError::Config(format!(
                 "search-range = {} outside 0..={MAX_SEARCH_RANGE}",
+                self.search_range
+            )));
+        }
+        let fractional_max = crate::subpel::MAX_FRACTIONAL_SEARCH_RANGE;
+        if self.structure == Structure::Adaptive
+            && self.fractional_motion
+            && self.search_range > fractional_max
+        {
+            return Err(CodecError::Config(format!(
+                "search-range = {} with fractional-motion: valid 0..={fractional_max} \
+                 (quarter-feature vectors); set fractional-motion=false for a larger range",
                 self.search_range
             )));
         }

@@ -325,6 +325,7 @@ impl Decoder {
                 held.map(|f| &f.tensors[i]),
                 &grid,
                 header.search_range,
+                header.fractional,
                 &mut taint,
             )?;
             concealment.channels += c.channels;

@@ -225,6 +225,7 @@ impl Encoder {
             resilient: false,
             weighted: false,
             refresh_step: false,
+            fractional: false,
             entropy: self.cfg.entropy,
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
@@ -469,6 +470,9 @@ impl Encoder {
         header.refresh_step = kind == UnitKind::AdaptivePredicted
             && key_ratio != 1.0
             && refresh.iter().flatten().any(|&r| r);
+        header.fractional = kind == UnitKind::AdaptivePredicted
+            && self.cfg.fractional_motion
+            && self.cfg.search_range > 0;
         let mut w = UnitWriter::new(&header);
         // f32 tensors are coded from the frame's own values (a copy of a [256, 200, 272] tensor
         // costs ~10% of its encode time).
@@ -505,6 +509,7 @@ impl Encoder {
                 lambda: self.cfg.lambda,
                 search_range: self.cfg.search_range,
                 search: self.cfg.search,
+                fractional: header.fractional,
             };
             w.desc(&desc);
             let mut head = Vec::new();

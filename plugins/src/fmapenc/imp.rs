@@ -743,6 +743,18 @@ impl ObjectImpl for FmapEnc {
                     .default_value(d.gradual_refresh)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("fractional-motion")
+                    .nick("Fractional motion")
+                    .blurb(
+                        "adaptive: motion vectors in quarters of a feature, predicted by \
+                         bilinear interpolation, instead of whole features: a moving camera \
+                         shifts the feature map by a fraction of a feature per frame (-39% \
+                         predicted bytes on a panning clip; on a static camera it costs \
+                         accuracy, hence off by default). Needs search-range <= 31",
+                    )
+                    .default_value(d.fractional_motion)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("resilient")
                     .nick("Resilient")
                     .blurb(
@@ -811,6 +823,9 @@ impl ObjectImpl for FmapEnc {
             "lambda" => s.lambda = value.get().expect("type checked upstream"),
             "slice-channels" => s.slice_channels = value.get().expect("type checked upstream"),
             "gradual-refresh" => s.gradual_refresh = value.get().expect("type checked upstream"),
+            "fractional-motion" => {
+                s.fractional_motion = value.get().expect("type checked upstream")
+            }
             "config-interval" => s.config_interval = value.get().expect("type checked upstream"),
             "resilient" => s.resilient = value.get().expect("type checked upstream"),
             "bitrate" => s.bitrate = value.get().expect("type checked upstream"),
@@ -863,6 +878,7 @@ impl ObjectImpl for FmapEnc {
             "lambda" => s.lambda.to_value(),
             "slice-channels" => s.slice_channels.to_value(),
             "gradual-refresh" => s.gradual_refresh.to_value(),
+            "fractional-motion" => s.fractional_motion.to_value(),
             "config-interval" => s.config_interval.to_value(),
             "resilient" => s.resilient.to_value(),
             "bitrate" => s.bitrate.to_value(),

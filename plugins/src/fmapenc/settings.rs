@@ -222,6 +222,8 @@ pub struct Settings {
     pub slice_channels: u32,
     /// Adaptive: refresh slices instead of periodic key units.
     pub gradual_refresh: bool,
+    /// Adaptive: motion vectors in quarters of a feature.
+    pub fractional_motion: bool,
     /// Seconds between two in-band announcements of the caps (0 = with key units only).
     pub config_interval: u32,
     /// Adaptive: contexts that do not read the reference.
@@ -262,6 +264,7 @@ impl Default for Settings {
             lambda: c.lambda,
             slice_channels: c.slice_channels as u32,
             gradual_refresh: c.gradual_refresh,
+            fractional_motion: c.fractional_motion,
             config_interval: DEFAULT_CONFIG_INTERVAL,
             resilient: c.resilient,
             bitrate: 0,
@@ -311,6 +314,7 @@ impl Settings {
             lambda: self.lambda,
             slice_channels: self.slice_channels as usize,
             gradual_refresh: self.gradual_refresh,
+            fractional_motion: self.fractional_motion,
             resilient: self.resilient,
             channel_weights,
         };
