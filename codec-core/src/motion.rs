@@ -298,20 +298,7 @@ pub fn estimate_shared(
     if range > MAX_SEARCH_RANGE {
         return Err(MotionError::SearchRange(range));
     }
-    if anchor_planes.is_empty() || anchor_planes.len() != current_planes.len() {
-        return Err(MotionError::ChannelCount {
-            anchor: anchor_planes.len(),
-            current: current_planes.len(),
-        });
-    }
-    for (what, planes) in [
-        ("anchor plane", anchor_planes),
-        ("current plane", current_planes),
-    ] {
-        for p in planes {
-            check_plane(what, grid, p.len())?;
-        }
-    }
+    check_plane_pairs(grid, anchor_planes, current_planes)?;
     let plane = Plane {
         height: grid.height,
         width: grid.width,
@@ -491,6 +478,30 @@ pub fn compensate_planes(
         }
         for &(d, s, len) in &copies {
             dst[d..d + len].copy_from_slice(&src[s..s + len]);
+        }
+    }
+    Ok(())
+}
+
+/// The anchor and current planes of a shared search: as many of each (at least one), every one
+/// of the grid's size.
+pub(crate) fn check_plane_pairs(
+    grid: &BlockGrid,
+    anchor_planes: &[&[f32]],
+    current_planes: &[&[f32]],
+) -> Result<(), MotionError> {
+    if anchor_planes.is_empty() || anchor_planes.len() != current_planes.len() {
+        return Err(MotionError::ChannelCount {
+            anchor: anchor_planes.len(),
+            current: current_planes.len(),
+        });
+    }
+    for (what, planes) in [
+        ("anchor plane", anchor_planes),
+        ("current plane", current_planes),
+    ] {
+        for p in planes {
+            check_plane(what, grid, p.len())?;
         }
     }
     Ok(())

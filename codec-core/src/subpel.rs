@@ -195,24 +195,8 @@ pub fn refine(
     if range > MAX_FRACTIONAL_SEARCH_RANGE {
         return Err(MotionError::SearchRange(range));
     }
-    if anchor_planes.is_empty() || anchor_planes.len() != current_planes.len() {
-        return Err(MotionError::ChannelCount {
-            anchor: anchor_planes.len(),
-            current: current_planes.len(),
-        });
-    }
     let grid = &field.grid;
-    for p in anchor_planes.iter().chain(current_planes) {
-        if p.len() != grid.plane_len() {
-            return Err(MotionError::PlaneLength {
-                what: "plane",
-                height: grid.height,
-                width: grid.width,
-                expected: grid.plane_len(),
-                actual: p.len(),
-            });
-        }
-    }
+    motion::check_plane_pairs(grid, anchor_planes, current_planes)?;
     let bound = SUBPEL * i32::from(range);
     let width = grid.width;
     let cost = |rect: BlockRect, v: MotionVector, limit: f32| {
