@@ -10,7 +10,8 @@
 //! frames/s = frames per iteration / time per iteration.
 //!
 //! The `recorded/...` group codes real NanoDet stage-2 maps recorded from the sample video
-//! (`scripts/record-maps.sh`) in the default setting; its throughput is in frames.
+//! (`scripts/record-maps.sh`) in the default setting and with fractional motion; its
+//! throughput is in frames.
 //!
 //! Kept short on purpose (10 samples, short warm-up and measurement) so the whole run takes a
 //! few minutes on a 2-core machine: `cargo bench -p codec-core`. Compressed sizes per mode are
@@ -286,8 +287,9 @@ fn recorded_frames() -> Option<(String, Vec<FeatureFrame>)> {
 /// Frames of the recorded clip coded per iteration (the cost per frame varies with content).
 const RECORDED_FRAMES: usize = 50;
 
-/// The default setting (fmapenc with no properties) on real feature maps: encode and decode time
-/// per clip of `RECORDED_FRAMES` frames (divide by it for the time per frame).
+/// The default setting (fmapenc with no properties), and it with fractional motion, on real
+/// feature maps: encode and decode time per clip of `RECORDED_FRAMES` frames (divide by it for
+/// the time per frame).
 fn bench_recorded(c: &mut Criterion) {
     let Some((dir, mut frames)) = recorded_frames() else {
         eprintln!(
@@ -301,43 +303,51 @@ fn bench_recorded(c: &mut Criterion) {
         shape.channels, shape.height, shape.width
     );
     eprintln!("{label}: {} frames from {dir}", frames.len());
-    let cfg = CodecConfig::default();
     let mut group = c.benchmark_group(&label);
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(300));
     group.measurement_time(Duration::from_secs(3));
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::Elements(frames.len() as u64));
-    group.bench_function("encode-default", |b| {
-        let mut enc = Encoder::new(cfg.clone()).expect("valid config");
-        let mut i = 0u64;
-        b.iter(|| {
-            for f in frames.iter_mut() {
-                f.index = i;
-                i += 1;
-                black_box(enc.push(f).expect("encode"));
-            }
-        })
-    });
-    let mut enc = Encoder::new(cfg).expect("valid config");
-    let units: Vec<Vec<u8>> = frames
-        .iter_mut()
-        .enumerate()
-        .flat_map(|(i, f)| {
-            f.index = i as u64;
-            enc.push(f).expect("encode")
-        })
-        .map(|u| u.data)
-        .collect();
-    group.bench_function("decode-default", |b| {
-        let mut dec = Decoder::new();
-        b.iter(|| {
-            dec.reset();
-            for u in &units {
-                black_box(dec.decode(u).expect("decode"));
-            }
-        })
-    });
+    let fractional = CodecConfig {
+        fractional_motion: true,
+        ..CodecConfig::default()
+    };
+    for (name, cfg) in [
+        ("default", CodecConfig::default()),
+        ("fractional", fractional),
+    ] {
+        group.bench_function(format!("encode-{name}"), |b| {
+            let mut enc = Encoder::new(cfg.clone()).expect("valid config");
+            let mut i = 0u64;
+            b.iter(|| {
+                for f in frames.iter_mut() {
+                    f.index = i;
+                    i += 1;
+                    black_box(enc.push(f).expect("encode"));
+                }
+            })
+        });
+        let mut enc = Encoder::new(cfg).expect("valid config");
+        let units: Vec<Vec<u8>> = frames
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, f)| {
+                f.index = i as u64;
+                enc.push(f).expect("encode")
+            })
+            .map(|u| u.data)
+            .collect();
+        group.bench_function(format!("decode-{name}"), |b| {
+            let mut dec = Decoder::new();
+            b.iter(|| {
+                dec.reset();
+                for u in &units {
+                    black_box(dec.decode(u).expect("decode"));
+                }
+            })
+        });
+    }
     group.finish();
 }
 

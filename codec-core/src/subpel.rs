@@ -1,37 +1,48 @@
-//! Fractional motion: vectors in quarters of a feature, with bilinear prediction (the adaptive
-//! mode's predicted units with header flag bit5, `BITSTREAM.md`).
+//! Fractional motion: vectors in quarters of a feature, with 8-tap interpolated prediction (the
+//! adaptive mode's predicted units with header flag bit5, `BITSTREAM.md`).
 //!
 //! A moving camera shifts the whole feature map by a fraction of a feature per frame (a pan of
 //! 3 pixels per frame is 0.36 of a feature at stride 8), which whole-feature vectors cannot
 //! follow: on 20 frames of a panning crop of vtest.avi (NanoDet stage2, 8×8 blocks, one field
 //! shared by the channels) the best whole-feature vectors left 36% of the frame's energy as
 //! prediction error, half-feature vectors 25% and quarter-feature vectors 23%; on the static
-//! camera of vtest.avi itself 8.3%, 6.8% and 6.3% (the interpolation also averages out noise).
+//! camera of vtest.avi itself 8.3%, 6.8% and 6.3%.
 //!
 //! A component `q` of a [`MotionVector`] then means `q / SUBPEL` features: the prediction of
-//! `(y, x)` is the anchor at `(y + qy/4, x + qx/4)`, interpolated bilinearly between the four
-//! surrounding features (each clamped to the plane as in [`motion::compensate_plane`]).
-//! [`bilinear`] is the one formula, shared by compensation and the search, evaluated in the
-//! same order on every machine (IEEE f32, no fused multiply-add), so that the encoder predicts
-//! exactly what the decoder reconstructs. A block whose vector is a whole number of features
-//! is a plain copy, bit for bit.
+//! `(y, x)` is the anchor at `(y + qy/4, x + qx/4)`, interpolated with [`FILTERS`] (HEVC's
+//! 8-tap luma filters), horizontally then vertically, every source position clamped to the
+//! plane as in [`motion::compensate_plane`]. [`predict_block`] is the one interpolation,
+//! evaluated in the same order on every machine (IEEE f32, no fused multiply-add), so that the
+//! encoder predicts exactly what the decoder reconstructs. A block whose vector is a whole
+//! number of features is a plain copy, bit for bit.
+//!
+//! **Why 8 taps and not bilinear.** Bilinear interpolation is a low-pass filter, and in closed
+//! loop a block left uncoded is interpolated again in every frame, so the features blur frame
+//! after frame. The back network reads that blur as lost detail: on a panning crop of vtest.avi
+//! (300 frames, NanoDet stage2, `fmap-eval`) bilinear prediction cut the rate by 40% but person
+//! AP@0.5 fell from 0.981 to 0.942 at quality 2 (BD-rate against x264 at 416x416 +348%, against
+//! +136% for whole-feature vectors). The 8-tap filters pass detail up to about ¾ of the Nyquist
+//! frequency: 827 kbit/s at 0.979 (whole vectors: 1234 at 0.981), BD-rate +55%.
 
 use crate::motion::{self, BlockGrid, BlockRect, MotionError, MotionField, MotionVector};
 
 /// How much a fractional vector must gain over the whole one, in quantizer steps per value of
-/// the block ([`refine`]). Interpolation also smooths the reference's coding noise, so on a
-/// still scene a fractional vector looks a little better than the copy, costs vector bits and
-/// blurs the reference frame after frame. On 40 recorded NanoDet stage2 frames at quality 2
-/// (`examples/recorded.rs`), predicted units against whole-feature vectors:
+/// the block ([`refine`]): on a still scene a fractional vector can look a little better than
+/// the copy by matching the reference's coding noise, and then costs vector bits for nothing.
+/// On 40 recorded NanoDet stage2 frames at quality 2 (`examples/recorded.rs`), predicted units:
 ///
 /// | margin | panning crop: bytes, SNR | vtest.avi: bytes, SNR |
 /// |---|---|---|
 /// | whole vectors | 13733, 7.33 dB | 2548, 9.84 dB |
-/// | 0 | 7878, 6.91 dB | 2113, 9.68 dB |
-/// | 0.005 | 8124, 6.99 dB | 2093, 9.77 dB |
-/// | **0.01** | 8404, 7.06 dB | 2107, 9.78 dB |
-/// | 0.03 | 9748, 7.25 dB | 2216, 9.73 dB |
-/// | 0.06 | 11624, 7.31 dB | 2394, 9.80 dB |
+/// | 0 | 8895, 7.01 dB | 2428, 9.73 dB |
+/// | 0.005 | 9014, 7.01 dB | 2415, 9.66 dB |
+/// | **0.01** | 9312, 7.01 dB | 2419, 9.64 dB |
+/// | 0.02 | 9942, 6.97 dB | 2442, 9.66 dB |
+///
+/// In detection accuracy (`fmap-eval`, qualities 1.4–4), margin 0 against 0.01: on the panning
+/// crop BD-rate against x264 at 416x416 +49% against +55%; on the whole of vtest.avi, against
+/// whole-feature vectors, −3.8% against −1.2% at equal person AP@0.5 but +10% against +3.6% at
+/// equal person+vehicle mAP. 0.01 keeps the static scene's vehicles.
 pub const FRACTIONAL_MARGIN: f32 = 0.01;
 
 /// Steps of a feature: vector components count quarters of a feature.
@@ -43,34 +54,11 @@ pub const MAX_FRACTIONAL_SEARCH_RANGE: u8 = (i8::MAX as i32 / SUBPEL) as u8;
 /// The largest block edge (a block's taps live on the stack).
 const MAX_BLOCK: usize = motion::BLOCK_SIZES[motion::BLOCK_SIZES.len() - 1];
 
-/// Interpolates between four neighbours with weights `wx`, `wy` in [0, 1): horizontal first,
-/// then vertical. A zero weight returns its first operand exactly.
+/// Whole part and fraction (0..SUBPEL) of a component (`q = SUBPEL · whole + fraction`).
 #[inline]
-pub fn bilinear(a00: f32, a01: f32, a10: f32, a11: f32, wx: f32, wy: f32) -> f32 {
-    let top = if wx == 0.0 {
-        a00
-    } else {
-        a00 * (1.0 - wx) + a01 * wx
-    };
-    if wy == 0.0 {
-        return top;
-    }
-    let bottom = if wx == 0.0 {
-        a10
-    } else {
-        a10 * (1.0 - wx) + a11 * wx
-    };
-    top * (1.0 - wy) + bottom * wy
-}
-
-/// Whole part and weight of a fractional component (`q = SUBPEL · whole + fraction`).
-#[inline]
-fn split(q: i8) -> (isize, f32) {
+fn split(q: i8) -> (isize, usize) {
     let q = i32::from(q);
-    (
-        q.div_euclid(SUBPEL) as isize,
-        q.rem_euclid(SUBPEL) as f32 / SUBPEL as f32,
-    )
+    (q.div_euclid(SUBPEL) as isize, q.rem_euclid(SUBPEL) as usize)
 }
 
 /// The whole-feature part of every vector of a fractional field.
@@ -88,47 +76,101 @@ fn whole_parts(field: &MotionField) -> MotionField {
     }
 }
 
-/// Where one block's prediction reads: per row its two source rows, per column its two source
-/// columns (clamped to the plane), and the weights.
-struct Taps {
-    rows: [(usize, usize); MAX_BLOCK],
-    cols: [(usize, usize); MAX_BLOCK],
-    wy: f32,
-    wx: f32,
+/// Taps of the interpolation filter.
+const TAPS: usize = 8;
+/// Offset of the first tap from the whole position.
+const FIRST_TAP: isize = -(TAPS as isize / 2 - 1);
+/// Interpolation filters per quarter (HEVC's luma filters, in 64ths).
+const FILTERS: [[f32; TAPS]; 4] = [
+    [0.0, 0.0, 0.0, 64.0, 0.0, 0.0, 0.0, 0.0],
+    [-1.0, 4.0, -10.0, 58.0, 17.0, -5.0, 1.0, 0.0],
+    [-1.0, 4.0, -11.0, 40.0, 40.0, -11.0, 4.0, -1.0],
+    [0.0, 1.0, -5.0, 17.0, 58.0, -10.0, 4.0, -1.0],
+];
+
+/// Rows of a block's horizontal pass: the block's rows and the vertical filter's margin.
+const PASS_ROWS: usize = MAX_BLOCK + TAPS - 1;
+
+/// Predicts one block of one plane: the anchor at the block displaced by `v` (in quarters),
+/// interpolated with [`FILTERS`] (horizontal pass, then vertical, every source position
+/// clamped to the plane as in [`motion::compensate_plane`]) into `out`, row by row
+/// (`rect.height × rect.width`). An axis whose fraction is zero is copied, not filtered. The
+/// one interpolation of the codec: compensation and the search both call it.
+fn predict_block(
+    src: &[f32],
+    grid: &BlockGrid,
+    rect: BlockRect,
+    v: MotionVector,
+    out: &mut [f32; MAX_BLOCK * MAX_BLOCK],
+) {
+    let ((iy, fy), (ix, fx)) = (split(v.dy), split(v.dx));
+    let (h, w) = (grid.height as isize, grid.width as isize);
+    let width = grid.width;
+    let margin = |f: usize| {
+        if f == 0 {
+            (0, 0)
+        } else {
+            (FIRST_TAP, TAPS - 1)
+        }
+    };
+    let ((y_off, extra_rows), (x_off, extra_cols)) = (margin(fy), margin(fx));
+    let y_base = rect.y as isize + iy + y_off;
+    let x_base = rect.x as isize + ix + x_off;
+    let rows = rect.height + extra_rows;
+    let mut pass = [0.0f32; PASS_ROWS * MAX_BLOCK];
+    let mut segment = [0.0f32; MAX_BLOCK + TAPS - 1];
+    for k in 0..rows {
+        let y = (y_base + k as isize).clamp(0, h - 1) as usize;
+        let row = &src[y * width..(y + 1) * width];
+        let segment = &mut segment[..rect.width + extra_cols];
+        for (m, s) in segment.iter_mut().enumerate() {
+            *s = row[(x_base + m as isize).clamp(0, w - 1) as usize];
+        }
+        let dst = &mut pass[k * MAX_BLOCK..k * MAX_BLOCK + rect.width];
+        if fx == 0 {
+            dst.copy_from_slice(segment);
+        } else {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = tap_sum(&FILTERS[fx], |t| segment[j + t]);
+            }
+        }
+    }
+    for r in 0..rect.height {
+        let dst = &mut out[r * rect.width..(r + 1) * rect.width];
+        if fy == 0 {
+            dst.copy_from_slice(&pass[r * MAX_BLOCK..r * MAX_BLOCK + rect.width]);
+        } else {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = tap_sum(&FILTERS[fy], |t| pass[(r + t) * MAX_BLOCK + j]);
+            }
+        }
+    }
 }
 
-impl Taps {
-    fn new(grid: &BlockGrid, rect: BlockRect, v: MotionVector) -> Taps {
-        let ((iy, wy), (ix, wx)) = (split(v.dy), split(v.dx));
-        let (h, w) = (grid.height as isize, grid.width as isize);
-        let mut taps = Taps {
-            rows: [(0, 0); MAX_BLOCK],
-            cols: [(0, 0); MAX_BLOCK],
-            wy,
-            wx,
-        };
-        for r in 0..rect.height {
-            let y = rect.y as isize + r as isize + iy;
-            taps.rows[r] = (y.clamp(0, h - 1) as usize, (y + 1).clamp(0, h - 1) as usize);
-        }
-        for j in 0..rect.width {
-            let x = rect.x as isize + j as isize + ix;
-            taps.cols[j] = (x.clamp(0, w - 1) as usize, (x + 1).clamp(0, w - 1) as usize);
-        }
-        taps
+/// `(Σ_t filter[t] · tap(t)) / 64`, summed from 0 in the order t = 0, 1, …: the arithmetic of
+/// every interpolated value. [`filter_into`] computes the same for a whole row at once.
+#[inline]
+fn tap_sum(filter: &[f32; TAPS], tap: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = 0.0f32;
+    for (t, &c) in filter.iter().enumerate() {
+        acc += c * tap(t);
     }
+    acc / 64.0
+}
 
-    #[inline]
-    fn sample(&self, anchor: &[f32], width: usize, r: usize, j: usize) -> f32 {
-        let ((y0, y1), (x0, x1)) = (self.rows[r], self.cols[j]);
-        bilinear(
-            anchor[y0 * width + x0],
-            anchor[y0 * width + x1],
-            anchor[y1 * width + x0],
-            anchor[y1 * width + x1],
-            self.wx,
-            self.wy,
-        )
+/// [`tap_sum`] for every value of a row, `dst[j]` from `tap(t)[j]`, tap by tap over the row
+/// (the same operations in the same order per value, but vectorized across the row; for the
+/// search's whole rows, where a block's 4 values are too few for it to pay).
+#[inline]
+fn filter_into<'a>(dst: &mut [f32], tap: impl Fn(usize) -> &'a [f32], filter: &[f32; TAPS]) {
+    dst.fill(0.0);
+    for (t, &c) in filter.iter().enumerate() {
+        for (d, &s) in dst.iter_mut().zip(tap(t)) {
+            *d += c * s;
+        }
+    }
+    for d in dst.iter_mut() {
+        *d /= 64.0;
     }
 }
 
@@ -146,28 +188,25 @@ pub fn compensate_planes(
     motion::compensate_planes(anchor, &whole_parts(field), out)?;
     let grid = &field.grid;
     let (plane, width) = (grid.plane_len(), grid.width);
-    let moving: Vec<(BlockRect, Taps)> = field
+    let moving: Vec<(BlockRect, MotionVector)> = field
         .vectors
         .iter()
         .enumerate()
-        .filter(|(_, v)| {
-            i32::from(v.dy).rem_euclid(SUBPEL) != 0 || i32::from(v.dx).rem_euclid(SUBPEL) != 0
-        })
-        .map(|(b, &v)| {
-            let rect = grid.rect(b);
-            (rect, Taps::new(grid, rect, v))
-        })
+        .filter(|(_, v)| split(v.dy).1 != 0 || split(v.dx).1 != 0)
+        .map(|(b, &v)| (grid.rect(b), v))
         .collect();
     if moving.is_empty() {
         return Ok(());
     }
+    let mut block = [0.0f32; MAX_BLOCK * MAX_BLOCK];
     for (src, dst) in anchor.chunks_exact(plane).zip(out.chunks_exact_mut(plane)) {
-        for (rect, taps) in &moving {
+        for &(rect, v) in &moving {
+            predict_block(src, grid, rect, v, &mut block);
             for r in 0..rect.height {
                 let start = (rect.y + r) * width + rect.x;
-                for (j, d) in dst[start..start + rect.width].iter_mut().enumerate() {
-                    let v = taps.sample(src, width, r, j);
-                    *d = if whole { v.round() } else { v };
+                let predicted = &block[r * rect.width..(r + 1) * rect.width];
+                for (d, &p) in dst[start..start + rect.width].iter_mut().zip(predicted) {
+                    *d = if whole { p.round() } else { p };
                 }
             }
         }
@@ -198,57 +237,202 @@ pub fn refine(
     let grid = &field.grid;
     motion::check_plane_pairs(grid, anchor_planes, current_planes)?;
     let bound = SUBPEL * i32::from(range);
-    let width = grid.width;
-    let cost = |rect: BlockRect, v: MotionVector, limit: f32| {
-        let taps = Taps::new(grid, rect, v);
-        let mut total = 0.0f32;
-        for (a, c) in anchor_planes.iter().zip(current_planes) {
-            for r in 0..rect.height {
-                let start = (rect.y + r) * width + rect.x;
-                for (j, &x) in c[start..start + rect.width].iter().enumerate() {
-                    total += (x - taps.sample(a, width, r, j)).abs();
-                }
+    let scaled = |c: i8| (i32::from(c) * SUBPEL).clamp(-bound, bound);
+    let inside = |(dy, dx): (i32, i32)| dy.abs() <= bound && dx.abs() <= bound;
+    let mut phases = Phases::new(grid, field);
+    // Stage 1: the whole vector and its half-feature neighbours; stage 2: the quarter-feature
+    // neighbours of the best of those. Each stage sums its candidates' SADs plane by plane.
+    let mut best: Vec<((i32, i32), f32)> = field
+        .vectors
+        .iter()
+        .map(|v| ((scaled(v.dy), scaled(v.dx)), f32::INFINITY))
+        .collect();
+    for (stage, spacing) in [SUBPEL / 2, 1].into_iter().enumerate() {
+        let candidates: Vec<Vec<(i32, i32)>> = best
+            .iter()
+            .map(|&(centre, _)| {
+                let around = NEIGHBOURS
+                    .iter()
+                    .map(|&(ny, nx)| (centre.0 + ny * spacing, centre.1 + nx * spacing))
+                    .filter(|&c| inside(c));
+                // The first stage also measures the whole vector itself.
+                (stage == 0)
+                    .then_some(centre)
+                    .into_iter()
+                    .chain(around)
+                    .collect()
+            })
+            .collect();
+        let costs = phases.sads(anchor_planes, current_planes, &candidates);
+        for (b, (best, costs)) in best.iter_mut().zip(costs).enumerate() {
+            let mut cs = candidates[b].iter().zip(costs);
+            if stage == 0 {
+                // The whole vector's cost, less the margin a fractional vector must beat.
+                let (_, whole) = cs.next().expect("the whole vector is a candidate");
+                let rect = grid.rect(b);
+                let values = (rect.height * rect.width * anchor_planes.len()) as f32;
+                let whole = if whole.is_nan() { f32::INFINITY } else { whole };
+                best.1 = whole - FRACTIONAL_MARGIN * step * values;
             }
-            if total > limit {
-                break;
-            }
-        }
-        total
-    };
-    let mut vectors = Vec::with_capacity(field.vectors.len());
-    for (b, v) in field.vectors.iter().enumerate() {
-        let rect = grid.rect(b);
-        let scaled = |c: i8| (i32::from(c) * SUBPEL).clamp(-bound, bound);
-        let mut best = (scaled(v.dy), scaled(v.dx));
-        let mut best_cost = cost(
-            rect,
-            MotionVector::new(best.0 as i8, best.1 as i8),
-            f32::MAX,
-        );
-        if best_cost.is_nan() {
-            best_cost = f32::INFINITY;
-        }
-        let values = (rect.height * rect.width * anchor_planes.len()) as f32;
-        best_cost -= FRACTIONAL_MARGIN * step * values;
-        for step in [SUBPEL / 2, 1] {
-            let centre = best;
-            for (ny, nx) in NEIGHBOURS {
-                let (dy, dx) = (centre.0 + ny * step, centre.1 + nx * step);
-                if dy.abs() > bound || dx.abs() > bound {
-                    continue;
-                }
-                let c = cost(rect, MotionVector::new(dy as i8, dx as i8), best_cost);
-                if c < best_cost {
-                    (best, best_cost) = ((dy, dx), c);
+            for (&c, cost) in cs {
+                if cost < best.1 {
+                    *best = (c, cost);
                 }
             }
         }
-        vectors.push(MotionVector::new(best.0 as i8, best.1 as i8));
     }
     Ok(MotionField {
         grid: *grid,
-        vectors,
+        vectors: best
+            .into_iter()
+            .map(|((dy, dx), _)| MotionVector::new(dy as i8, dx as i8))
+            .collect(),
     })
+}
+
+/// Every interpolation phase of one plane at once, for the search: the value of phase
+/// `(fy, fx)` at `(Y, X)` is what [`predict_block`] computes for a displaced source position
+/// `(Y, X)` with fractions `(fy, fx)`, by the same operations in the same order, over every
+/// position the candidates reach (the plane extended by `margin` on each side). Filtering
+/// whole rows this way takes ~3× fewer operations than filtering block by block, and the
+/// loops vectorize.
+struct Phases {
+    grid: BlockGrid,
+    /// Rows above, rows below, columns left and columns right of the plane.
+    margin: [usize; 4],
+    /// Extended width and height.
+    width: usize,
+    height: usize,
+    /// Per horizontal fraction, the horizontal pass of every row of the plane.
+    rows: Vec<f32>,
+    /// Per phase `SUBPEL · fy + fx`, the extended plane (wanted phases only).
+    values: Vec<f32>,
+}
+
+impl Phases {
+    /// Phases over the positions `field`'s vectors reach, give or take a feature.
+    fn new(grid: &BlockGrid, field: &MotionField) -> Phases {
+        let (mut lo, mut hi) = ([0isize; 2], [0isize; 2]);
+        for v in &field.vectors {
+            for (axis, q) in [v.dy, v.dx].into_iter().enumerate() {
+                lo[axis] = lo[axis].min(isize::from(q));
+                hi[axis] = hi[axis].max(isize::from(q));
+            }
+        }
+        // A whole vector w moves to at most w ± 3/4 of a feature: whole parts w − 1 ..= w.
+        let margin = [
+            (1 - lo[0]) as usize,
+            hi[0] as usize,
+            (1 - lo[1]) as usize,
+            hi[1] as usize,
+        ];
+        let (width, height) = (
+            grid.width + margin[2] + margin[3],
+            grid.height + margin[0] + margin[1],
+        );
+        let phases = (SUBPEL * SUBPEL) as usize;
+        Phases {
+            grid: *grid,
+            margin,
+            width,
+            height,
+            rows: vec![0.0; SUBPEL as usize * grid.height * width],
+            values: vec![0.0; phases * height * width],
+        }
+    }
+
+    /// Fills the phases `wanted` (indexed `SUBPEL · fy + fx`) of `src`.
+    fn fill(&mut self, src: &[f32], wanted: &[bool]) {
+        let (top, left) = (self.margin[0] as isize, self.margin[2] as isize);
+        let (pw, ph) = (self.width, self.height);
+        let (h, w) = (self.grid.height as isize, self.grid.width as isize);
+        let sub = SUBPEL as usize;
+        let mut segment = vec![0.0f32; pw + TAPS - 1];
+        for fx in (0..sub).filter(|&fx| (0..sub).any(|fy| wanted[sub * fy + fx])) {
+            for y in 0..self.grid.height {
+                let row = &src[y * self.grid.width..(y + 1) * self.grid.width];
+                let dst = &mut self.rows[(fx * self.grid.height + y) * pw..][..pw];
+                if fx == 0 {
+                    for (x, d) in dst.iter_mut().enumerate() {
+                        *d = row[(x as isize - left).clamp(0, w - 1) as usize];
+                    }
+                    continue;
+                }
+                for (m, s) in segment.iter_mut().enumerate() {
+                    let x = m as isize - left + FIRST_TAP;
+                    *s = row[x.clamp(0, w - 1) as usize];
+                }
+                filter_into(dst, |t| &segment[t..], &FILTERS[fx]);
+            }
+        }
+        let row_of = |y: isize| y.clamp(0, h - 1) as usize;
+        for (phase, _) in wanted.iter().enumerate().filter(|(_, w)| **w) {
+            let (fy, fx) = (phase / sub, phase % sub);
+            let rows = &self.rows[fx * self.grid.height * pw..(fx + 1) * self.grid.height * pw];
+            let plane = &mut self.values[phase * ph * pw..(phase + 1) * ph * pw];
+            for (yp, dst) in plane.chunks_exact_mut(pw).enumerate() {
+                let y = yp as isize - top;
+                if fy == 0 {
+                    dst.copy_from_slice(&rows[row_of(y) * pw..][..pw]);
+                    continue;
+                }
+                let tap = |t: usize| &rows[row_of(y + FIRST_TAP + t as isize) * pw..][..pw];
+                filter_into(dst, tap, &FILTERS[fy]);
+            }
+        }
+    }
+
+    /// Per block, the SAD of each of its candidate vectors (in quarters) summed over the
+    /// planes.
+    fn sads(
+        &mut self,
+        anchor_planes: &[&[f32]],
+        current_planes: &[&[f32]],
+        candidates: &[Vec<(i32, i32)>],
+    ) -> Vec<Vec<f32>> {
+        let sub = SUBPEL as usize;
+        let (pw, ph) = (self.width, self.height);
+        let grid = self.grid;
+        let mut wanted = vec![false; sub * sub];
+        // Per block its rectangle, and per candidate where its prediction starts in the phases.
+        let reads: Vec<(BlockRect, Vec<usize>)> = candidates
+            .iter()
+            .enumerate()
+            .map(|(b, cands)| {
+                let rect = grid.rect(b);
+                let starts = cands
+                    .iter()
+                    .map(|&(dy, dx)| {
+                        let (iy, fy) = split(dy as i8);
+                        let (ix, fx) = split(dx as i8);
+                        wanted[sub * fy + fx] = true;
+                        let y = (rect.y + self.margin[0]) as isize + iy;
+                        let x = (rect.x + self.margin[2]) as isize + ix;
+                        (sub * fy + fx) * ph * pw + y as usize * pw + x as usize
+                    })
+                    .collect();
+                (rect, starts)
+            })
+            .collect();
+        let mut costs: Vec<Vec<f32>> = candidates.iter().map(|c| vec![0.0; c.len()]).collect();
+        for (a, c) in anchor_planes.iter().zip(current_planes) {
+            self.fill(a, &wanted);
+            for ((rect, starts), costs) in reads.iter().zip(&mut costs) {
+                for (&start, cost) in starts.iter().zip(costs.iter_mut()) {
+                    let mut total = 0.0f32;
+                    for r in 0..rect.height {
+                        let p = &self.values[start + r * pw..][..rect.width];
+                        let q = &c[(rect.y + r) * grid.width + rect.x..][..rect.width];
+                        for (&p, &q) in p.iter().zip(q) {
+                            total += (q - p).abs();
+                        }
+                    }
+                    *cost += total;
+                }
+            }
+        }
+        costs
+    }
 }
 
 /// The 8 neighbours tested around a centre, in raster order.
@@ -271,7 +455,7 @@ mod tests {
         BlockGrid::new(block, h, w).unwrap()
     }
 
-    /// A smooth plane: bilinear interpolation of a linear ramp is exact.
+    /// A linear ramp, shifted.
     fn ramp(h: usize, w: usize, shift_y: f32, shift_x: f32) -> Vec<f32> {
         (0..h * w)
             .map(|i| {
@@ -303,23 +487,57 @@ mod tests {
     }
 
     #[test]
-    fn a_quarter_vector_interpolates_a_ramp_exactly_inside_the_plane() {
-        let g = grid(4, 12, 12);
-        let anchor = ramp(12, 12, 0.0, 0.0);
-        // (dy, dx) = (0.25, -0.75) features: inside the plane the prediction is the ramp shifted.
+    fn a_half_vector_interpolates_a_ramp_exactly_inside_the_plane() {
+        let g = grid(4, 16, 16);
+        let anchor = ramp(16, 16, 0.0, 0.0);
+        // (dy, dx) = (0.5, -0.5) features: where every tap is inside the plane, the symmetric
+        // half-feature filter reproduces the shifted ramp.
         let field = MotionField {
             grid: g,
-            vectors: vec![MotionVector::new(1, -3); g.len()],
+            vectors: vec![MotionVector::new(2, -2); g.len()],
         };
         let mut out = vec![0.0; anchor.len()];
         compensate_planes(&anchor, &field, &mut out, false).unwrap();
-        let shifted = ramp(12, 12, 0.25, -0.75);
-        for y in 0..11 {
-            for x in 1..12 {
-                let (a, b) = (out[y * 12 + x], shifted[y * 12 + x]);
-                assert!((a - b).abs() < 1e-5, "({y}, {x}): {a} vs {b}");
+        let shifted = ramp(16, 16, 0.5, -0.5);
+        for y in 3..=11 {
+            for x in 4..=12 {
+                let (a, b) = (out[y * 16 + x], shifted[y * 16 + x]);
+                assert!((a - b).abs() < 1e-4, "({y}, {x}): {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn quarter_vectors_keep_detail_that_bilinear_interpolation_smooths_away() {
+        // A pattern with detail at a third of the sampling rate, moved by (0.25, 0.75).
+        let n = 24;
+        let g = grid(4, n, n);
+        let f = |y: f32, x: f32| (2.1 * y).sin() * (1.9 * x).cos();
+        let anchor: Vec<f32> = (0..n * n)
+            .map(|i| f((i / n) as f32, (i % n) as f32))
+            .collect();
+        let field = MotionField {
+            grid: g,
+            vectors: vec![MotionVector::new(1, 3); g.len()],
+        };
+        let mut out = vec![0.0; anchor.len()];
+        compensate_planes(&anchor, &field, &mut out, false).unwrap();
+        let at = |y: usize, x: usize| anchor[y * n + x];
+        let (mut filtered, mut bilinear) = (0.0f32, 0.0f32);
+        for y in 4..n - 5 {
+            for x in 4..n - 5 {
+                let truth = f(y as f32 + 0.25, x as f32 + 0.75);
+                let top = 0.25 * at(y, x) + 0.75 * at(y, x + 1);
+                let bottom = 0.25 * at(y + 1, x) + 0.75 * at(y + 1, x + 1);
+                let linear = 0.75 * top + 0.25 * bottom;
+                filtered += (out[y * n + x] - truth).powi(2);
+                bilinear += (linear - truth).powi(2);
+            }
+        }
+        assert!(
+            filtered < 0.25 * bilinear,
+            "squared error {filtered} against bilinear {bilinear}"
+        );
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub const CALIBRATION_PLACEHOLDER: &str = "{calibration}";
 /// so their variants turn them on.
 pub const ADAPTIVE_LEVERS: [(&str, &str); 10] = [
     ("adaptive, key step = predicted step", "key-step-ratio=1"),
-    ("adaptive, fractional motion", "fractional-motion=true"),
+    ("adaptive, whole-feature motion", "fractional-motion=false"),
     ("adaptive, channel weights", "channel-weights={calibration}"),
     (
         "adaptive, KLT 64 components",

@@ -41,13 +41,13 @@ pub const DEFAULT_LAMBDA: f32 = 0.1;
 /// units, at equal feature SNR (`examples/recorded.rs`), and it spreads the 19 KB key units over
 /// the interval.
 pub const DEFAULT_GRADUAL_REFRESH: bool = true;
-/// Default motion precision of the adaptive mode ([`CodecConfig::fractional_motion`]): whole
-/// features. Quarter-feature vectors cut predicted units by 39% on 40 frames of a panning crop
-/// of vtest.avi at quality 2, but on the whole of vtest.avi (static camera, NanoDet stage2,
-/// qualities 1.4–4) they moved BD-rate against x264 at 416x416 from +2% to +13% (person AP@0.5)
-/// and from −13% to +12% (person+vehicle mAP): 16% fewer bits at quality 2, with person AP
-/// 0.980 instead of 0.983. Off until it pays on static scenes too (`docs/rate-levers.md`).
-pub const DEFAULT_FRACTIONAL_MOTION: bool = false;
+/// Default motion precision of the adaptive mode ([`CodecConfig::fractional_motion`]): quarter
+/// features. On a panning crop of vtest.avi (300 frames, NanoDet stage2, qualities 1.4–4) they
+/// moved BD-rate against x264 at 416x416 from +136% to +55% (person AP@0.5; 827 kbit/s at
+/// 0.979 instead of 1234 at 0.981 at quality 2); on the whole of vtest.avi's static camera
+/// they changed it by −1% (person AP@0.5) and +4% (person+vehicle mAP) against whole-feature
+/// vectors (`docs/rate-levers.md`). A moving camera is the general case.
+pub const DEFAULT_FRACTIONAL_MOTION: bool = true;
 /// Default channels per slice of the adaptive mode. Each slice restarts its contexts: on 60
 /// recorded NanoDet stage2 frames at quality 1.4, slices of 64 channels cost 0.7% more bits than
 /// one slice per tensor, 32 cost 2.8% and 16 cost 5.9% (`examples/recorded.rs`).
@@ -89,8 +89,8 @@ pub struct CodecConfig {
     /// Adaptive mode: Lagrangian multiplier of the block decisions, in step² per bit
     /// (0 = code every nonzero block).
     pub lambda: f32,
-    /// Adaptive mode: motion vectors in quarters of a feature, with bilinear prediction
-    /// ([`crate::subpel`]), instead of whole features. A moving camera shifts the feature map
+    /// Adaptive mode: motion vectors in quarters of a feature, with 8-tap interpolated
+    /// prediction ([`crate::subpel`]), instead of whole features. A moving camera shifts the feature map
     /// by a fraction of a feature per frame, which whole-feature vectors cannot follow. Needs
     /// `search_range` ≤ [`crate::subpel::MAX_FRACTIONAL_SEARCH_RANGE`].
     pub fractional_motion: bool,

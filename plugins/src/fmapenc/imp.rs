@@ -746,11 +746,11 @@ impl ObjectImpl for FmapEnc {
                 glib::ParamSpecBoolean::builder("fractional-motion")
                     .nick("Fractional motion")
                     .blurb(
-                        "adaptive: motion vectors in quarters of a feature, predicted by \
-                         bilinear interpolation, instead of whole features: a moving camera \
-                         shifts the feature map by a fraction of a feature per frame (-39% \
-                         predicted bytes on a panning clip; on a static camera it costs \
-                         accuracy, hence off by default). Needs search-range <= 31",
+                        "adaptive: motion vectors in quarters of a feature, predicted by 8-tap \
+                         interpolation, instead of whole features: a moving camera shifts the \
+                         feature map by a fraction of a feature per frame (on a panning clip a \
+                         third fewer bits at equal accuracy; about neutral on a static camera). \
+                         Needs search-range <= 31",
                     )
                     .default_value(d.fractional_motion)
                     .mutable_ready()
