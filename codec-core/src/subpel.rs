@@ -45,6 +45,12 @@ use crate::motion::{self, BlockGrid, BlockRect, MotionError, MotionField, Motion
 /// equal person+vehicle mAP. 0.01 keeps the static scene's vehicles.
 pub const FRACTIONAL_MARGIN: f32 = 0.01;
 
+/// The most values [`refine`] reads (the strongest planes it is given, whole planes): it filters
+/// each of them 16 ways. NanoDet's stage2 hands it 32 planes of 52×52 (87 K values, all read);
+/// at [256, 200, 272] it reads 19 of the 64, which kept the encoder at ~5 frames/s
+/// (`examples/speed.rs`).
+pub const REFINE_VALUES: usize = 1 << 20;
+
 /// Steps of a feature: vector components count quarters of a feature.
 pub const SUBPEL: i32 = 4;
 /// The largest search range with fractional vectors: components are `i8` and reach
@@ -222,7 +228,8 @@ pub fn compensate_planes(
 /// within `SUBPEL · range`. Returns the field in quarters.
 ///
 /// A fractional vector must lower the SAD below the whole vector's by [`FRACTIONAL_MARGIN`]
-/// `· step` per value (`step`: the quantizer step of the tensor).
+/// `· step` per value (`step`: the quantizer step of the tensor). Of the planes given, only the
+/// strongest [`REFINE_VALUES`] values' worth are read.
 pub fn refine(
     anchor_planes: &[&[f32]],
     current_planes: &[&[f32]],
@@ -236,6 +243,18 @@ pub fn refine(
     }
     let grid = &field.grid;
     motion::check_plane_pairs(grid, anchor_planes, current_planes)?;
+    // At most REFINE_VALUES values: the strongest planes of those given.
+    let keep = (REFINE_VALUES / grid.plane_len().max(1)).max(1);
+    let (anchor_planes, current_planes): (Vec<&[f32]>, Vec<&[f32]>) = if keep < current_planes.len()
+    {
+        motion::strongest_planes(current_planes, keep)
+            .into_iter()
+            .map(|c| (anchor_planes[c], current_planes[c]))
+            .unzip()
+    } else {
+        (anchor_planes.to_vec(), current_planes.to_vec())
+    };
+    let (anchor_planes, current_planes) = (&anchor_planes[..], &current_planes[..]);
     let bound = SUBPEL * i32::from(range);
     let scaled = |c: i8| (i32::from(c) * SUBPEL).clamp(-bound, bound);
     let inside = |(dy, dx): (i32, i32)| dy.abs() <= bound && dx.abs() <= bound;
