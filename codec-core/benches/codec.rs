@@ -10,7 +10,7 @@
 //! frames/s = frames per iteration / time per iteration.
 //!
 //! The `recorded/...` group codes real NanoDet stage-2 maps recorded from the sample video
-//! (`scripts/record-maps.sh`) in the default setting and with fractional motion; its
+//! (`scripts/record-maps.sh`) in the default setting and with whole-feature motion; its
 //! throughput is in frames.
 //!
 //! Kept short on purpose (10 samples, short warm-up and measurement) so the whole run takes a
@@ -219,6 +219,20 @@ fn encode_stream(frames: &mut [FeatureFrame], cfg: &CodecConfig) -> Vec<Vec<u8>>
     units
 }
 
+/// Encodes `frames` once per iteration with one encoder, frame indices increasing across
+/// iterations.
+fn bench_encode(b: &mut criterion::Bencher<'_>, cfg: &CodecConfig, frames: &mut [FeatureFrame]) {
+    let mut enc = Encoder::new(cfg.clone()).expect("valid config");
+    let mut i = 0u64;
+    b.iter(|| {
+        for f in frames.iter_mut() {
+            f.index = i;
+            i += 1;
+            black_box(enc.push(f).expect("encode"));
+        }
+    })
+}
+
 fn bench_codec(c: &mut Criterion, size: &mut Size) {
     let modes = modes(size.large);
     {
@@ -229,16 +243,8 @@ fn bench_codec(c: &mut Criterion, size: &mut Size) {
             let cfg = config(s, e);
             let frames = &mut size.frames;
             group.bench_function(BenchmarkId::new(s.name(), e.name()), |b| {
-                let mut enc = Encoder::new(cfg.clone()).expect("valid config");
-                let mut i = 0u64;
-                b.iter(|| {
-                    // One cycle per iteration; indices keep increasing across iterations.
-                    for f in frames.iter_mut() {
-                        f.index = i;
-                        i += 1;
-                        black_box(enc.push(f).expect("encode"));
-                    }
-                })
+                // One cycle per iteration.
+                bench_encode(b, &cfg, frames)
             });
         }
         group.finish();
@@ -287,7 +293,7 @@ fn recorded_frames() -> Option<(String, Vec<FeatureFrame>)> {
 /// Frames of the recorded clip coded per iteration (the cost per frame varies with content).
 const RECORDED_FRAMES: usize = 50;
 
-/// The default setting (fmapenc with no properties), and it with fractional motion, on real
+/// The default setting (fmapenc with no properties), and it with whole-feature motion, on real
 /// feature maps: encode and decode time per clip of `RECORDED_FRAMES` frames (divide by it for
 /// the time per frame).
 fn bench_recorded(c: &mut Criterion) {
@@ -309,24 +315,16 @@ fn bench_recorded(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.sampling_mode(SamplingMode::Flat);
     group.throughput(Throughput::Elements(frames.len() as u64));
-    let fractional = CodecConfig {
-        fractional_motion: true,
+    let whole_motion = CodecConfig {
+        fractional_motion: false,
         ..CodecConfig::default()
     };
     for (name, cfg) in [
         ("default", CodecConfig::default()),
-        ("fractional", fractional),
+        ("whole-motion", whole_motion),
     ] {
         group.bench_function(format!("encode-{name}"), |b| {
-            let mut enc = Encoder::new(cfg.clone()).expect("valid config");
-            let mut i = 0u64;
-            b.iter(|| {
-                for f in frames.iter_mut() {
-                    f.index = i;
-                    i += 1;
-                    black_box(enc.push(f).expect("encode"));
-                }
-            })
+            bench_encode(b, &cfg, &mut frames)
         });
         let mut enc = Encoder::new(cfg).expect("valid config");
         let units: Vec<Vec<u8>> = frames
