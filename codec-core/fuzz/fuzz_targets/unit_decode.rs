@@ -35,7 +35,7 @@ const MIN_REPAIRABLE: usize = 16;
 
 /// Makes the envelope of `unit` valid: magic and version from a real unit, and CRC-32s
 /// recomputed. Version 1: total_len = the chunk length, the trailing CRC. Adaptive units
-/// (version 3): the head piece keeps its total_len when it fits in the chunk (else it becomes
+/// (version 4): the head piece keeps its total_len when it fits in the chunk (else it becomes
 /// the whole chunk), and every well-framed slice after it gets its CRC recomputed too, so that
 /// mutations reach the slice parser.
 fn repair(unit: &mut [u8], template: &[u8]) {

@@ -1,5 +1,5 @@
 //! fmap's own mode, `adaptive`: closed-loop prediction in the value domain with a uniform step,
-//! rate–distortion decisions and context-adaptive range coding (`BITSTREAM.md`, version 2 units).
+//! rate–distortion decisions and context-adaptive range coding (`BITSTREAM.md`, version 4 units).
 //!
 //! - **Prediction.** A key unit predicts every value as 0; a predicted unit predicts it from the
 //!   previous reconstruction, displaced by one motion field shared by all channels of the tensor
@@ -255,7 +255,7 @@ pub(crate) struct Decisions<'a> {
 /// The contexts of one range-coded payload (a motion field or a slice). Fresh for every
 /// payload, so that each decodes from its reference alone.
 struct Contexts {
-    coded: [Context; 24],
+    coded: [Context; 48],
     significant: [Context; 384],
     sign: [Context; 12],
     magnitude: [[Context; MAGNITUDE_BINS]; 6],
@@ -268,7 +268,7 @@ struct Contexts {
 impl Contexts {
     fn new() -> Self {
         Contexts {
-            coded: [Context::default(); 24],
+            coded: [Context::default(); 48],
             significant: [Context::default(); 384],
             sign: [Context::default(); 12],
             magnitude: [[Context::default(); MAGNITUDE_BINS]; 6],
@@ -331,6 +331,22 @@ fn prediction_class(pred: f32, inv_step: f32) -> usize {
     }
 }
 
+/// Cross-channel class of a position or a block: of the `seen` channels of the slice coded
+/// before this one, how many (`hits`) had a nonzero residual there (or coded the block): none,
+/// fewer than 1/16 of them, fewer than 1/4, more.
+fn cross_class(hits: u16, seen: u32) -> usize {
+    let h = u32::from(hits);
+    if h == 0 {
+        0
+    } else if h * 16 < seen {
+        1
+    } else if h * 4 < seen {
+        2
+    } else {
+        3
+    }
+}
+
 /// The block flags and residuals of one slice (the channels `channels` of a tensor), in both
 /// directions. `reference` is `None` for key-coded slices; `pred` is the prediction both sides
 /// computed. Every context depends only on this slice's symbols and on the reference, so a
@@ -359,17 +375,17 @@ fn code_residuals<C: BinCoder>(
     let cols = grid.cols();
     let blocks = grid.len();
     let key_offset = usize::from(key);
-    // Per position: in how many of the slice's channels coded so far its residual was
-    // nonzero. Motion and new objects change every channel at the same places, so this is the
-    // significance flag's cross-channel clue.
+    // Per position (per block): in how many of the slice's channels coded so far its residual
+    // was nonzero (the block was coded). Motion and new objects change every channel at the same
+    // places, so these are the significance and block flags' cross-channel clues.
     let mut hits = vec![0u16; plane];
+    let mut block_hits = vec![0u16; blocks];
     let first = channels.start;
     for c in channels {
         let inv_step = 1.0 / steps[c];
         let res = &mut symbols.residuals[c * plane..(c + 1) * plane];
         let pred = &pred[c * plane..(c + 1) * plane];
-        let previous_channel_coded: Option<Vec<bool>> =
-            (c > first).then(|| symbols.coded[(c - 1) * blocks..c * blocks].to_vec());
+        let seen = (c - first) as u32;
         let coded = &mut symbols.coded[c * blocks..(c + 1) * blocks];
         let previous = reference.map(|r| {
             (
@@ -382,14 +398,15 @@ fn code_residuals<C: BinCoder>(
             let left = bx > 0 && coded[b - 1];
             let above = by > 0 && coded[b - cols];
             let was = previous.is_some_and(|(_, pc)| pc[b]);
-            let beside = previous_channel_coded.as_ref().is_some_and(|pc| pc[b]);
-            let k = ((key_offset * 2 + usize::from(was)) * 2 + usize::from(beside)) * 3
+            let k = ((key_offset * 2 + usize::from(was)) * 4 + cross_class(block_hits[b], seen))
+                * 3
                 + usize::from(left)
                 + usize::from(above);
             coded[b] = coder.bit(&mut ctx.coded[k], coded[b])?;
             if !coded[b] {
                 continue;
             }
+            block_hits[b] = block_hits[b].saturating_add(1);
             let rect = grid.rect(b);
             for y in rect.y..rect.y + rect.height {
                 for x in rect.x..rect.x + rect.width {
@@ -403,17 +420,7 @@ fn code_residuals<C: BinCoder>(
                     } else {
                         0
                     };
-                    let h = u32::from(hits[i]);
-                    let seen = (c - first) as u32;
-                    let cross = if h == 0 {
-                        0
-                    } else if h * 16 < seen {
-                        1
-                    } else if h * 4 < seen {
-                        2
-                    } else {
-                        3
-                    };
+                    let cross = cross_class(hits[i], seen);
                     let value = res[i];
                     let sig_ctx = (((key_offset * 3 + act) * 4 + class) * 4 + cross) * 4 + n;
                     if !coder.bit(&mut ctx.significant[sig_ctx], value != 0)? {

@@ -14,9 +14,9 @@ pub const UNIT_MAGIC: [u8; 4] = *b"FMCU";
 /// units stay bit-exact).
 pub const UNIT_VERSION: u8 = 1;
 /// Bitstream version of the adaptive mode's units ([`UnitKind::is_adaptive`]): a head piece
-/// followed by independently decodable slices (version 2, the same mode without slices, is
-/// retired).
-pub const ADAPTIVE_UNIT_VERSION: u8 = 3;
+/// followed by independently decodable slices. Versions 2 (the same mode without slices) and 3
+/// (block flags with other contexts) are retired.
+pub const ADAPTIVE_UNIT_VERSION: u8 = 4;
 /// Fixed header length.
 pub const HEADER_LEN: usize = 44;
 /// Shortest possible unit: header + CRC (a real unit also has tensor sections).

@@ -373,7 +373,7 @@ impl Decoder {
 const MEDIAN_BYTES: usize = std::mem::size_of::<f32>();
 
 /// Bytes every slice of a key unit holds at least: its header and CRC, and one median (f32)
-/// per channel (`BITSTREAM.md`, version 3).
+/// per channel (`BITSTREAM.md`, version 4).
 fn key_slices_min_bytes(channels: usize, slice_width: usize) -> usize {
     channels
         .div_ceil(slice_width)

@@ -1,5 +1,5 @@
 //! Slices: the independently decodable parts of an adaptive unit, and the pieces a transport
-//! may lose one at a time (`BITSTREAM.md`, "Version 3").
+//! may lose one at a time (`BITSTREAM.md`, "Version 4").
 //!
 //! An adaptive unit is a **head piece** (the envelope: fixed header, tensor descriptors, steps,
 //! motion fields, CRC) followed by **slices**, each a group of consecutive channels of one

@@ -138,7 +138,7 @@ impl UnitKind {
         )
     }
 
-    /// A unit of the adaptive mode (bitstream version 2 syntax).
+    /// A unit of the adaptive mode (bitstream version 4 syntax).
     pub fn is_adaptive(self) -> bool {
         matches!(self, UnitKind::AdaptiveKey | UnitKind::AdaptivePredicted)
     }
