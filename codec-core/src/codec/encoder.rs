@@ -448,16 +448,19 @@ impl Encoder {
         header.resilient = self.cfg.resilient && kind == UnitKind::AdaptivePredicted;
         let weights = self.weight_codes(frame)?;
         header.weighted = weights.is_some();
-        // Per tensor, which of its slices this unit refreshes.
+        // Per tensor, its channels per slice and which of its slices this unit refreshes.
+        let widths: Vec<usize> = frame
+            .tensors
+            .iter()
+            .map(|t| slices::slice_width(t.shape.channels, self.cfg.slice_channels))
+            .collect();
         let interval = u64::from(self.cfg.key_interval);
         let refresh: Vec<Vec<bool>> = frame
             .tensors
             .iter()
-            .map(|t| {
-                let count = t.shape.channels.div_ceil(slices::slice_width(
-                    t.shape.channels,
-                    self.cfg.slice_channels,
-                )) as u64;
+            .zip(&widths)
+            .map(|(t, &width)| {
+                let count = t.shape.channels.div_ceil(width) as u64;
                 match refresh_phase {
                     Some(phase) => (0..count)
                         .map(|k| k * interval / count == u64::from(phase))
@@ -514,7 +517,7 @@ impl Encoder {
             w.desc(&desc);
             let mut head = Vec::new();
             let slicing = Slicing {
-                width: slices::slice_width(t.shape.channels, self.cfg.slice_channels),
+                width: widths[i],
                 tensor: i as u8, // at most MAX_TENSORS
                 tag: slices::frame_tag(frame.index),
                 refresh: &refresh[i],
