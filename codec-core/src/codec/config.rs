@@ -8,9 +8,8 @@ use crate::quant::{self, QuantizerMode};
 
 /// Default step of the adaptive mode, as a fraction of a tensor's standard deviation: with
 /// [`DEFAULT_KEY_STEP_RATIO`], a point of the report's ladder that keeps NanoDet's person AP@0.5
-/// above 0.98 of the unsplit model's with a margin (0.983 at 279 kbit/s on the whole of
-/// vtest.avi, where quality 1.4 with keys at the predicted step needed 396 kbit/s for 0.984;
-/// see `docs/rate-levers.md`).
+/// above 0.98 of the unsplit model's with a margin (0.983 at 260 kbit/s on the whole of
+/// vtest.avi; quality 2.4 reaches 0.9800 at 203; `docs/results.md`).
 pub const DEFAULT_QUALITY: f32 = 2.0;
 /// Default frames from one key unit to the next: 10 s at 10 frames/s. Key units cost 5–10
 /// predicted ones; a receiver that loses sync asks for one (force-key-unit) instead of waiting.
