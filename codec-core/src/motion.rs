@@ -410,6 +410,18 @@ pub fn compensate_planes(
     field: &MotionField,
     out: &mut [f32],
 ) -> Result<(), MotionError> {
+    compensate_planes_except(anchor, field, out, &[])
+}
+
+/// [`compensate_planes`] for the blocks `b` whose `skip[b]` is not true (blocks beyond `skip`
+/// are copied): their values in `out` are left as they are, for a caller that predicts them
+/// otherwise ([`crate::subpel::compensate_planes`]).
+pub(crate) fn compensate_planes_except(
+    anchor: &[f32],
+    field: &MotionField,
+    out: &mut [f32],
+    skip: &[bool],
+) -> Result<(), MotionError> {
     field.validate()?;
     let grid = &field.grid;
     let plane = grid.plane_len();
@@ -444,6 +456,9 @@ pub fn compensate_planes(
         for r in 0..first.height {
             let y = first.y + r;
             for (bx, mv) in field.vectors[by * cols..(by + 1) * cols].iter().enumerate() {
+                if skip.get(by * cols + bx).copied().unwrap_or(false) {
+                    continue;
+                }
                 let rect = grid.rect(by * cols + bx);
                 let sy = (y as isize + mv.dy as isize).clamp(0, h - 1) as usize;
                 let rx = rect.x as isize + mv.dx as isize;
@@ -1847,9 +1862,24 @@ mod tests {
             for (src, dst) in anchor.chunks(h * w).zip(want.chunks_mut(h * w)) {
                 compensate_plane(src, &field, dst).unwrap();
             }
-            prop_assert_eq!(out, want);
+            prop_assert_eq!(&out, &want);
             let mut longer = vec![0.0; anchor.len() + 1];
             prop_assert!(compensate_planes(&anchor, &field, &mut longer).is_err());
+            // Skipped blocks keep what `out` held; the others are predicted as above.
+            let skip: Vec<bool> = (0..grid.len()).map(|_| rng.below(2) == 1).collect();
+            let mut kept = vec![-7.0f32; anchor.len()];
+            compensate_planes_except(&anchor, &field, &mut kept, &skip).unwrap();
+            for (b, &skipped) in skip.iter().enumerate() {
+                let rect = grid.rect(b);
+                for plane in 0..channels {
+                    for y in rect.y..rect.y + rect.height {
+                        for x in rect.x..rect.x + rect.width {
+                            let i = plane * h * w + y * w + x;
+                            prop_assert_eq!(kept[i], if skipped { -7.0 } else { want[i] });
+                        }
+                    }
+                }
+            }
         }
 
         #[test]

@@ -191,15 +191,22 @@ pub fn compensate_planes(
     out: &mut [f32],
     whole: bool,
 ) -> Result<(), MotionError> {
-    motion::compensate_planes(anchor, &whole_parts(field), out)?;
+    // Blocks with a fractional part are interpolated below; the others are copied.
+    let fractional: Vec<bool> = field
+        .vectors
+        .iter()
+        .map(|v| split(v.dy).1 != 0 || split(v.dx).1 != 0)
+        .collect();
+    motion::compensate_planes_except(anchor, &whole_parts(field), out, &fractional)?;
     let grid = &field.grid;
     let (plane, width) = (grid.plane_len(), grid.width);
     let moving: Vec<(BlockRect, MotionVector)> = field
         .vectors
         .iter()
+        .zip(&fractional)
         .enumerate()
-        .filter(|(_, v)| split(v.dy).1 != 0 || split(v.dx).1 != 0)
-        .map(|(b, &v)| (grid.rect(b), v))
+        .filter(|(_, (_, f))| **f)
+        .map(|(b, (&v, _))| (grid.rect(b), v))
         .collect();
     if moving.is_empty() {
         return Ok(());
