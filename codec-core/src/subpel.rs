@@ -182,9 +182,10 @@ fn filter_into<'a>(dst: &mut [f32], tap: impl Fn(usize) -> &'a [f32], filter: &[
 
 /// [`motion::compensate_planes`] with a fractional field: every plane of `anchor` predicted
 /// into the same plane of `out`. Blocks with a whole-feature vector are copied (through
-/// `compensate_planes`, which most blocks of a mostly static field take); the others are
-/// interpolated, and with `whole` rounded to whole numbers (half away from zero), so that the
-/// values of an 8-bit tensor stay on its code grid.
+/// `motion::compensate_planes_except`, which most blocks of a mostly static field take, and
+/// which leaves the other blocks alone); the others are interpolated, and with `whole` rounded
+/// to whole numbers (half away from zero), so that the values of an 8-bit tensor stay on its
+/// code grid.
 pub fn compensate_planes(
     anchor: &[f32],
     field: &MotionField,
