@@ -33,6 +33,9 @@ pub struct Encoder {
     stream_id: u16,
     /// Adaptive: the previous reconstruction.
     adaptive_reference: Option<AdaptiveFrame>,
+    /// Adaptive: per tensor, the values buffer of the reconstruction before the previous one,
+    /// which the next unit's reconstruction is written into (no fresh allocation per frame).
+    recycled: Vec<Vec<f32>>,
     /// Adaptive: each tensor's standard deviation, measured on the last key frame.
     spreads: Vec<f32>,
     /// Adaptive: multiplier of `quality` set by a rate controller (1 = as configured).
@@ -55,6 +58,7 @@ impl Encoder {
             last_index: None,
             stream_id: new_stream_id(),
             adaptive_reference: None,
+            recycled: Vec::new(),
             spreads: Vec::new(),
             quality_scale: 1.0,
             force_key: false,
@@ -526,6 +530,10 @@ impl Encoder {
                 desc,
                 current,
                 reference.as_ref().map(|r| &r.tensors[i]),
+                self.recycled
+                    .get_mut(i)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
                 &grid,
                 &decisions,
                 slicing,
@@ -557,6 +565,9 @@ impl Encoder {
         };
         let unit = self.coded_unit(frame, kind, data, intra, || recon.to_frame());
         self.adaptive_reference = Some(recon);
+        self.recycled = reference
+            .map(|r| r.tensors.into_iter().map(|t| t.values).collect())
+            .unwrap_or_default();
         Ok(unit)
     }
 
