@@ -13,6 +13,8 @@
 //! (`scripts/record-maps.sh`) in the default setting and with whole-feature motion; its
 //! throughput is in frames.
 //!
+//! `motion/.../subpel-refine-b4-p7` is the adaptive mode's fractional search alone.
+//!
 //! Kept short on purpose (10 samples, short warm-up and measurement) so the whole run takes a
 //! few minutes on a 2-core machine: `cargo bench -p codec-core`. Compressed sizes per mode are
 //! printed by `cargo run --release -p codec-core --example sizes`.
@@ -24,6 +26,7 @@ use codec_core::codec::{CodecConfig, Decoder, Encoder, Structure};
 use codec_core::entropy::EntropyMode;
 use codec_core::motion::{self, BlockGrid, SearchMethod};
 use codec_core::quant::{QuantizerMode, TensorQuantizer};
+use codec_core::subpel;
 use codec_core::{FeatureFrame, Shape, TensorData};
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
@@ -154,6 +157,24 @@ fn bench_motion(c: &mut Criterion, size: &Size) {
                     SearchMethod::ThreeStep,
                 )
                 .expect("valid"),
+            )
+        })
+    });
+    // The adaptive mode's fractional refinement of a shared 4×4 field (the default block),
+    // on the strongest 2^20 values' worth of planes (`subpel::REFINE_VALUES`).
+    let grid4 = BlockGrid::new(4, shape.height, shape.width).expect("valid grid");
+    let whole = motion::estimate_shared(
+        &anchor_planes,
+        &current_planes,
+        &grid4,
+        7,
+        SearchMethod::ThreeStep,
+    )
+    .expect("valid");
+    group.bench_function("subpel-refine-b4-p7", |b| {
+        b.iter(|| {
+            black_box(
+                subpel::refine(&anchor_planes, &current_planes, &whole, 7, 0.1).expect("valid"),
             )
         })
     });

@@ -167,18 +167,33 @@ fn tap_sum(filter: &[f32; TAPS], tap: impl Fn(usize) -> f32) -> f32 {
 /// [`tap_sum`] for every value of a row, `dst[j]` from `tap(t)[j]`, tap by tap over the row
 /// (the same operations in the same order per value, but vectorized across the row; for the
 /// search's whole rows, where a block's 4 values are too few for it to pay).
+/// The row goes by runs of [`FILTER_LANES`] values, each summed in registers over the taps,
+/// rather than adding each tap into `dst` in turn: the search ([`refine`], criterion's
+/// `motion/256x200x272/subpel-refine-b4-p7`) went from 41.4 to 38.7 ms.
 #[inline]
 fn filter_into<'a>(dst: &mut [f32], tap: impl Fn(usize) -> &'a [f32], filter: &[f32; TAPS]) {
-    dst.fill(0.0);
-    for (t, &c) in filter.iter().enumerate() {
-        for (d, &s) in dst.iter_mut().zip(tap(t)) {
-            *d += c * s;
+    let n = dst.len();
+    let taps: [&[f32]; TAPS] = std::array::from_fn(|t| &tap(t)[..n]);
+    let runs = n / FILTER_LANES * FILTER_LANES;
+    for (j, out) in dst[..runs].chunks_exact_mut(FILTER_LANES).enumerate() {
+        let mut acc = [0.0f32; FILTER_LANES];
+        for (&c, src) in filter.iter().zip(&taps) {
+            let src = &src[j * FILTER_LANES..(j + 1) * FILTER_LANES];
+            for (a, &s) in acc.iter_mut().zip(src) {
+                *a += c * s;
+            }
+        }
+        for (d, a) in out.iter_mut().zip(acc) {
+            *d = a / 64.0;
         }
     }
-    for d in dst.iter_mut() {
-        *d /= 64.0;
+    for (j, d) in dst.iter_mut().enumerate().skip(runs) {
+        *d = tap_sum(filter, |t| taps[t][j]);
     }
 }
+
+/// Values per run of [`filter_into`].
+const FILTER_LANES: usize = 16;
 
 /// [`motion::compensate_planes`] with a fractional field: every plane of `anchor` predicted
 /// into the same plane of `out`. Blocks with a whole-feature vector are copied (through
