@@ -918,6 +918,43 @@ def rate_control_section(runs):
          "person AP@0.5", "robust mAP@0.5"], rows)
 
 
+# Issue 9's speed targets per tensor shape: (text, check of (encode ms, decode ms) per frame).
+SPEED_TARGETS = {
+    "[128, 52, 52]": ("encode ≤ 15 ms, decode ≤ 10 ms", lambda e, d: e <= 15 and d <= 10),
+    "[256, 200, 272]": ("encode ≥ 5 frames/s", lambda e, d: 1000 / e >= 5),
+}
+
+
+def speed_section(path, env):
+    """The codec alone, timed by codec-core/examples/speed.rs (eval-report.sh's last step)."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        cases = json.load(f)
+    rows = []
+    for c in cases:
+        enc, dec = c["encode_wall_ms"], c["decode_wall_ms"]
+        target, check = SPEED_TARGETS.get(c["shape"], ("", None))
+        met = "" if check is None else ("yes" if check(enc["mean"], dec["mean"]) else "**no**")
+        rows.append([c["shape"], c["source"].replace(os.getcwd() + "/", ""), c["frames"],
+                     f"{enc['mean']:.1f} ({enc['min']:.1f})", f"{dec['mean']:.1f} ({dec['min']:.1f})",
+                     f"{1000 / enc['mean']:.1f}", target, met])
+    when = ", ".join(f"{k.removeprefix('speed_').replace('_', ' ')} {env[k]}"
+                     for k in ("speed_git_commit", "speed_date_utc", "speed_load_before") if k in env)
+    return ["## Codec speed
+",
+            "`fmapenc`'s default coding (adaptive) alone, on one core and without GStreamer: "
+            "`codec-core/examples/speed.rs`, on NanoDet stage2 maps recorded from the start of the clip "
+            "(`scripts/record-maps.sh`) and on a synthetic stream of moving smooth maps at [256, 200, 272] "
+            "(the thesis's first partition point), run after the rate–accuracy measurements, with nothing "
+            "else of the report running. Milliseconds of wall time per frame, mean over the frames "
+            "(the first, a key unit, included), the fastest frame in brackets; the targets are issue 9's. "
+            "Criterion benches of the same streams: `cargo bench -p codec-core --bench codec` "
+            f"(`FMAP_MAPS=DIR` for recorded maps).{' Measured at ' + when + '.' if when else ''}\n"] + md_table(
+        ["tensor", "frames from", "frames", "encode ms/frame", "decode ms/frame", "encode frames/s",
+         "target", "met"], rows)
+
+
 def lever_section(runs):
     """The adaptive mode's ablation: each lever switched from its default, its BD-rate against the
     defaults (summary.json "levers"), from whichever runs measured one."""
@@ -1203,6 +1240,7 @@ def main():
     ap.add_argument("--commands", help="commands.txt to quote")
     ap.add_argument("--plots", default="docs/results", help="directory of the PNG/SVG plots")
     ap.add_argument("--markdown", default="docs/results.md")
+    ap.add_argument("--speed", help="codec timing written by codec-core/examples/speed.rs (SPEED_JSON)")
     ap.add_argument("--ablation", nargs="*", default=[],
                     help="fmap-eval output dirs of `--settings ablation` runs (basename = model key)")
     a = ap.parse_args()
@@ -1214,6 +1252,7 @@ def main():
     L += bd_section(runs)
     L += lever_section(runs + [load(d) for d in a.ablation])
     L += rate_control_section(runs)
+    L += speed_section(a.speed, read_env(a.env))
     L += plots_section(runs, a.plots, md_dir)
     L += correlation_section(runs, a.plots, md_dir)
     L += per_class_section(runs)

@@ -5,7 +5,9 @@
 # settings and the adaptive mode's ladder,
 # the tiled-mosaic method, the cloud-only video anchors and the correlation analysis (all jobs
 # on one queue, one per CPU; the source-size video anchors are coded once for both models),
-# then plots and writes the tables (BD-rates, lowest rates meeting the bars).
+# then plots and writes the tables (BD-rates, lowest rates meeting the bars). Last, it times
+# the codec alone (`codec-core/examples/speed.rs`: the synthetic [256, 200, 272] stream and
+# NanoDet stage2 maps recorded from the clip), alone on the machine.
 #
 # Environment knobs (defaults in brackets):
 #   FRAMES    frames from the start of vtest.avi, 0 = all 795        [0]
@@ -15,8 +17,10 @@
 #   ANCHORS   anchor ladder: quick | full                            [full]
 #   JOBS      measurements run in parallel                           [number of CPUs]
 #   OUT       directory of the raw results                           [out/report]
-#   SKIP_BUILD=1   use the already built plugin and fmap-eval
+#   CODEC_SPEED_FRAMES  frames of the synthetic stream timed, none = skip the timing [24]
+#   SKIP_BUILD=1   use the already built plugin, fmap-eval and speed example
 #   REPORT_ONLY=1  only redo plots and docs/results.md from $OUT
+#   SPEED_ONLY=1   only redo the codec timing, then plots and docs/results.md from $OUT
 #   PLUGIN_TARGET / EVAL_TARGET   cargo target dirs                  [<root>/target]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,6 +29,7 @@ cd "$root"
 source .cache/env.sh
 FRAMES="${FRAMES:-0}"
 ABLATION_FRAMES="${ABLATION_FRAMES:-300}"
+CODEC_SPEED_FRAMES="${CODEC_SPEED_FRAMES:-24}"
 SETTINGS="${SETTINGS:-full}"
 ANCHORS="${ANCHORS:-full}"
 JOBS="${JOBS:-$(nproc)}"
@@ -38,10 +43,23 @@ models=(nanodet ssd_mobilenet_v2_coco_quant)
 if [ "${SKIP_BUILD:-0}" != 1 ] && [ "${REPORT_ONLY:-0}" != 1 ]; then
   CARGO_TARGET_DIR="$PLUGIN_TARGET" cargo build --release -p gst-fmap
   CARGO_TARGET_DIR="$EVAL_TARGET" cargo build --release -p fmap-eval
+  CARGO_TARGET_DIR="$EVAL_TARGET" cargo build --release -p codec-core --example speed
 fi
 eval_bin="$EVAL_TARGET/release/fmap-eval"
 
-if [ "${REPORT_ONLY:-0}" != 1 ]; then
+# Times the codec alone into $OUT/speed.json (what docs/results.md's speed section shows).
+codec_speed() {
+  local maps="$OUT/speed/maps"
+  scripts/record-maps.sh 40 models/nanodet.onnx stage2 "$maps" >&2
+  say "timing the codec (codec-core/examples/speed.rs)"
+  SPEED_JSON="$OUT/speed.json" "$EVAL_TARGET/release/examples/speed" "$CODEC_SPEED_FRAMES" "$maps" >&2
+  sed -i '/^speed_/d' "$OUT/env.txt"
+  echo "speed_git_commit=$(git rev-parse HEAD)$(git diff --quiet -- codec-core || echo ' (codec-core has uncommitted changes)') speed_date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ) speed_load_before=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/env.txt"
+}
+
+if [ "${SPEED_ONLY:-0}" = 1 ]; then
+  codec_speed
+elif [ "${REPORT_ONLY:-0}" != 1 ]; then
   mkdir -p "$OUT"
   split_args=()
   for s in ${SPLITS:-stage2}; do split_args+=(--split "$s"); done
@@ -81,13 +99,16 @@ if [ "${REPORT_ONLY:-0}" != 1 ]; then
     fi
     echo "ablation_wall_seconds=$(( $(date +%s) - t0 ))" >> "$OUT/env.txt"
   fi
+  if [ "$CODEC_SPEED_FRAMES" != none ]; then codec_speed; fi
 fi
 
 runs=()
 for m in "${models[@]}"; do runs+=("$OUT/$m"); done
 ablation_runs=()
 [ -d "$OUT/ablation/nanodet" ] && [ "$ABLATION_FRAMES" != none ] && ablation_runs=(--ablation "$OUT/ablation/nanodet")
-.venv/bin/python eval/plot.py --runs "${runs[@]}" "${ablation_runs[@]}" --env "$OUT/env.txt" \
+speed_json=()
+[ -f "$OUT/speed.json" ] && [ "$CODEC_SPEED_FRAMES" != none ] && speed_json=(--speed "$OUT/speed.json")
+.venv/bin/python eval/plot.py --runs "${runs[@]}" "${ablation_runs[@]}" "${speed_json[@]}" --env "$OUT/env.txt" \
   --commands "$OUT/commands.txt" --plots docs/results --markdown docs/results.md
 # The raw numbers behind the tables, next to the plots ($OUT is not versioned).
 [ ${#ablation_runs[@]} -gt 0 ] && cp "$OUT/ablation/nanodet/summary.json" docs/results/nanodet_ablation_summary.json \
@@ -98,4 +119,5 @@ for run in "${models[@]}"; do
   done
 done
 cp "$OUT/env.txt" "$OUT/commands.txt" docs/results/
+[ ${#speed_json[@]} -gt 0 ] && cp "$OUT/speed.json" docs/results/codec_speed.json
 say "wrote docs/results.md"

@@ -1,7 +1,9 @@
 //! Times the default (`adaptive`) encoder and decoder per frame on the benchmark's synthetic
 //! [256, 200, 272] stream and, if a directory is given, on recorded maps; prints the coded bytes
 //! and a hash of the decoded frames, so that a change can be checked for identical output.
-//! Times are wall and on-CPU (the machine may be shared); `SPEED_FRAMES=1` prints each frame's.
+//! Times are wall and on-CPU (the machine may be shared); `SPEED_FRAMES=1` prints each frame's,
+//! and `SPEED_JSON=FILE` also writes the figures as JSON (`scripts/eval-report.sh` puts them in
+//! `docs/results.md`).
 //!
 //! `cargo run --release -p codec-core --example speed -- [frames] [RECORDED_DIR]`
 
@@ -34,7 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     frames.clear();
-    run(&label(THESIS_BLOCK1), &synthetic, cfg)?;
+    let mut cases = vec![run(
+        &label(THESIS_BLOCK1),
+        "synthetic moving frames",
+        &synthetic,
+        cfg,
+    )?];
     drop(synthetic);
     if let Some(dir) = dir {
         let mut paths: Vec<_> = std::fs::read_dir(&dir)?
@@ -51,11 +58,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect::<Result<_, Box<dyn std::error::Error>>>()?;
         let shape = recorded[0].tensors[0].shape;
-        run(
+        cases.push(run(
             &format!("recorded/{}", label(shape)),
+            &format!("recorded maps in {dir}"),
             &recorded,
             CodecConfig::default(),
-        )?;
+        )?);
+    }
+    if let Some(path) = std::env::var_os("SPEED_JSON") {
+        std::fs::write(path, serde_json::to_string_pretty(&cases)? + "\n")?;
     }
     Ok(())
 }
@@ -64,11 +75,13 @@ fn label(s: Shape) -> String {
     format!("{}x{}x{}", s.channels, s.height, s.width)
 }
 
+/// Codes `frames` and prints the figures; returns them as JSON.
 fn run(
     label: &str,
+    source: &str,
     frames: &[FeatureFrame],
     cfg: CodecConfig,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let mut enc = Encoder::new(cfg)?;
     let mut units = Vec::new();
     let (mut tenc, mut cenc) = (Vec::new(), Vec::new());
@@ -110,7 +123,24 @@ fn run(
         summary(&tdec),
         summary(&cdec),
     );
-    Ok(())
+    let ms = |s: &[f64]| {
+        serde_json::json!({
+            "mean": 1e3 * s.iter().sum::<f64>() / s.len().max(1) as f64,
+            "min": 1e3 * s.iter().copied().fold(f64::INFINITY, f64::min),
+        })
+    };
+    Ok(serde_json::json!({
+        "stream": label,
+        "source": source,
+        "shape": frames[0].tensors[0].shape.to_string(),
+        "frames": frames.len(),
+        "bytes": bytes,
+        "hash": format!("{hash:016x}"),
+        "encode_wall_ms": ms(&tenc),
+        "encode_cpu_ms": ms(&cenc),
+        "decode_wall_ms": ms(&tdec),
+        "decode_cpu_ms": ms(&cdec),
+    }))
 }
 
 /// Time this thread has spent on a CPU (Linux `schedstat`; 0 elsewhere): the machine may be
