@@ -941,8 +941,7 @@ def speed_section(path, env):
                      f"{1000 / enc['mean']:.1f}", target, met])
     when = ", ".join(f"{k.removeprefix('speed_').replace('_', ' ')} {env[k]}"
                      for k in ("speed_git_commit", "speed_date_utc", "speed_load_before") if k in env)
-    return ["## Codec speed
-",
+    return ["## Codec speed\n",
             "`fmapenc`'s default coding (adaptive) alone, on one core and without GStreamer: "
             "`codec-core/examples/speed.rs`, on NanoDet stage2 maps recorded from the start of the clip "
             "(`scripts/record-maps.sh`) and on a synthetic stream of moving smooth maps at [256, 200, 272] "
