@@ -1083,7 +1083,7 @@ fn sad_candidates<const N: usize>(
 
 /// Fixed-order lane sum (pairwise, so it vectorizes and is deterministic).
 #[inline]
-fn horizontal_sum<const N: usize>(acc: &[f32; N]) -> f32 {
+pub(crate) fn horizontal_sum<const N: usize>(acc: &[f32; N]) -> f32 {
     let mut v = *acc;
     let mut n = N;
     while n > 1 {
