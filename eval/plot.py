@@ -944,7 +944,8 @@ def speed_section(path, env):
     return ["## Codec speed\n",
             "`fmapenc`'s default coding (adaptive) alone, on one core and without GStreamer: "
             "`codec-core/examples/speed.rs`, on NanoDet stage2 maps recorded from the start of the clip "
-            "(`scripts/record-maps.sh`) and on a synthetic stream of moving smooth maps at [256, 200, 272] "
+            "and of its panning crop (`scripts/record-maps.sh`, `scripts/make-pan.sh`: a moving camera, "
+            "the motion search's hardest case) and on a synthetic stream of moving smooth maps at [256, 200, 272] "
             "(the thesis's first partition point), run after the rate–accuracy measurements, with nothing "
             "else of the report running. Milliseconds of wall time per frame, mean over the frames "
             "(the first, a key unit, included), the fastest frame in brackets; the targets are issue 9's. "

@@ -7,7 +7,7 @@
 # on one queue, one per CPU; the source-size video anchors are coded once for both models),
 # then plots and writes the tables (BD-rates, lowest rates meeting the bars). Last, it times
 # the codec alone (`codec-core/examples/speed.rs`: the synthetic [256, 200, 272] stream and
-# NanoDet stage2 maps recorded from the clip), alone on the machine.
+# NanoDet stage2 maps recorded from the clip and from its panning crop), alone on the machine.
 #
 # Environment knobs (defaults in brackets):
 #   FRAMES    frames from the start of vtest.avi, 0 = all 795        [0]
@@ -47,12 +47,17 @@ if [ "${SKIP_BUILD:-0}" != 1 ] && [ "${REPORT_ONLY:-0}" != 1 ]; then
 fi
 eval_bin="$EVAL_TARGET/release/fmap-eval"
 
-# Times the codec alone into $OUT/speed.json (what docs/results.md's speed section shows).
+# Times the codec alone into $OUT/speed.json (what docs/results.md's speed section shows), on
+# NanoDet maps of the clip and of its panning crop (scripts/make-pan.sh; moving content costs
+# the motion search most).
 codec_speed() {
-  local maps="$OUT/speed/maps"
-  scripts/record-maps.sh 40 models/nanodet.onnx stage2 "$maps" >&2
+  local pan="$FMAP_FOOTAGE/pan.mkv"
+  [ -f "$pan" ] || scripts/make-pan.sh "$pan" >&2
+  scripts/record-maps.sh 40 models/nanodet.onnx stage2 "$OUT/speed/vtest" >&2
+  scripts/record-maps.sh 40 models/nanodet.onnx stage2 "$OUT/speed/pan" "$pan" >&2
   say "timing the codec (codec-core/examples/speed.rs)"
-  SPEED_JSON="$OUT/speed.json" "$EVAL_TARGET/release/examples/speed" "$CODEC_SPEED_FRAMES" "$maps" >&2
+  SPEED_JSON="$OUT/speed.json" "$EVAL_TARGET/release/examples/speed" "$CODEC_SPEED_FRAMES" \
+    "$OUT/speed/vtest" "$OUT/speed/pan" >&2
   sed -i '/^speed_/d' "$OUT/env.txt"
   echo "speed_git_commit=$(git rev-parse HEAD)$(git diff --quiet -- codec-core || echo ' (codec-core has uncommitted changes)') speed_date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ) speed_load_before=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/env.txt"
 }

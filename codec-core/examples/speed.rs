@@ -5,7 +5,7 @@
 //! and `SPEED_JSON=FILE` also writes the figures as JSON (`scripts/eval-report.sh` puts them in
 //! `docs/results.md`).
 //!
-//! `cargo run --release -p codec-core --example speed -- [frames] [RECORDED_DIR]`
+//! `cargo run --release -p codec-core --example speed -- [frames] [RECORDED_DIR...]`
 
 use codec_core::codec::{CodecConfig, Decoder, Encoder};
 use codec_core::{FeatureFrame, Shape};
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(2 * CYCLE);
-    let dir = args.next();
+    let dirs: Vec<String> = args.collect();
     let mut frames = moving_frames("layer1", THESIS_BLOCK1, 2);
     let cfg = CodecConfig {
         key_interval: (2 * CYCLE) as u32,
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg,
     )?];
     drop(synthetic);
-    if let Some(dir) = dir {
+    for dir in dirs {
         let mut paths: Vec<_> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
@@ -57,7 +57,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(f)
             })
             .collect::<Result<_, Box<dyn std::error::Error>>>()?;
-        let shape = recorded[0].tensors[0].shape;
+        let Some(first) = recorded.first() else {
+            return Err(format!("no recorded maps in {dir}").into());
+        };
+        let shape = first.tensors[0].shape;
         cases.push(run(
             &format!("recorded/{}", label(shape)),
             &format!("recorded maps in {dir}"),
