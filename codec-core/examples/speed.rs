@@ -1,5 +1,5 @@
 //! Times the default (`adaptive`) encoder and decoder per frame on the benchmark's synthetic
-//! [256, 200, 272] stream and, if a directory is given, on recorded maps; prints the coded bytes
+//! [256, 200, 272] stream and on the recorded maps of each directory given; prints the coded bytes
 //! and a hash of the decoded frames, so that a change can be checked for identical output.
 //! Times are wall and on-CPU (the machine may be shared); `SPEED_FRAMES=1` prints each frame's,
 //! and `SPEED_JSON=FILE` also writes the figures as JSON (`scripts/eval-report.sh` puts them in

@@ -156,38 +156,41 @@ fn predict_block(
     }
 }
 
-/// [`tap_sum`] for the values of one row of a block, `dst[j]` from `tap(t)[j]`: all of the
-/// row's values at once over the taps, in registers, for the block widths (4, 8, 16); the same
-/// operations in the same order per value. With it (and a plain copy of rows that need no
-/// clamping) [`compensate_planes`] runs 0.87 G instructions instead of 1.84 G on two predicted
-/// [256, 200, 272] frames, encoder and decoder (`valgrind --tool=callgrind`, `examples/speed.rs
-/// 3`), with identical output.
+/// [`tap_sum`] for the values of one row of a block, `dst[j]` from `tap(t)[j]`: through
+/// [`filter_lanes`] for the block widths (4, 8, 16). With it (and a plain copy of rows that need
+/// no clamping) [`compensate_planes`] runs 0.87 G instructions instead of 1.84 G on two
+/// predicted [256, 200, 272] frames, encoder and decoder (`valgrind --tool=callgrind`,
+/// `examples/speed.rs 3`), with identical output.
 #[inline]
 fn filter_block<'a>(dst: &mut [f32], tap: impl Fn(usize) -> &'a [f32], filter: &[f32; TAPS]) {
-    fn lanes<'a, const N: usize>(
-        dst: &mut [f32],
-        tap: impl Fn(usize) -> &'a [f32],
-        filter: &[f32; TAPS],
-    ) {
-        let mut acc = [0.0f32; N];
-        for (t, &c) in filter.iter().enumerate() {
-            for (a, &s) in acc.iter_mut().zip(&tap(t)[..N]) {
-                *a += c * s;
-            }
-        }
-        for (d, a) in dst.iter_mut().zip(acc) {
-            *d = a / 64.0;
-        }
-    }
     match dst.len() {
-        4 => lanes::<4>(dst, tap, filter),
-        8 => lanes::<8>(dst, tap, filter),
-        16 => lanes::<16>(dst, tap, filter),
+        4 => filter_lanes::<4>(dst, tap, filter),
+        8 => filter_lanes::<8>(dst, tap, filter),
+        16 => filter_lanes::<16>(dst, tap, filter),
         _ => {
             for (j, d) in dst.iter_mut().enumerate() {
                 *d = tap_sum(filter, |t| tap(t)[j]);
             }
         }
+    }
+}
+
+/// [`tap_sum`] for `N` values at once, `dst[j]` from `tap(t)[j]`, summed in registers over the
+/// taps: the same operations in the same order per value, vectorized across the values.
+#[inline]
+fn filter_lanes<'a, const N: usize>(
+    dst: &mut [f32],
+    tap: impl Fn(usize) -> &'a [f32],
+    filter: &[f32; TAPS],
+) {
+    let mut acc = [0.0f32; N];
+    for (t, &c) in filter.iter().enumerate() {
+        for (a, &s) in acc.iter_mut().zip(&tap(t)[..N]) {
+            *a += c * s;
+        }
+    }
+    for (d, a) in dst.iter_mut().zip(acc) {
+        *d = a / 64.0;
     }
 }
 
@@ -202,28 +205,18 @@ fn tap_sum(filter: &[f32; TAPS], tap: impl Fn(usize) -> f32) -> f32 {
     acc / 64.0
 }
 
-/// [`tap_sum`] for every value of a row, `dst[j]` from `tap(t)[j]`, tap by tap over the row
-/// (the same operations in the same order per value, but vectorized across the row; for the
-/// search's whole rows, where a block's 4 values are too few for it to pay).
-/// The row goes by runs of [`FILTER_LANES`] values, each summed in registers over the taps,
-/// rather than adding each tap into `dst` in turn: the search ([`refine`], criterion's
-/// `motion/256x200x272/subpel-refine-b4-p7`) went from 41.4 to 38.7 ms.
+/// [`tap_sum`] for every value of a whole row of the search (`Phases`), `dst[j]` from
+/// `tap(t)[j]`: runs of [`FILTER_LANES`] values through [`filter_lanes`], the rest one by one.
+/// Summing each run in registers, rather than adding each tap into `dst` in turn, took the
+/// search ([`refine`], criterion's `motion/256x200x272/subpel-refine-b4-p7`) from 41.4 to
+/// 38.7 ms.
 #[inline]
 fn filter_into<'a>(dst: &mut [f32], tap: impl Fn(usize) -> &'a [f32], filter: &[f32; TAPS]) {
     let n = dst.len();
     let taps: [&[f32]; TAPS] = std::array::from_fn(|t| &tap(t)[..n]);
     let runs = n / FILTER_LANES * FILTER_LANES;
     for (j, out) in dst[..runs].chunks_exact_mut(FILTER_LANES).enumerate() {
-        let mut acc = [0.0f32; FILTER_LANES];
-        for (&c, src) in filter.iter().zip(&taps) {
-            let src = &src[j * FILTER_LANES..(j + 1) * FILTER_LANES];
-            for (a, &s) in acc.iter_mut().zip(src) {
-                *a += c * s;
-            }
-        }
-        for (d, a) in out.iter_mut().zip(acc) {
-            *d = a / 64.0;
-        }
+        filter_lanes::<FILTER_LANES>(out, |t| &taps[t][j * FILTER_LANES..], filter);
     }
     for (j, d) in dst.iter_mut().enumerate().skip(runs) {
         *d = tap_sum(filter, |t| taps[t][j]);
