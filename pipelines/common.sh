@@ -99,20 +99,38 @@ if [[ -n "$SRTP_KEY" ]]; then
         echo "SSRC=$SSRC: give the RTP SSRC as a decimal number below 2^32, the same at both ends" >&2
         exit 1
     fi
-    if [[ "$RTCP" == "1" ]]; then
-        echo "SRTP_KEY with RTCP=1 is not supported by these gst-launch pipelines: srtpdec takes" \
-            "keys from caps per SSRC, and the server's rtpbin sends its RTCP from an SSRC it picks" \
-            "at random, so the edge could not authenticate it (an application can, with srtpdec's" \
-            "request-key signal). Use SRTP_KEY with RTCP=0, or RTCP=1 without SRTP." >&2
-        exit 1
-    fi
-    # rtpgstpay/rtpfmappay ... ssrc=$SSRC ! $SRTP_ENC ! udpsink
+    # rtpgstpay/rtpfmappay ... ssrc=$SSRC ! $SRTP_ENC ! udpsink. With RTX=1 the edge's
+    # rtprtxqueue resends packets as they were, so srtpenc must protect a sequence number twice
+    # (the same payload: no keystream weakness), and the server's srtpdec accepts packets up to
+    # SRTP_REPLAY_WINDOW [1024] behind the newest (a resent packet comes a round trip late).
     SRTP_ENC="srtpenc key=$SRTP_KEY rtp-cipher=$SRTP_CIPHER rtp-auth=$SRTP_AUTH \
 rtcp-cipher=$SRTP_CIPHER rtcp-auth=$SRTP_AUTH"
+    SRTP_DEC="srtpdec"
+    if [[ "$RTX" == "1" ]]; then
+        SRTP_ENC+=" allow-repeat-tx=true"
+        SRTP_DEC+=" replay-window-size=${SRTP_REPLAY_WINDOW:-1024}"
+    fi
+    srtp_fields() {
+        printf 'srtp-key=(buffer)%s,srtp-cipher=(string)%s,srtp-auth=(string)%s,srtcp-cipher=(string)%s,srtcp-auth=(string)%s' \
+            "$SRTP_KEY" "$SRTP_CIPHER" "$SRTP_AUTH" "$SRTP_CIPHER" "$SRTP_AUTH"
+    }
     # srtp_caps <rtp caps> <ssrc>: the same caps as application/x-srtp with the key for <ssrc>.
     srtp_caps() {
-        printf 'application/x-srtp,%s,ssrc=(uint)%s,srtp-key=(buffer)%s,srtp-cipher=(string)%s,srtp-auth=(string)%s,srtcp-cipher=(string)%s,srtcp-auth=(string)%s' \
-            "${1#application/x-rtp,}" "$2" "$SRTP_KEY" "$SRTP_CIPHER" "$SRTP_AUTH" "$SRTP_CIPHER" "$SRTP_AUTH"
+        printf 'application/x-srtp,%s,ssrc=(uint)%s,%s' "${1#application/x-rtp,}" "$2" "$(srtp_fields)"
+    }
+    # With RTCP=1 the RTCP of each end's rtpbin is SRTCP too. The server's rtpbin sends from an
+    # SSRC it picks at random, and srtpdec (1.22) takes a key from its caps only together with
+    # the SSRC it is for: rtpssrccaps (this plugin) reads each new SSRC from the packets (SRTCP
+    # leaves it in the clear) and puts it into the caps.
+    # srtcp_in <port> <name> <rtpbin sink pad>: SRTCP from <port>, checked and decrypted.
+    srtcp_in() {
+        printf 'udpsrc port=%s caps="application/x-srtcp,%s" ! rtpssrccaps ! %s.rtcp_sink srtpdec name=%s %s.rtcp_src ! %s' \
+            "$1" "$(srtp_fields)" "$2" "$2" "$2" "$3"
+    }
+    # srtcp_out <name> <rtpbin src pad>: the rtpbin's RTCP, encrypted, then what follows.
+    srtcp_out() {
+        printf '%s ! %s.rtcp_sink_0 srtpenc name=%s key=%s rtp-cipher=%s rtp-auth=%s rtcp-cipher=%s rtcp-auth=%s %s.rtcp_src_0' \
+            "$2" "$1" "$1" "$SRTP_KEY" "$SRTP_CIPHER" "$SRTP_AUTH" "$SRTP_CIPHER" "$SRTP_AUTH" "$1"
     }
     UNIT_PAY+=" ssrc=$SSRC"
     # The detections sent back (server.sh RETURN_HOST, edge.sh RETURN_PORT): same key, own SSRC.

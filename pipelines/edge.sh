@@ -18,7 +18,7 @@
 # (60 hex digits = the 30-byte AES-128-ICM master key and salt, e.g. `openssl rand -hex 30`; the
 # same at the server: every RTP packet is encrypted and authenticated with srtpenc,
 # HMAC-SHA1-80, 10 bytes more per packet, sent with SSRC [1718444400]; the returned detections
-# too; not with RTCP=1, see common.sh; use a new key for every run).
+# too; with RTCP=1 the server's RTCP is SRTCP, see common.sh; use a new key for every run).
 #
 # With SRTP_KEY=<key> it runs
 #   gst-launch-1.0 -e ... ! fmapenc ! rtpgstpay config-interval=1 mtu=1400 ssrc=1718444400
@@ -62,9 +62,14 @@ if [[ "$RTCP" == "1" ]]; then
         rtx=" ! rtprtxqueue max-size-packets=$RTX_PACKETS max-size-time=0"
         profile=" rtp-profile=avpf"
     fi
+    srtp="" rtcp_in="udpsrc port=$RTCP_BACK_PORT ! rtp.recv_rtcp_sink_0"
+    if [[ -n "$SRTP_KEY" ]]; then
+        srtp=" ! $SRTP_ENC"
+        rtcp_in="$(srtcp_in "$RTCP_BACK_PORT" srtcpdec rtp.recv_rtcp_sink_0)"
+    fi
     pipeline="rtpbin name=rtp$profile $pipeline$rtx ! rtp.send_rtp_sink_0 \
- rtp.send_rtp_src_0$drop ! udpsink host=$SERVER_HOST port=$PORT \
- udpsrc port=$RTCP_BACK_PORT ! rtp.recv_rtcp_sink_0"
+ rtp.send_rtp_src_0$drop$srtp ! udpsink host=$SERVER_HOST port=$PORT \
+ $rtcp_in"
 else
     srtp="" fec=""
     [[ -n "$SRTP_KEY" ]] && srtp=" ! $SRTP_ENC"

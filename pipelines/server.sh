@@ -21,7 +21,7 @@
 # order), its returned detections go to RETURN_HOSTS [RETURN_HOST for all] at port+2; each
 # camera has its own decoder and back network), SRTP_KEY [unset: no encryption] (60 hex
 # digits, the edge's SRTP_KEY: srtpdec checks and decrypts every packet, with the key in the
-# udpsrc caps for the edge's SSRC [1718444400]; not with RTCP=1, see common.sh), SRTP_FAIL_LIMIT
+# udpsrc caps for the edge's SSRC [1718444400]; with RTCP=1 its RTCP is SRTCP, see common.sh), SRTP_FAIL_LIMIT
 # [20] (with SRTP_KEY: after this many packets failed authentication with no detection written,
 # the server prints "SRTP authentication failed for N packets: the key does not match the
 # sender's", stops and exits with status 1).
@@ -54,20 +54,27 @@ camera_pipeline() {
     if [[ "$RTCP" == "1" ]]; then
         # rtpbin (jitterbuffer included) sends fmapdec's key-unit requests to the edge as RTCP
         # PLI (and, with RTX=1, NACKs for lost packets).
-        local rtx=""
+        local rtx="" caps="$UNIT_RTP_CAPS,rtcp-fb-nack-pli=(boolean)true" decrypt=""
+        local rtcp_in="udpsrc port=$rtcp_port ! rtp$n.recv_rtcp_sink_0"
+        local rtcp_out="rtp$n.send_rtcp_src_0"
         [[ "$RTX" == "1" ]] && rtx=" do-retransmission=true rtp-profile=avpf"
+        if [[ -n "$SRTP_KEY" ]]; then
+            caps="$(srtp_caps "$caps" "$SSRC")"
+            decrypt=" ! $SRTP_DEC"
+            rtcp_in="$(srtcp_in "$rtcp_port" "srtcpdec$n" "rtp$n.recv_rtcp_sink_0")"
+            rtcp_out="$(srtcp_out "srtcpenc$n" "rtp$n.send_rtcp_src_0")"
+        fi
         receive="rtpbin name=rtp$n latency=$JITTER_MS$rtx \
- udpsrc port=$port buffer-size=4194304 \
- caps=\"$UNIT_RTP_CAPS,rtcp-fb-nack-pli=(boolean)true\"$drop ! rtp$n.recv_rtp_sink_0 \
- udpsrc port=$rtcp_port ! rtp$n.recv_rtcp_sink_0 \
- rtp$n.send_rtcp_src_0 ! udpsink host=$edge_host port=$rtcp_back sync=false async=false \
+ udpsrc port=$port buffer-size=4194304 caps=\"$caps\"$drop$decrypt ! rtp$n.recv_rtp_sink_0 \
+ $rtcp_in \
+ $rtcp_out ! udpsink host=$edge_host port=$rtcp_back sync=false async=false \
  rtp$n. ! $UNIT_DEPAY"
     else
         local caps="$UNIT_RTP_CAPS" decrypt="" jitter="rtpjitterbuffer latency=$JITTER_MS"
         if [[ -n "$SRTP_KEY" ]]; then
             # srtpdec drops what fails authentication; launch_checking_srtp makes that an error.
             caps="$(srtp_caps "$UNIT_RTP_CAPS" "$SSRC")"
-            decrypt=" ! srtpdec"
+            decrypt=" ! $SRTP_DEC"
         fi
         if ((10#$FEC > 0)); then
             [[ -z "$SRTP_KEY" ]] && caps+=",ssrc=(uint)$SSRC"

@@ -16,6 +16,7 @@ mod fmaptile;
 mod fmapuntile;
 mod rtpfmapdepay;
 mod rtpfmappay;
+mod rtpssrccaps;
 mod splitinfer_back;
 mod splitinfer_front;
 
@@ -27,6 +28,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     fmapuntile::register(plugin)?;
     rtpfmappay::register(plugin)?;
     rtpfmapdepay::register(plugin)?;
+    rtpssrccaps::register(plugin)?;
     splitinfer_front::register(plugin)?;
     splitinfer_back::register(plugin)?;
     Ok(())

@@ -754,3 +754,52 @@ fn rtpfmappay_passes_key_unit_requests_to_fmapenc() {
     assert_eq!(counter(&pay, "key-units"), 2, "{pay}");
     assert!(counter(&pay, "config-packets") >= 2, "{pay}");
 }
+
+/// `rtpssrccaps` announces each new SSRC of the packets in the caps (the upstream caps plus
+/// `ssrc`), before that SSRC's first packet and only once; the upstream segment follows those
+/// caps; a packet too short to carry an SSRC is dropped, and packets of SSRCs beyond
+/// `max-ssrcs` too, all counted in `stats`.
+#[test]
+fn rtpssrccaps_announces_each_new_ssrc_in_the_caps_once() {
+    init();
+    let mut h = gst_check::Harness::new("rtpssrccaps");
+    h.element().unwrap().set_property("max-ssrcs", 2u32);
+    h.set_src_caps_str("application/x-srtcp,srtp-key=(buffer)00");
+    // RTCP receiver reports (V=2, PT 201, length 1) from SSRCs 1, 2, 1, 3, then 4 bytes.
+    let rtcp = |ssrc: u32| {
+        let mut p = vec![0x80, 201, 0, 1];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        gst::Buffer::from_mut_slice(p)
+    };
+    for ssrc in [1u32, 2, 1, 3] {
+        h.push(rtcp(ssrc)).unwrap();
+    }
+    h.push(gst::Buffer::from_mut_slice(vec![0x80, 201, 0, 1]))
+        .unwrap();
+    assert_eq!(
+        h.buffers_received(),
+        3,
+        "SSRC 3 (over max-ssrcs) and the short packet dropped"
+    );
+    let mut announced = Vec::new();
+    let mut segment_after_caps = false;
+    while let Some(event) = h.try_pull_event() {
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                let s = c.caps().structure(0).unwrap();
+                assert_eq!(s.name(), "application/x-srtcp");
+                assert!(s.has_field("srtp-key"), "the upstream fields stay: {s}");
+                announced.push(s.get::<u32>("ssrc").unwrap());
+            }
+            gst::EventView::Segment(_) => segment_after_caps = !announced.is_empty(),
+            _ => {}
+        }
+    }
+    assert_eq!(announced, vec![1, 2], "each SSRC once, in order");
+    assert!(segment_after_caps, "the segment follows the first caps");
+    let stats = h.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("packets").unwrap(), 5);
+    assert_eq!(stats.get::<u64>("ssrcs").unwrap(), 2);
+    assert_eq!(stats.get::<u64>("over-limit").unwrap(), 1);
+    assert_eq!(stats.get::<u64>("invalid").unwrap(), 1);
+}
