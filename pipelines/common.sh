@@ -129,8 +129,7 @@ rtcp-cipher=$SRTP_CIPHER rtcp-auth=$SRTP_AUTH"
     }
     # srtcp_out <name> <rtpbin src pad>: the rtpbin's RTCP, encrypted, then what follows.
     srtcp_out() {
-        printf '%s ! %s.rtcp_sink_0 srtpenc name=%s key=%s rtp-cipher=%s rtp-auth=%s rtcp-cipher=%s rtcp-auth=%s %s.rtcp_src_0' \
-            "$2" "$1" "$1" "$SRTP_KEY" "$SRTP_CIPHER" "$SRTP_AUTH" "$SRTP_CIPHER" "$SRTP_AUTH" "$1"
+        printf '%s ! %s.rtcp_sink_0 %s name=%s %s.rtcp_src_0' "$2" "$1" "$SRTP_ENC" "$1" "$1"
     }
     UNIT_PAY+=" ssrc=$SSRC"
     # The detections sent back (server.sh RETURN_HOST, edge.sh RETURN_PORT): same key, own SSRC.
