@@ -912,39 +912,15 @@ impl Plane {
         let cur_off = rect.y * w + rect.x;
         if inside {
             let ref_off = ry as usize * w + rx as usize;
-            match rect.width {
-                4 => sad_rows::<4>(
-                    anchor,
-                    current,
-                    w,
-                    ref_off,
-                    cur_off,
-                    rect.height,
-                    base,
-                    bound,
-                ),
-                8 => sad_rows::<8>(
-                    anchor,
-                    current,
-                    w,
-                    ref_off,
-                    cur_off,
-                    rect.height,
-                    base,
-                    bound,
-                ),
-                16 => sad_rows::<16>(
-                    anchor,
-                    current,
-                    w,
-                    ref_off,
-                    cur_off,
-                    rect.height,
-                    base,
-                    bound,
-                ),
-                _ => sad_rows_any(anchor, current, w, ref_off, cur_off, rect, base, bound),
-            }
+            block_sad(
+                &anchor[ref_off..],
+                w,
+                &current[cur_off..],
+                w,
+                rect,
+                base,
+                bound,
+            )
         } else {
             self.sad_clamped(anchor, current, rect, ry, rx, base, bound)
         }
@@ -987,26 +963,47 @@ impl Plane {
     }
 }
 
+/// `base` + SAD between the `rect.height × rect.width` blocks starting at `anchor[0]` and
+/// `current[0]` (row strides `anchor_stride` and `current_stride`, both blocks in bounds),
+/// stopping early above `bound` as [`Plane::sad`] does. Block widths 4, 8 and 16 go through
+/// [`sad_rows`]; the search of [`crate::subpel::refine`] uses it too, on its phase planes.
+#[inline]
+pub(crate) fn block_sad(
+    anchor: &[f32],
+    anchor_stride: usize,
+    current: &[f32],
+    current_stride: usize,
+    rect: BlockRect,
+    base: f32,
+    bound: f32,
+) -> f32 {
+    let strides = (anchor_stride, current_stride);
+    match rect.width {
+        4 => sad_rows::<4>(anchor, current, strides, rect.height, base, bound),
+        8 => sad_rows::<8>(anchor, current, strides, rect.height, base, bound),
+        16 => sad_rows::<16>(anchor, current, strides, rect.height, base, bound),
+        _ => sad_rows_any(anchor, current, strides, rect, base, bound),
+    }
+}
+
 /// In-bounds SAD for full-width blocks of width `N`: per-lane accumulators (vertical adds the
-/// compiler keeps in vector registers), bound checked every 4 rows.
-#[allow(clippy::too_many_arguments)]
+/// compiler keeps in vector registers), bound checked every 4 rows. `strides`: the rows of
+/// `anchor` and of `current`.
 #[inline]
 fn sad_rows<const N: usize>(
     anchor: &[f32],
     current: &[f32],
-    stride: usize,
-    ref_off: usize,
-    cur_off: usize,
+    strides: (usize, usize),
     rows: usize,
     base: f32,
     bound: f32,
 ) -> f32 {
     let mut acc = [0.0f32; N];
     for r in 0..rows {
-        let a: &[f32; N] = anchor[ref_off + r * stride..][..N]
+        let a: &[f32; N] = anchor[r * strides.0..][..N]
             .try_into()
             .expect("slice of length N");
-        let c: &[f32; N] = current[cur_off + r * stride..][..N]
+        let c: &[f32; N] = current[r * strides.1..][..N]
             .try_into()
             .expect("slice of length N");
         for i in 0..N {
@@ -1083,7 +1080,7 @@ fn sad_candidates<const N: usize>(
 
 /// Fixed-order lane sum (pairwise, so it vectorizes and is deterministic).
 #[inline]
-pub(crate) fn horizontal_sum<const N: usize>(acc: &[f32; N]) -> f32 {
+fn horizontal_sum<const N: usize>(acc: &[f32; N]) -> f32 {
     let mut v = *acc;
     let mut n = N;
     while n > 1 {
@@ -1095,22 +1092,19 @@ pub(crate) fn horizontal_sum<const N: usize>(acc: &[f32; N]) -> f32 {
     v[0]
 }
 
-/// In-bounds SAD for partial edge blocks of any width.
-#[allow(clippy::too_many_arguments)]
+/// In-bounds SAD for partial edge blocks of any width (`strides` as in [`sad_rows`]).
 fn sad_rows_any(
     anchor: &[f32],
     current: &[f32],
-    stride: usize,
-    ref_off: usize,
-    cur_off: usize,
+    strides: (usize, usize),
     rect: BlockRect,
     base: f32,
     bound: f32,
 ) -> f32 {
     let mut total = base;
     for r in 0..rect.height {
-        let a = &anchor[ref_off + r * stride..][..rect.width];
-        let c = &current[cur_off + r * stride..][..rect.width];
+        let a = &anchor[r * strides.0..][..rect.width];
+        let c = &current[r * strides.1..][..rect.width];
         let mut row = 0.0f32;
         for (x, y) in c.iter().zip(a) {
             row += (x - y).abs();

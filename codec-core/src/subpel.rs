@@ -491,46 +491,28 @@ impl Phases {
         for (a, c) in anchor_planes.iter().zip(current_planes) {
             self.fill(a, &wanted);
             for ((rect, starts), costs) in reads.iter().zip(&mut costs) {
+                // The block SADs go through motion's kernel, lanes summed pairwise: they can
+                // differ from a raster-order sum in their last bits, which only the encoder's
+                // choice of vector sees. With the raster-order sum this search ran 1.29 G
+                // instructions on two predicted [256, 200, 272] frames, with the kernel 0.98 G
+                // (callgrind); on the 40 recorded NanoDet maps of vtest.avi and of the panning
+                // crop (qualities 1.4, 2, 4) and on `examples/speed.rs`'s stream, not one choice
+                // changed.
                 let q = &c[rect.y * grid.width + rect.x..];
                 for (&start, cost) in starts.iter().zip(costs.iter_mut()) {
-                    *cost += block_sad(&self.values[start..], pw, q, grid.width, *rect);
+                    *cost += motion::block_sad(
+                        &self.values[start..],
+                        pw,
+                        q,
+                        grid.width,
+                        *rect,
+                        0.0,
+                        f32::INFINITY,
+                    );
                 }
             }
         }
         costs
-    }
-}
-
-/// The SAD between the `rect.height × rect.width` blocks starting at `p` and `q` (row strides
-/// `p_stride` and `q_stride`). Block widths 4, 8 and 16 sum each column in a lane of their own
-/// and add the lanes pairwise at the end ([`motion::horizontal_sum`]), which vectorizes (a sum
-/// value by value in raster order does not): the search in [`refine`] went from 1.29 G to
-/// 0.98 G instructions on two predicted [256, 200, 272] frames (callgrind). Such a sum can
-/// differ from the raster-order one in its last bits, which only the encoder's choice of
-/// vector sees; on the 40 recorded NanoDet maps of vtest.avi and of the panning crop
-/// (qualities 1.4, 2, 4) and on `examples/speed.rs`'s stream, not one choice changed.
-#[inline]
-fn block_sad(p: &[f32], p_stride: usize, q: &[f32], q_stride: usize, rect: BlockRect) -> f32 {
-    fn lanes<const N: usize>(p: &[f32], ps: usize, q: &[f32], qs: usize, rows: usize) -> f32 {
-        let mut acc = [0.0f32; N];
-        for r in 0..rows {
-            let (p, q) = (&p[r * ps..][..N], &q[r * qs..][..N]);
-            for ((a, &p), &q) in acc.iter_mut().zip(p).zip(q) {
-                *a += (q - p).abs();
-            }
-        }
-        motion::horizontal_sum(&acc)
-    }
-    match rect.width {
-        4 => lanes::<4>(p, p_stride, q, q_stride, rect.height),
-        8 => lanes::<8>(p, p_stride, q, q_stride, rect.height),
-        16 => lanes::<16>(p, p_stride, q, q_stride, rect.height),
-        width => (0..rect.height)
-            .map(|r| {
-                let (p, q) = (&p[r * p_stride..][..width], &q[r * q_stride..][..width]);
-                p.iter().zip(q).map(|(&p, &q)| (q - p).abs()).sum::<f32>()
-            })
-            .sum(),
     }
 }
 
