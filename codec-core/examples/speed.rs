@@ -128,10 +128,8 @@ fn run(
         summary(&cdec),
     );
     let ms = |s: &[f64]| {
-        serde_json::json!({
-            "mean": 1e3 * s.iter().sum::<f64>() / s.len().max(1) as f64,
-            "min": 1e3 * s.iter().copied().fold(f64::INFINITY, f64::min),
-        })
+        let (mean, min) = mean_min_ms(s);
+        serde_json::json!({ "mean": mean, "min": min })
     };
     Ok(serde_json::json!({
         "stream": label,
@@ -158,7 +156,13 @@ fn cpu_seconds() -> f64 {
 
 /// Mean (minimum) in ms. The minimum is the steadier figure on a shared machine.
 fn summary(seconds: &[f64]) -> String {
+    let (mean, min) = mean_min_ms(seconds);
+    format!("{mean:.1} ({min:.1})")
+}
+
+/// Mean and minimum of `seconds`, in ms.
+fn mean_min_ms(seconds: &[f64]) -> (f64, f64) {
     let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
     let min = seconds.iter().copied().fold(f64::INFINITY, f64::min);
-    format!("{:.1} ({:.1})", mean * 1e3, min * 1e3)
+    (mean * 1e3, min * 1e3)
 }

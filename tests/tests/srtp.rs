@@ -431,23 +431,18 @@ fn srtp_with_rtcp_retransmission_recovers_lost_packets() {
         End::Interrupted,
     );
     r.report("fmap, SRTP, RTCP, RTX, 5% loss");
-    // Sequence numbers as they reached the server, unwrapped.
+    // Sequence numbers as they reached the server, unwrapped (each relative to the one before).
     let mut seqs: Vec<i64> = Vec::new();
+    let mut previous: Option<u16> = None;
     for d in &r.wire {
         let Some(b) = d.get(2..4) else { continue };
-        let s = i64::from(u16::from_be_bytes([b[0], b[1]]));
-        let unwrapped = match seqs.last() {
-            Some(&last) => {
-                last + (s - last).rem_euclid(65536)
-                    - if (s - last).rem_euclid(65536) > 32768 {
-                        65536
-                    } else {
-                        0
-                    }
-            }
-            None => s,
+        let seq = u16::from_be_bytes([b[0], b[1]]);
+        let unwrapped = match (seqs.last(), previous) {
+            (Some(&last), Some(p)) => last + i64::from(seq.wrapping_sub(p) as i16),
+            _ => i64::from(seq),
         };
         seqs.push(unwrapped);
+        previous = Some(seq);
     }
     let resent = seqs
         .iter()
