@@ -52,6 +52,20 @@ esac
 RTCP="${RTCP:-0}"
 RTCP_PORT="${RTCP_PORT:-$((PORT + 1))}"
 RTCP_BACK_PORT="${RTCP_BACK_PORT:-$((PORT + 3))}"
+# The RTCP bandwidth of the server's session, in bits/s (rtpsession rtcp-fraction, an absolute
+# value when >= 1). rtpsession spaces its RTCP packets by it, and AVPF sends one early packet
+# (a NACK, a PLI) per regular interval at most. Left to itself, rtpsession takes 5% of a
+# session bandwidth it assumes to be 64 kbit/s until it has measured the stream (about 2 s):
+# RTCP then leaves at most every 0.5 s, NACKs arrive after the jitterbuffer gave up, and the
+# first seconds of a lossy stream are concealed (docs/robustness.md). 32000 lets feedback out
+# every 50 ms from the first packet; only what there is to report is sent (about 100-byte
+# packets, 2-3 per second at 5% loss).
+RTCP_BANDWIDTH="${RTCP_BANDWIDTH:-32000}"
+if [[ ! "$RTCP_BANDWIDTH" =~ ^[0-9]+$ ]] || ((10#$RTCP_BANDWIDTH < 1000)); then
+    echo "RTCP_BANDWIDTH=$RTCP_BANDWIDTH: give the server's RTCP bandwidth in bits/s," \
+        "at least 1000 (default 32000)" >&2
+    exit 1
+fi
 EDGE_HOST="${EDGE_HOST:-127.0.0.1}"
 # Retransmission (RTX=1 on both ends, needs RTCP=1): the server's jitterbuffer asks for each
 # lost packet with an RTCP NACK (rtpbin do-retransmission=true, AVPF profile: feedback at once,
@@ -133,7 +147,11 @@ rtcp-cipher=$SRTP_CIPHER rtcp-auth=$SRTP_AUTH"
     }
     UNIT_PAY+=" ssrc=$SSRC"
     # The detections sent back (server.sh RETURN_HOST, edge.sh RETURN_PORT): same key, own SSRC.
-    RETURN_SSRC=$(((10#$SSRC + 1) % 4294967296))
+    # return_ssrc <ssrc>: the SSRC of the detections returned to the edge that sends <ssrc>.
+    return_ssrc() { echo $(((10#$1 + 1) % 4294967296)); }
+    RETURN_SSRC=$(return_ssrc "$SSRC")
+    # camera_ssrc <i>: the SSRC of camera i (from 0) of a server with several PORTS.
+    camera_ssrc() { echo $(((10#$SSRC + 2 * $1) % 4294967296)); }
 fi
 
 # Forward error correction (FEC=<percent> on both ends, without RTCP): the edge adds ULPFEC
@@ -183,11 +201,14 @@ launch() {
 # says so in its debug log (GST_WARNING), once per packet; nothing reaches the bus, so the
 # pipeline would wait forever. This runs gst-launch-1.0 with srtpdec's warnings on
 # (GST_DEBUG=srtpdec:2 added), reads them from its stderr (everything else passes through), and
-# after SRTP_FAIL_LIMIT [20] dropped packets with not a single detection written to $OUT, prints
-# what is wrong, stops the pipeline with EOS and exits with status 1 (also when the stream ends
-# before the limit). Dropped packets after detections were written (someone else sending to the
-# port) are only counted and reported at the end. Ctrl-C (SIGINT) ends the pipeline with EOS as
-# with launch.
+# after SRTP_FAIL_LIMIT [20] dropped packets of a camera with not a single detection written to
+# its file, prints what is wrong (naming the camera when there are several); once every camera
+# has failed so, it stops the pipeline with EOS. It exits with status 1 if a camera failed (also
+# when the stream ends before the limit). Dropped packets after a camera's detections were
+# written (someone else sending to the port) are only counted and reported at the end. The
+# cameras are SRTP_CAMERA_PORTS, SRTP_CAMERA_SSRCS and SRTP_CAMERA_OUTS (server.sh), in the
+# order of their srtpdec names (srtpdec<i>, srtcpdec<i>; no number for a single camera).
+# Ctrl-C (SIGINT) ends the pipeline with EOS as with launch.
 launch_checking_srtp() {
     echo "gst-launch-1.0 $GST_LAUNCH_FLAGS $1" >&2
     if [[ "${GST_DEBUG:-}" != *srtpdec* ]]; then
@@ -225,58 +246,86 @@ launch_checking_srtp() {
 }
 
 # srtp_watch <gst-launch pid>: the stderr filter of launch_checking_srtp (stdin: gst-launch's
-# stderr). Exits 1 if it found that nothing could be decrypted.
+# stderr). Exits 1 if it found a camera of which nothing could be decrypted.
 srtp_watch() {
-    local pid="$1" limit="${SRTP_FAIL_LIMIT:-20}" line
-    local failed=0 unkeyed=0 unkeyed_ssrc="" stopped=0
+    local pid="$1" limit="${SRTP_FAIL_LIMIT:-20}" line kind name c
+    local cameras=${#SRTP_CAMERA_OUTS[@]} gave_up=0
+    local -a failed=() unkeyed=() unkeyed_ssrc=() quit=()
+    for ((c = 0; c < cameras; c++)); do
+        failed[c]=0 unkeyed[c]=0 unkeyed_ssrc[c]="" quit[c]=0
+    done
     while IFS= read -r line; do
         case "$line" in
             *srtpdec*"Error authentication packet"* | *srtpdec*"Error while decrypting"* | \
                 *srtpdec*"Unable to unprotect"*)
-                failed=$((failed + 1))
+                kind=failed
                 ;;
             *srtpdec*"Could not get caps for stream with SSRC"*)
-                unkeyed=$((unkeyed + 1))
-                unkeyed_ssrc="${line##* }"
+                kind=unkeyed
                 ;;
-            *srtpdec*"Invalid buffer, dropping"*) ;;
+            *srtpdec*"Invalid buffer, dropping"*) continue ;;
             *)
                 printf '%s\n' "$line" >&2
                 continue
                 ;;
         esac
-        if ((stopped == 0 && failed + unkeyed >= limit)) && [[ ! -s "$OUT" ]]; then
-            srtp_failure_message "$failed" "$unkeyed" "$unkeyed_ssrc"
-            echo "server: stopping (EOS)" >&2
-            stopped=1
-            kill -INT "$pid" 2>/dev/null || true
+        # The element: "...:<srtpdec1> ..." or "...:<srtcpdec1:rtcp_sink> ...".
+        name="${line#*:<}"
+        name="${name%%[>:]*}"
+        c="${name##*[!0-9]}"
+        [[ -z "$c" ]] || ((c >= cameras)) && c=0
+        if [[ "$kind" == failed ]]; then
+            failed[c]=$((failed[c] + 1))
+        else
+            unkeyed[c]=$((unkeyed[c] + 1))
+            unkeyed_ssrc[c]="${line##* }"
+        fi
+        if ((quit[c] == 0 && failed[c] + unkeyed[c] >= limit)) &&
+            [[ ! -s "${SRTP_CAMERA_OUTS[c]}" ]]; then
+            srtp_failure_message "$c" "${failed[c]}" "${unkeyed[c]}" "${unkeyed_ssrc[c]}"
+            quit[c]=1
+            gave_up=$((gave_up + 1))
+            if ((gave_up == cameras)); then
+                echo "server: stopping (EOS)" >&2
+                kill -INT "$pid" 2>/dev/null || true
+            fi
         fi
     done
-    if ((stopped == 0 && failed + unkeyed > 0)); then
-        if [[ -s "$OUT" ]]; then
-            echo "server: warning: srtpdec dropped $failed packets that failed SRTP" \
-                "authentication and $unkeyed with an SSRC that has no key (not from the edge" \
-                "holding SRTP_KEY, or damaged)" >&2
-            return 0
+    for ((c = 0; c < cameras; c++)); do
+        ((quit[c] == 0 && failed[c] + unkeyed[c] > 0)) || continue
+        if [[ -s "${SRTP_CAMERA_OUTS[c]}" ]]; then
+            echo "server: warning:$(srtp_camera_label "$c") srtpdec dropped ${failed[c]} packets" \
+                "that failed SRTP authentication and ${unkeyed[c]} with an SSRC that has no key" \
+                "(not from the edge holding SRTP_KEY, or damaged)" >&2
+            continue
         fi
-        srtp_failure_message "$failed" "$unkeyed" "$unkeyed_ssrc"
-        stopped=1
-    fi
-    ((stopped == 0))
+        srtp_failure_message "$c" "${failed[c]}" "${unkeyed[c]}" "${unkeyed_ssrc[c]}"
+        gave_up=$((gave_up + 1))
+    done
+    ((gave_up == 0))
 }
 
+# srtp_camera_label <camera>: " camera <i> (port <p>):" when the server has several, else "".
+srtp_camera_label() {
+    ((${#SRTP_CAMERA_OUTS[@]} > 1)) && printf ' camera %s (port %s):' "$1" "${SRTP_CAMERA_PORTS[$1]}"
+    return 0
+}
+
+# srtp_failure_message <camera> <failed> <unkeyed> <unkeyed ssrc>
 srtp_failure_message() {
-    if (($1 > 0)); then
-        echo "server: ERROR: SRTP authentication failed for $1 packets: the key does not match" \
-            "the sender's (or the sender does not encrypt). Not a single packet was decrypted and" \
-            "no detection was written. Give both ends the same SRTP_KEY (60 hex digits)." >&2
-    fi
+    local label ssrc="${SRTP_CAMERA_SSRCS[$1]}"
+    label="$(srtp_camera_label "$1")"
     if (($2 > 0)); then
-        echo "server: ERROR: $2 packets came with SSRC $3, which has no SRTP key (the key in" \
-            "the caps is for SSRC $SSRC): the sender uses another SSRC, or does not encrypt" \
-            "(no SRTP_KEY there). Give both ends the same SRTP_KEY and SSRC (the scripts'" \
-            "default SSRC is 1718444400). Not a single packet was decrypted and no detection" \
-            "was written." >&2
+        echo "server: ERROR:$label SRTP authentication failed for $2 packets: the key does not" \
+            "match the sender's (or the sender does not encrypt). Not a single packet was" \
+            "decrypted and no detection was written. Give both ends the same SRTP_KEY (60 hex" \
+            "digits)." >&2
+    fi
+    if (($3 > 0)); then
+        echo "server: ERROR:$label $3 packets came with SSRC $4, which has no SRTP key (the key" \
+            "in the caps is for SSRC $ssrc): the sender uses another SSRC, or does not encrypt" \
+            "(no SRTP_KEY there). Give both ends the same SRTP_KEY and SSRC=$ssrc. Not a single" \
+            "packet was decrypted and no detection was written." >&2
     fi
 }
 

@@ -11,7 +11,9 @@
 //!   non-zero status, and the edge ends normally;
 //! * with RTCP feedback and retransmission (`RTCP=1 RTX=1`) at 5% loss: the edge authenticates
 //!   the server's SRTCP, lost packets are resent, at least 99% of the packets arrive in the end,
-//!   and every frame gets a detection line;
+//!   and at least 99% of the frames decode without concealment;
+//! * two cameras on one server (`PORTS`), each with its own SSRC: the one with the right key is
+//!   served, the one with a wrong key gets an error naming it;
 //! * a malformed key: both scripts refuse it, naming the expected format.
 //!
 //! Needs the release plugin (GST_PLUGIN_PATH), `srtpenc`/`srtpdec` (gst-plugins-bad), the models
@@ -403,12 +405,15 @@ fn srtp_wrong_key_gives_no_detection_and_a_clear_error() {
 /// SSRC into srtpdec's caps). The wire shows the NACKs got through: packets dropped on the way
 /// were sent again (their sequence numbers reach the server late), and at least 99% of the
 /// stream's packets reached the server in the end (the sequence numbers are in the clear), where
-/// 5% loss without feedback leaves 95%. Every frame gets a detection line, and no plain text
-/// crosses the wire.
+/// 5% loss without feedback leaves 95%. At least 99% of the frames decode without concealment
+/// (issue 11's "loss + RTX" row), and no plain text crosses the wire. Concealment depends on
+/// the server's RTCP leaving early enough: with rtpsession's own RTCP bandwidth (5% of an
+/// assumed 64 kbit/s until it has measured the stream) NACKs waited up to 0.5 s in the first
+/// seconds, and 9 of 14 runs concealed 9–78 of 200 frames; `RTCP_BANDWIDTH` (common.sh) fixed it.
 #[test]
 fn srtp_with_rtcp_retransmission_recovers_lost_packets() {
     require_everything();
-    const LOSSY_FRAMES: usize = 200;
+    const LOSSY_FRAMES: usize = 300;
     let k = key(0x3c);
     let link = Link {
         both: vec![
@@ -475,11 +480,15 @@ fn srtp_with_rtcp_retransmission_recovers_lost_packets() {
         "at least 99% of the packets reached the server: {} of {span}",
         distinct.len()
     );
-    // A loss in the very last unit has no later packet to reveal it: that frame may be missing.
+    // A loss in the very last unit has no later packet to reveal it: that frame may be missing
+    // or concealed, which the 1% allows.
+    let exact = r.frames.len() - r.concealed.min(r.frames.len());
     assert!(
-        r.frames.len() + 1 >= LOSSY_FRAMES,
-        "a detection line for every frame: {} of {LOSSY_FRAMES}\n{}",
+        exact * 100 >= 99 * LOSSY_FRAMES,
+        "at least 99% of the frames decoded without concealment: {exact} of {LOSSY_FRAMES} \
+         ({} with a line, {} concealed)\n{}",
         r.frames.len(),
+        r.concealed,
         r.server.stderr
     );
     assert!(
@@ -526,4 +535,100 @@ fn srtp_malformed_key_is_refused_by_both_scripts() {
             );
         }
     }
+}
+
+/// One server for two cameras with SRTP (`PORTS="a b" SRTP_KEY=<k>`): camera i's edge sends
+/// with SSRC + 2i (the server prints which), so one key never protects two streams with the same
+/// SSRC. Camera 0 has the server's key and gets a line for every frame; camera 1 has another key:
+/// its packets fail authentication (not "no key for this SSRC": SSRC + 2 is keyed), it gets no
+/// line and an error that names it, while camera 0 is served on. The server reports the failed
+/// camera with a non-zero status at the end.
+#[test]
+fn srtp_two_cameras_one_key_each_camera_its_own_ssrc_and_its_own_error() {
+    require_everything();
+    const CAMERA_FRAMES: usize = 30;
+    let dir = scratch_dir("srtp-two-cameras");
+    let out = dir.join("detections.jsonl");
+    let ports = [free_udp_port(), free_udp_port()];
+    let server_key = key(0x61);
+    let keys = [server_key.clone(), key(0x16)];
+    let common = [
+        ("PAYLOAD", "fmap".to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    let mut server_env = common.to_vec();
+    server_env.push(("OUT", out.display().to_string()));
+    server_env.push(("PORTS", format!("{} {}", ports[0], ports[1])));
+    server_env.push(("SRTP_KEY", server_key));
+    let mut server = Launch::script("server", "server.sh", &server_env, &dir, None);
+    server
+        .wait_for_stdout("Setting pipeline to PLAYING", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut edges: Vec<Launch> = (0..2)
+        .map(|i| {
+            let mut env = common.to_vec();
+            env.push(("PORT", ports[i].to_string()));
+            env.push(("SERVER_HOST", "127.0.0.1".to_string()));
+            env.push(("FRAMES", CAMERA_FRAMES.to_string()));
+            env.push(("SRTP_KEY", keys[i].clone()));
+            env.push(("SSRC", (SSRC + 2 * i as u32).to_string()));
+            Launch::script(&format!("edge{i}"), "edge.sh", &env, &dir, None)
+        })
+        .collect();
+    for edge in &mut edges {
+        let done = edge.wait(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        assert!(done.status.success(), "edge failed\n{}", edge.log_tail());
+    }
+    let files: Vec<PathBuf> = (0..2)
+        .map(|i| dir.join(format!("detections.camera{i}.jsonl")))
+        .collect();
+    wait_for_lines(&files[0], CAMERA_FRAMES, Duration::from_secs(15), TIMEOUT);
+    assert!(
+        server.running(),
+        "the server still serves camera 0 after camera 1 failed\n{}",
+        server.log_tail()
+    );
+    server.interrupt();
+    let done = server
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines = [count_lines(&files[0]), count_lines(&files[1])];
+    let errors: Vec<&str> = done
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("SSRC"))
+        .collect();
+    eprintln!("two SRTP cameras: lines {lines:?}; the server said {errors:?}");
+    assert_eq!(lines[0], CAMERA_FRAMES, "camera 0: a line for every frame");
+    assert_eq!(lines[1], 0, "camera 1 (wrong key): not a single line");
+    assert!(
+        done.stderr.contains(&format!(
+            "camera 0: port {}, SRTP with SSRC {SSRC}",
+            ports[0]
+        )) && done.stderr.contains(&format!(
+            "camera 1: port {}, SRTP with SSRC {}",
+            ports[1],
+            SSRC + 2
+        )),
+        "the server names each camera's SSRC\n{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains(&format!(
+            "ERROR: camera 1 (port {}): SRTP authentication failed for",
+            ports[1]
+        )),
+        "an error naming camera 1\n{}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.contains("camera 0 (port"),
+        "no complaint about camera 0\n{}",
+        done.stderr
+    );
+    assert!(
+        !done.status.success(),
+        "the server ends with an error status: camera 1 failed ({:?})",
+        done.status
+    );
 }
