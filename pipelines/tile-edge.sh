@@ -13,15 +13,11 @@
 # 10 sends I420_10LE pictures, coded as H.265 Main 10 or H.264 High 10; the server needs nothing
 # else, its decoder outputs 10-bit pictures), TRANSFORM [none] (a calibration file made by
 # `fmap-calibrate --klt`: the mosaic holds the channels' COMPONENTS [64] strongest principal
-# components, fewer planes; the server needs the same file as its TRANSFORM).
+# components, fewer planes; the server needs the same file as its TRANSFORM), SRTP_KEY [unset:
+# no encryption] (as for edge.sh: the video RTP is encrypted and authenticated with srtpenc and
+# sent with SSRC [1718444400]; the same key at tile-server.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-if [[ -n "$SRTP_KEY" ]]; then
-    # Refused rather than ignored: the video RTP here would leave in the clear.
-    echo "SRTP_KEY is not supported by the tiled path's scripts yet (the mosaic would be sent" \
-        "unencrypted): use pipelines/edge.sh and server.sh for encrypted links" >&2
-    exit 1
-fi
 
 SOURCE="${1:-${FMAP_FOOTAGE:-$FMAP_ROOT/.cache/footage}/vtest.avi}"
 CODEC="${CODEC:-h265}"
@@ -48,11 +44,14 @@ else
     [[ -f "$SOURCE" ]] || { echo "no such video: $SOURCE" >&2; exit 1; }
     src="$(file_source "$SOURCE" "$FRAMES")"
 fi
+# With SRTP_KEY: the payloader sends with the fixed SSRC, and srtpenc encrypts (common.sh).
+pay="config-interval=-1 mtu=$MTU" srtp=""
+[[ -n "$SRTP_KEY" ]] && pay+=" ssrc=$SSRC" srtp=" ! $SRTP_ENC"
 case "$CODEC" in
     h265) encoder="x265enc tune=zerolatency speed-preset=fast key-int-max=$KEY_INT qp=$QP \
- ! rtph265pay config-interval=-1 mtu=$MTU" ;;
+ ! rtph265pay $pay$srtp" ;;
     h264) encoder="x264enc tune=zerolatency speed-preset=fast key-int-max=$KEY_INT pass=quant quantizer=$QP \
- ! rtph264pay config-interval=-1 mtu=$MTU" ;;
+ ! rtph264pay $pay$srtp" ;;
     *) echo "CODEC must be h265 or h264, not '$CODEC'" >&2; exit 1 ;;
 esac
 

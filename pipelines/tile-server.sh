@@ -10,15 +10,12 @@
 # JITTER_MS [200] (rtpjitterbuffer latency), BITS [any | 8 | 10] (the code depth to insist on: the
 # decoder outputs the stream's own, I420 or I420_10LE, and fmapuntile reads both; 10 makes an
 # 8-bit stream fail at negotiation instead of being served), TRANSFORM [none] (the edge's
-# calibration file when it tiles principal components; checked against the mosaic's header).
+# calibration file when it tiles principal components; checked against the mosaic's header),
+# SRTP_KEY [unset: no encryption] and SRTP_FAIL_LIMIT [20] (as for server.sh: srtpdec checks and
+# decrypts every packet of the edge's SSRC [1718444400]; a key that is not the edge's gives no
+# detection and an error).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-if [[ -n "$SRTP_KEY" ]]; then
-    # Refused rather than ignored: the video RTP here would leave in the clear.
-    echo "SRTP_KEY is not supported by the tiled path's scripts yet (the mosaic would be sent" \
-        "unencrypted): use pipelines/edge.sh and server.sh for encrypted links" >&2
-    exit 1
-fi
 
 CODEC="${CODEC:-h265}"
 OUT="${OUT:-detections.jsonl}"
@@ -41,10 +38,22 @@ split=""
 [[ -n "$SPLIT" ]] && split="split-at=$SPLIT"
 [[ -n "${TRANSFORM:-}" ]] && split="$split channel-transform=\"$TRANSFORM\""
 
+decrypt=""
+if [[ -n "$SRTP_KEY" ]]; then
+    caps="$(srtp_caps "$caps" "$SSRC")"
+    decrypt=" ! $SRTP_DEC name=srtpdec"
+fi
+
 # The unbounded queue decouples the network thread from inference.
-launch "udpsrc port=$PORT buffer-size=4194304 caps=\"$caps\" \
+pipeline="udpsrc port=$PORT buffer-size=4194304 caps=\"$caps\"$decrypt \
  ! rtpjitterbuffer latency=$JITTER_MS ! $decoder$depth \
  ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 \
  ! fmapuntile name=untile model=\"$MODEL\" $split \
  ! splitinfer-back $(back_props) \
  ! filesink location=\"$OUT\" buffer-mode=unbuffered"
+if [[ -n "$SRTP_KEY" ]]; then
+    # launch_checking_srtp's one camera.
+    SRTP_CAMERA_PORTS=("$PORT") SRTP_CAMERA_SSRCS=("$SSRC") SRTP_CAMERA_OUTS=("$OUT")
+    launch_checking_srtp "$pipeline"
+fi
+launch "$pipeline"

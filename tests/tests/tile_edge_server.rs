@@ -2,7 +2,8 @@
 //! → rtph265pay, or the H.264 equivalent; 8-bit or, with `BITS=10`, 10-bit mosaics) and
 //! `pipelines/tile-server.sh` (rtph265depay → avdec_h265 → fmapuntile → splitinfer-back) as two
 //! gst-launch-1.0 processes over UDP loopback: a detection line for every frame sent; also with
-//! `TRANSFORM` (the channel KLT of NanoDet's calibration file) at both ends.
+//! `TRANSFORM` (the channel KLT of NanoDet's calibration file) at both ends; with `SRTP_KEY`
+//! (encrypted, through a relay that keeps every datagram), and with a wrong key.
 //!
 //! Needs the release plugin (GST_PLUGIN_PATH), the models and the sample footage.
 
@@ -11,8 +12,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fmap_e2e::{
-    Launch, element_message_fields, footage_video, free_udp_port, missing_elements, model,
-    scratch_dir, wait_for_lines,
+    Launch, UdpTap, count_lines, element_message_fields, footage_video, free_udp_port,
+    missing_elements, model, scratch_dir, wait_for_lines,
 };
 
 const FRAMES: usize = 30;
@@ -137,21 +138,134 @@ fn tiled_10bit_features_over_rtp_h265() {
     edge_and_server("h265", "rtph265pay", 10, false);
 }
 
-/// The tiled scripts have no SRTP: with `SRTP_KEY` set they refuse to start instead of sending
-/// the mosaic in the clear.
-#[test]
-fn tiled_scripts_refuse_srtp_instead_of_sending_in_the_clear() {
-    let dir = scratch_dir("tile-srtp");
-    let key = "ab".repeat(30);
-    for script in ["tile-edge.sh", "tile-server.sh"] {
-        let mut run = Launch::script(script, script, &[("SRTP_KEY", key.clone())], &dir, None);
-        let done = run.wait(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!done.status.success(), "{script} must refuse SRTP_KEY");
-        assert!(
-            done.stderr
-                .contains("SRTP_KEY is not supported by the tiled path"),
-            "{script}: {}",
-            done.stderr
-        );
+/// The SSRC of the scripts' SRTP streams (pipelines/common.sh).
+const SSRC: u32 = 1_718_444_400;
+/// In x265's first key frame (its version SEI, "x265 (build ...) - H.265/HEVC codec"): plain
+/// text on the wire unless encrypted.
+const X265_MARKER: &[u8] = b"H.265/HEVC codec";
+
+/// What one tiled run with a relay in between produced.
+struct TapRun {
+    lines: usize,
+    wire: Vec<Vec<u8>>,
+    server: fmap_e2e::Finished,
+}
+
+impl TapRun {
+    fn datagrams_holding(&self, needle: &[u8]) -> usize {
+        self.wire
+            .iter()
+            .filter(|d| d.windows(needle.len()).any(|w| w == needle))
+            .count()
     }
+}
+
+/// tile-edge.sh and tile-server.sh (H.265, 8-bit) through a [`UdpTap`] that keeps every
+/// datagram, each end with its SRTP key (none: plain RTP). With the same key (or none) at both
+/// ends the server is stopped once every frame has its line; otherwise it must end by itself.
+fn tiled_through_tap(test: &str, edge_key: Option<&str>, server_key: Option<&str>) -> TapRun {
+    let missing = missing_elements(&["fmaptile", "fmapuntile", "rtph265pay", "srtpenc", "srtpdec"]);
+    assert!(missing.is_empty(), "elements not found: {missing:?}");
+    let dir = scratch_dir(test);
+    let out = dir.join("detections.jsonl");
+    let port = free_udp_port();
+    let tap = UdpTap::start(port);
+    let common = [
+        ("SPLIT", "stage2".to_string()),
+        ("GST_LAUNCH_FLAGS", "-e -m".to_string()),
+    ];
+    let mut server_env = common.to_vec();
+    server_env.push(("PORT", port.to_string()));
+    server_env.push(("OUT", out.display().to_string()));
+    if let Some(k) = server_key {
+        server_env.push(("SRTP_KEY", k.to_string()));
+    }
+    let mut server = Launch::script("server", "tile-server.sh", &server_env, &dir, None);
+    server
+        .wait_for_stdout("Setting pipeline to PLAYING", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut edge_env = common.to_vec();
+    edge_env.push(("PORT", tap.port().to_string()));
+    edge_env.push(("FRAMES", FRAMES.to_string()));
+    if let Some(k) = edge_key {
+        edge_env.push(("SRTP_KEY", k.to_string()));
+    }
+    let mut edge = Launch::script("edge", "tile-edge.sh", &edge_env, &dir, None);
+    let edge_done = edge.wait(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        edge_done.status.success(),
+        "edge failed\n{}",
+        edge.log_tail()
+    );
+    if edge_key == server_key {
+        wait_for_lines(&out, FRAMES, Duration::from_secs(15), TIMEOUT);
+        server.interrupt();
+    }
+    let server_done = server
+        .wait(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    TapRun {
+        lines: count_lines(&out),
+        wire: tap.finish(),
+        server: server_done,
+    }
+}
+
+/// The tiled path with `SRTP_KEY` at both ends: every frame gets its line, every datagram
+/// carries the scripts' SSRC, and x265's version text, readable on the plain RTP wire (checked
+/// in the same test), is not on the SRTP one.
+#[test]
+fn tiled_features_over_srtp_h265_every_frame_and_no_plaintext_on_the_wire() {
+    let plain = tiled_through_tap("tile-srtp-plain", None, None);
+    assert_eq!(plain.lines, FRAMES, "plain RTP: a line for every frame");
+    assert!(
+        plain.datagrams_holding(X265_MARKER) > 0,
+        "x265's version text is readable on the plain wire"
+    );
+    let key = "3e".repeat(30);
+    let srtp = tiled_through_tap("tile-srtp", Some(&key), Some(&key));
+    let bytes = |r: &TapRun| r.wire.iter().map(Vec::len).sum::<usize>();
+    eprintln!(
+        "tiled H.265: plain {} datagrams, {} bytes; SRTP {} datagrams, {} bytes; lines {} / {}",
+        plain.wire.len(),
+        bytes(&plain),
+        srtp.wire.len(),
+        bytes(&srtp),
+        plain.lines,
+        srtp.lines
+    );
+    assert!(srtp.server.status.success(), "{}", srtp.server.stderr);
+    assert_eq!(srtp.lines, FRAMES, "SRTP: a line for every frame");
+    assert_eq!(
+        srtp.datagrams_holding(X265_MARKER),
+        0,
+        "plain text on the SRTP wire"
+    );
+    assert!(
+        srtp.wire
+            .iter()
+            .all(|d| d.get(8..12) == Some(&SSRC.to_be_bytes()[..])),
+        "every SRTP packet carries SSRC {SSRC}"
+    );
+}
+
+/// A tile-server.sh given another key than the edge's: not a single line, the error that
+/// server.sh gives, and the server ends by itself with a non-zero status.
+#[test]
+fn tiled_srtp_wrong_key_gives_no_detection_and_a_clear_error() {
+    let r = tiled_through_tap(
+        "tile-srtp-wrong",
+        Some(&"3e".repeat(30)),
+        Some(&"e3".repeat(30)),
+    );
+    assert_eq!(r.lines, 0, "not a single line with a wrong key");
+    assert!(!r.server.status.success(), "the server exits with an error");
+    assert!(
+        r.server.stderr.contains("SRTP authentication failed for")
+            && r.server
+                .stderr
+                .contains("the key does not match the sender's"),
+        "a clear error on the server's stderr:\n{}",
+        r.server.stderr
+    );
 }
