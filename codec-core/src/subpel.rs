@@ -9,9 +9,9 @@
 //! camera of vtest.avi itself 8.3%, 6.8% and 6.3%.
 //!
 //! A component `q` of a [`MotionVector`] then means `q / SUBPEL` features: the prediction of
-//! `(y, x)` is the anchor at `(y + qy/4, x + qx/4)`, interpolated with [`FILTERS`] (HEVC's
+//! `(y, x)` is the anchor at `(y + qy/4, x + qx/4)`, interpolated with `FILTERS` (HEVC's
 //! 8-tap luma filters), horizontally then vertically, every source position clamped to the
-//! plane as in [`motion::compensate_plane`]. [`predict_block`] is the one interpolation,
+//! plane as in [`motion::compensate_plane`]. `predict_block` is the one interpolation,
 //! evaluated in the same order on every machine (IEEE f32, no fused multiply-add), so that the
 //! encoder predicts exactly what the decoder reconstructs. A block whose vector is a whole
 //! number of features is a plain copy, bit for bit.

@@ -242,7 +242,7 @@ pub struct LeverRow {
     pub encode_ms_delta: Option<f64>,
 }
 
-/// For every method named "<baseline>, <lever off>" with a curve next to "<baseline>" at the same
+/// For every method named "`<baseline>, <lever off>`" with a curve next to "`<baseline>`" at the same
 /// split: the BD-rate of turning that lever off (person AP@0.5 and robust mAP@0.5).
 pub fn lever_table(features: &[SettingResult]) -> Vec<LeverRow> {
     let methods: BTreeSet<&str> = features.iter().map(|r| r.method.as_str()).collect();

@@ -593,7 +593,7 @@ pub fn quant_params_for(graph: &Graph, tensor: &str) -> Option<(f32, i32)> {
 /// Splits a model like [`crate::split::split_model`] and declares the exact shape of every cut
 /// tensor in both parts, found by running the front part once on an all-zero input (free input
 /// dimensions taken as 1). Costs one front inference at setup; the back part then reports its
-/// input shapes through [`Session::inputs`], which [`from_codec_tensor`] uses to restore the
+/// input shapes through [`Session::inputs`], which [`from_codec_tensor`](crate::runtime::from_codec_tensor) uses to restore the
 /// exact dimensions (whatever the layout) of received (C, H, W) tensors.
 pub fn split_with_shapes(
     model_bytes: &[u8],

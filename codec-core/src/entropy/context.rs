@@ -9,7 +9,7 @@
 //! Why a binary model and not constriction's categorical ones: every symbol of the syntax gets a
 //! context chosen from its causal neighbourhood, and the model changes after every symbol.
 //! Rebuilding a categorical model per symbol allocates; a two-entry model is a `Copy` value built
-//! on the stack (measured in `benches/codec.rs`: the adaptive mode decodes a [128,52,52] frame in
+//! on the stack (measured in `benches/codec.rs`: the adaptive mode decodes a `[128,52,52]` frame in
 //! a few milliseconds).
 //!
 //! A coded stream is the range coder's `u32` words in little-endian order. Decoding never panics

@@ -1,9 +1,9 @@
 //! ONNX Runtime through `ort` with `load-dynamic`, in three parts:
 //!
-//! - [`library`]: finding and loading the shared library, once per process;
-//! - [`tensor`]: plain named tensors ([`TensorValue`]) and their conversion to and from
+//! - `library`: finding and loading the shared library, once per process;
+//! - `tensor`: plain named tensors ([`TensorValue`]) and their conversion to and from
 //!   codec-core's (C, H, W) [`codec_core::Tensor`];
-//! - [`session`]: a small session wrapper running a model on those tensors.
+//! - `session`: a small session wrapper running a model on those tensors.
 //!
 //! Splitting a model with the exact shapes found by a session is
 //! [`crate::split::split_with_shapes`].

@@ -14,7 +14,7 @@ pub enum ElemType {
     I32,
     I64,
     Bool,
-    /// Anything else (not supported by [`Session::run`]).
+    /// Anything else (not supported by [`Session::run`](super::Session::run)).
     Other,
 }
 
@@ -198,9 +198,9 @@ impl TensorValue {
 pub type NamedTensors = Vec<(String, TensorValue)>;
 
 /// (C, H, W) of an ONNX tensor shape: leading dimensions of size 1 (the batch) are dropped
-/// down to rank 3, and ranks below 3 are padded with leading 1s: [1,C,H,W] → (C,H,W),
-/// [C,H,W] → (C,H,W), [H,W] → (1,H,W), [N] → (1,1,N). NHWC tensors map the same way
-/// ([1,H,W,C] → "(H,W,C)"): the layout is not guessed; [`from_codec_tensor`] restores the exact
+/// down to rank 3, and ranks below 3 are padded with leading 1s: `[1,C,H,W]` → (C,H,W),
+/// `[C,H,W]` → (C,H,W), `[H,W]` → (1,H,W), `[N]` → (1,1,N). NHWC tensors map the same way
+/// (`[1,H,W,C]` → "(H,W,C)"): the layout is not guessed; [`from_codec_tensor`] restores the exact
 /// dimensions the receiving model declares.
 pub fn chw_of(shape: &[usize]) -> Result<Shape> {
     let mut dims: &[usize] = shape;
@@ -249,8 +249,8 @@ pub fn to_codec_tensor(
 }
 
 /// Converts a codec tensor into a model input with the dimensions the model declares (`dims`,
-/// -1 = free, e.g. from [`Session::inputs`]; `None` or empty = unknown rank). Free dimensions are filled from (C, H, W) as
-/// [1,C,H,W] / [C,H,W] / [H,W] / [N]; the declared rank and fixed dimensions must agree with
+/// -1 = free, e.g. from [`Session::inputs`](super::Session::inputs); `None` or empty = unknown rank). Free dimensions are filled from (C, H, W) as
+/// `[1,C,H,W]` / `[C,H,W]` / `[H,W]` / `[N]`; the declared rank and fixed dimensions must agree with
 /// the element count.
 pub fn from_codec_tensor(t: &Tensor, dims: Option<&[i64]>) -> Result<TensorValue> {
     // ONNX Runtime reports an input declared without a shape as rank 0: unknown here.
