@@ -407,6 +407,32 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The SSRC the scripts send SRTP (and FEC) with by default (pipelines/common.sh `SSRC`), "fmap"
+/// in ASCII.
+pub const SCRIPTS_SSRC: u32 = 1_718_444_400;
+
+/// The SSRC of an RTP or SRTP packet (the header stays in the clear).
+pub fn rtp_ssrc(datagram: &[u8]) -> Option<u32> {
+    datagram
+        .get(8..12)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// How many of the datagrams hold `needle` somewhere (plain text on a wire that should carry
+/// none).
+pub fn datagrams_holding(wire: &[Vec<u8>], needle: &[u8]) -> usize {
+    wire.iter()
+        .filter(|d| d.windows(needle.len()).any(|w| w == needle))
+        .count()
+}
+
+/// Whether a server script's stderr holds its error for packets failing SRTP authentication
+/// (pipelines/common.sh `srtp_failure_message`).
+pub fn reports_wrong_srtp_key(stderr: &str) -> bool {
+    stderr.contains("SRTP authentication failed for")
+        && stderr.contains("the key does not match the sender's")
+}
+
 /// Number of complete lines in a file (0 if it does not exist yet).
 pub fn count_lines(path: &Path) -> usize {
     read_lossy(path)

@@ -27,17 +27,17 @@ use std::time::Duration;
 use fmap_infer::detection::parse_detections_line;
 
 use fmap_e2e::{
-    EDGE_SERVER_ELEMENTS, Finished, Launch, UdpTap, count_lines, element_message_fields,
-    free_udp_port, plugin_path, require_elements_and_footage, scratch_dir, wait_for_lines,
-    workspace_root,
+    EDGE_SERVER_ELEMENTS, Finished, Launch, SCRIPTS_SSRC, UdpTap, count_lines, datagrams_holding,
+    element_message_fields, free_udp_port, plugin_path, reports_wrong_srtp_key,
+    require_elements_and_footage, rtp_ssrc, scratch_dir, wait_for_lines, workspace_root,
 };
 
 /// Frames per run (vtest.avi at 10 fps).
 const FRAMES: usize = 60;
 const FPS: f64 = 10.0;
 const TIMEOUT: Duration = Duration::from_secs(600);
-/// The SSRC both scripts use by default (pipelines/common.sh), "fmap" in ASCII.
-const SSRC: u32 = 1_718_444_400;
+/// The SSRC both scripts use by default.
+const SSRC: u32 = SCRIPTS_SSRC;
 /// In every in-band caps announcement (rtpgstpay's config packets, rtpfmappay's config
 /// packets): plain text on the wire unless encrypted.
 const CAPS_MARKER: &[u8] = b"x-fmap-coded";
@@ -88,10 +88,7 @@ impl Run {
     }
 
     fn datagrams_holding(&self, needle: &[u8]) -> usize {
-        self.wire
-            .iter()
-            .filter(|d| d.windows(needle.len()).any(|w| w == needle))
-            .count()
+        datagrams_holding(&self.wire, needle)
     }
 
     fn report(&self, test: &str) {
@@ -236,13 +233,6 @@ fn run(
     }
 }
 
-/// The SSRC of an RTP or SRTP packet (the header stays in the clear).
-fn ssrc(datagram: &[u8]) -> Option<u32> {
-    datagram
-        .get(8..12)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
 /// A plain run and an SRTP run with the same key at both ends, `payload` gst or fmap.
 fn same_key_at_both_ends(payload: &str) {
     require_everything();
@@ -327,7 +317,7 @@ fn same_key_at_both_ends(payload: &str) {
         "{payload}: plain text on the SRTP wire"
     );
     assert!(
-        srtp.wire.iter().all(|d| ssrc(d) == Some(SSRC)),
+        srtp.wire.iter().all(|d| rtp_ssrc(d) == Some(SSRC)),
         "{payload}: every SRTP packet carries SSRC {SSRC}"
     );
     // Authenticated packets are longer: at least the 10-byte tag on each.
@@ -390,10 +380,7 @@ fn srtp_wrong_key_gives_no_detection_and_a_clear_error() {
         r.server.status
     );
     assert!(
-        r.server.stderr.contains("SRTP authentication failed for")
-            && r.server
-                .stderr
-                .contains("the key does not match the sender's"),
+        reports_wrong_srtp_key(&r.server.stderr),
         "a clear error on the server's stderr:\n{}",
         r.server.stderr
     );
@@ -502,7 +489,7 @@ fn srtp_with_rtcp_retransmission_recovers_lost_packets() {
         "plain text on the SRTP wire"
     );
     assert!(
-        r.wire.iter().all(|d| ssrc(d) == Some(SSRC)),
+        r.wire.iter().all(|d| rtp_ssrc(d) == Some(SSRC)),
         "every SRTP packet carries SSRC {SSRC}"
     );
 }

@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fmap_e2e::{
-    Launch, UdpTap, count_lines, element_message_fields, footage_video, free_udp_port,
-    missing_elements, model, scratch_dir, wait_for_lines,
+    Launch, SCRIPTS_SSRC, UdpTap, count_lines, datagrams_holding, element_message_fields,
+    footage_video, free_udp_port, missing_elements, model, reports_wrong_srtp_key, rtp_ssrc,
+    scratch_dir, wait_for_lines,
 };
 
 const FRAMES: usize = 30;
@@ -138,8 +139,6 @@ fn tiled_10bit_features_over_rtp_h265() {
     edge_and_server("h265", "rtph265pay", 10, false);
 }
 
-/// The SSRC of the scripts' SRTP streams (pipelines/common.sh).
-const SSRC: u32 = 1_718_444_400;
 /// In x265's first key frame (its version SEI, "x265 (build ...) - H.265/HEVC codec"): plain
 /// text on the wire unless encrypted.
 const X265_MARKER: &[u8] = b"H.265/HEVC codec";
@@ -153,10 +152,7 @@ struct TapRun {
 
 impl TapRun {
     fn datagrams_holding(&self, needle: &[u8]) -> usize {
-        self.wire
-            .iter()
-            .filter(|d| d.windows(needle.len()).any(|w| w == needle))
-            .count()
+        datagrams_holding(&self.wire, needle)
     }
 }
 
@@ -242,10 +238,8 @@ fn tiled_features_over_srtp_h265_every_frame_and_no_plaintext_on_the_wire() {
         "plain text on the SRTP wire"
     );
     assert!(
-        srtp.wire
-            .iter()
-            .all(|d| d.get(8..12) == Some(&SSRC.to_be_bytes()[..])),
-        "every SRTP packet carries SSRC {SSRC}"
+        srtp.wire.iter().all(|d| rtp_ssrc(d) == Some(SCRIPTS_SSRC)),
+        "every SRTP packet carries SSRC {SCRIPTS_SSRC}"
     );
 }
 
@@ -261,10 +255,7 @@ fn tiled_srtp_wrong_key_gives_no_detection_and_a_clear_error() {
     assert_eq!(r.lines, 0, "not a single line with a wrong key");
     assert!(!r.server.status.success(), "the server exits with an error");
     assert!(
-        r.server.stderr.contains("SRTP authentication failed for")
-            && r.server
-                .stderr
-                .contains("the key does not match the sender's"),
+        reports_wrong_srtp_key(&r.server.stderr),
         "a clear error on the server's stderr:\n{}",
         r.server.stderr
     );
