@@ -162,6 +162,7 @@ impl TapRun {
 fn tiled_through_tap(test: &str, edge_key: Option<&str>, server_key: Option<&str>) -> TapRun {
     let missing = missing_elements(&["fmaptile", "fmapuntile", "rtph265pay", "srtpenc", "srtpdec"]);
     assert!(missing.is_empty(), "elements not found: {missing:?}");
+    assert!(footage_video().is_file() && model("nanodet.onnx").is_file());
     let dir = scratch_dir(test);
     let out = dir.join("detections.jsonl");
     let port = free_udp_port();
