@@ -1,7 +1,9 @@
-//! Small pieces every element of the plugin repeats: the usual pair of always-present pads, and
-//! posting the `stats` counters as an element message at end of stream.
+//! Small pieces every element of the plugin repeats: the usual pair of always-present pads, the
+//! sink pad of an element that takes buffers and events itself, and posting the `stats`
+//! counters as an element message at end of stream.
 
 use gst::prelude::*;
+use gst::subclass::prelude::*;
 
 /// An always-present `sink` pad accepting `sink` and an always-present `src` pad producing `src`.
 pub fn sink_and_src_templates(sink: &gst::Caps, src: &gst::Caps) -> Vec<gst::PadTemplate> {
@@ -15,6 +17,28 @@ pub fn sink_and_src_templates(sink: &gst::Caps, src: &gst::Caps) -> Vec<gst::Pad
             .expect("valid pad template")
     })
     .collect()
+}
+
+/// The sink pad, from `template`, of an element (implementation `T`) that takes buffers in
+/// `chain` and events in `event` itself. A panic in either posts an error on the bus and fails
+/// the call (a flow error, a refused event) instead of unwinding into GStreamer.
+pub fn sink_pad<T: ElementImpl>(
+    template: &gst::PadTemplate,
+    chain: fn(&T, &gst::Pad, gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError>,
+    event: fn(&T, &gst::Pad, gst::Event) -> bool,
+) -> gst::Pad {
+    gst::Pad::builder_from_template(template)
+        .chain_function(move |pad, parent, buffer| {
+            T::catch_panic_pad_function(
+                parent,
+                || Err(gst::FlowError::Error),
+                |imp| chain(imp, pad, buffer),
+            )
+        })
+        .event_function(move |pad, parent, e| {
+            T::catch_panic_pad_function(parent, || false, |imp| event(imp, pad, e))
+        })
+        .build()
 }
 
 /// Posts `stats` (an element's counters) on the bus as an element message, as `gst-launch-1.0

@@ -8,6 +8,7 @@ use gst::subclass::prelude::*;
 
 use super::key_requests::KeyRequests;
 use crate::common::caps;
+use crate::common::element;
 use crate::common::transform as common_transform;
 use codec_core::transform::{self, ChannelTransform};
 use std::path::Path;
@@ -385,11 +386,7 @@ impl FmapDec {
                 let _ = self.drain();
                 let stats = self.state.lock().unwrap().stats;
                 gst::info!(CAT, imp = self, "end of stream: {:?}", stats);
-                let _ = self.obj().post_message(
-                    gst::message::Element::builder(stats.to_structure())
-                        .src(&*self.obj())
-                        .build(),
-                );
+                element::post_stats(&*self.obj(), stats.to_structure());
                 self.srcpad.push_event(event)
             }
             EventView::FlushStop(_) => {
@@ -412,22 +409,11 @@ impl ObjectSubclass for FmapDec {
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
-        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
-            .chain_function(|pad, parent, buffer| {
-                FmapDec::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.chain(pad, buffer),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                FmapDec::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |imp| imp.sink_event(pad, event),
-                )
-            })
-            .build();
+        let sinkpad = element::sink_pad(
+            &klass.pad_template("sink").unwrap(),
+            FmapDec::chain,
+            FmapDec::sink_event,
+        );
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap()).build();
         Self {
             sinkpad,
@@ -533,22 +519,10 @@ impl ElementImpl for FmapDec {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(caps::CODED_MEDIA_TYPE),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(caps::RAW_MEDIA_TYPE),
-                )
-                .unwrap(),
-            ]
+            element::sink_and_src_templates(
+                &gst::Caps::new_empty_simple(caps::CODED_MEDIA_TYPE),
+                &gst::Caps::new_empty_simple(caps::RAW_MEDIA_TYPE),
+            )
         });
         TEMPLATES.as_ref()
     }

@@ -14,6 +14,7 @@ use super::calibration;
 use super::settings::{Entropy, Mode, MvSharing, Quantizer, Search, Settings};
 use super::timestamps::DecodeTimestamps;
 use crate::common::caps::{self, CodecFields};
+use crate::common::element;
 use crate::common::transform as common_transform;
 use codec_core::transform::{self, ChannelTransform};
 
@@ -415,11 +416,7 @@ impl FmapEnc {
                 let _ = self.drain();
                 let stats = self.state.lock().unwrap().stats;
                 gst::info!(CAT, imp = self, "end of stream: {:?}", stats);
-                let _ = self.obj().post_message(
-                    gst::message::Element::builder(stats.to_structure())
-                        .src(&*self.obj())
-                        .build(),
-                );
+                element::post_stats(&*self.obj(), stats.to_structure());
                 self.srcpad.push_event(event)
             }
             EventView::FlushStop(_) => {
@@ -496,22 +493,11 @@ impl ObjectSubclass for FmapEnc {
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
-        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
-            .chain_function(|pad, parent, buffer| {
-                FmapEnc::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.chain(pad, buffer),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                FmapEnc::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |imp| imp.sink_event(pad, event),
-                )
-            })
-            .build();
+        let sinkpad = element::sink_pad(
+            &klass.pad_template("sink").unwrap(),
+            FmapEnc::chain,
+            FmapEnc::sink_event,
+        );
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
             .query_function(|pad, parent, query| {
                 FmapEnc::catch_panic_pad_function(parent, || false, |imp| imp.src_query(pad, query))
@@ -910,22 +896,10 @@ impl ElementImpl for FmapEnc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(caps::RAW_MEDIA_TYPE),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_empty_simple(caps::CODED_MEDIA_TYPE),
-                )
-                .unwrap(),
-            ]
+            element::sink_and_src_templates(
+                &gst::Caps::new_empty_simple(caps::RAW_MEDIA_TYPE),
+                &gst::Caps::new_empty_simple(caps::CODED_MEDIA_TYPE),
+            )
         });
         TEMPLATES.as_ref()
     }

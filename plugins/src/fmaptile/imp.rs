@@ -11,6 +11,7 @@ use gst::subclass::prelude::*;
 
 use super::picture::{self, HeldEvents};
 use crate::common::caps::{self as fmapcaps, FmapCaps};
+use crate::common::element;
 use crate::common::transform as common_transform;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -410,22 +411,7 @@ impl ElementImpl for FmapTile {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &fmapcaps::template_caps(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &picture::template_caps(),
-                )
-                .unwrap(),
-            ]
+            element::sink_and_src_templates(&fmapcaps::template_caps(), &picture::template_caps())
         });
         TEMPLATES.as_ref()
     }

@@ -10,6 +10,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use crate::common::caps::{self as fmapcaps, FmapCaps};
+use crate::common::element;
 use crate::common::model::{ModelFile, SetupError};
 use crate::common::transform as common_transform;
 use crate::fmaptile::picture::{self, HeldEvents};
@@ -441,22 +442,7 @@ impl ElementImpl for FmapUntile {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &picture::template_caps(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &fmapcaps::template_caps(),
-                )
-                .unwrap(),
-            ]
+            element::sink_and_src_templates(&picture::template_caps(), &fmapcaps::template_caps())
         });
         TEMPLATES.as_ref()
     }

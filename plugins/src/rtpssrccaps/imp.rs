@@ -171,22 +171,11 @@ impl ObjectSubclass for RtpSsrcCaps {
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
-        let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").unwrap())
-            .chain_function(|pad, parent, buffer| {
-                RtpSsrcCaps::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.chain(pad, buffer),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                RtpSsrcCaps::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |imp| imp.sink_event(pad, event),
-                )
-            })
-            .build();
+        let sinkpad = element::sink_pad(
+            &klass.pad_template("sink").unwrap(),
+            RtpSsrcCaps::chain,
+            RtpSsrcCaps::sink_event,
+        );
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap()).build();
         Self {
             sinkpad,
